@@ -1,0 +1,120 @@
+/**
+ * The command line: flags -> Config -> logger -> server. The only place that
+ * exits the process. Exit codes follow the reference: 5 usage, 111 socket,
+ * 32-34 dropping privileges.
+ */
+import { execFileSync } from 'node:child_process'
+import { Command, CommanderError, Option } from 'commander'
+import { pino, type Logger } from 'pino'
+import { toConfig, UsageError, type Config, type RawFlags } from './config.js'
+import { BeanstalkServer } from './server/server.js'
+import { VERSION } from './version.js'
+
+const EXIT_USAGE = 5
+const EXIT_SOCKET = 111
+
+function program(): Command {
+  return new Command('tsbeanstalkd')
+    .description('A beanstalkd-compatible job queue daemon.')
+    .helpOption('-h, --help', 'show this help')
+    .version(`tsbeanstalkd ${VERSION}`, '-v, --version', 'show version information')
+    .option('-b, --binlog-dir <DIR>', 'write-ahead log directory (coming with the binlog)')
+    .option('-f, --fsync <MS>', 'fsync at most once every MS milliseconds (use -f0 for "always fsync")')
+    .option('-F, --fsync-never', 'never fsync (default)')
+    .option('-l, --listen <ADDR>', 'listen on address, or unix:PATH for a Unix socket (default is 0.0.0.0 and ::)')
+    .option('-p, --port <PORT>', 'listen on port (default is 11300)')
+    .option('-u, --user <USER>', 'become user and group')
+    .option('-z, --max-job-size <BYTES>', 'set the maximum job size in bytes (default is 65535, max 1073741824)')
+    .option('-s, --binlog-size <BYTES>', 'set the size of each write-ahead log file (default is 10485760)')
+    .addOption(new Option('-c', 'compact the binlog (default; accepted and ignored)'))
+    .addOption(new Option('-n', 'do not compact the binlog (accepted and ignored)'))
+    .option('-V, --verbose', 'increase verbosity (repeatable)', (_v: string, prev: number) => prev + 1, 0)
+    .allowExcessArguments(false)
+}
+
+function makeLogger(verbosity: number): Logger {
+  const level = verbosity >= 2 ? 'trace' : verbosity === 1 ? 'debug' : 'info'
+  return pino({ name: 'tsbeanstalkd', level }, pino.destination({ fd: 2, sync: true }))
+}
+
+/** -u: become that user (and its primary group) after binding, as the reference does. */
+function dropPrivileges(user: string, log: Logger): void {
+  let gid: number
+  try {
+    gid = Number(execFileSync('id', ['-g', user], { encoding: 'latin1' }).trim())
+  } catch {
+    log.fatal({ user }, 'unknown user')
+    process.exit(32)
+  }
+  try {
+    process.setgid!(gid)
+  } catch (err) {
+    log.fatal({ err, user, gid }, 'setgid failed')
+    process.exit(33)
+  }
+  try {
+    process.setuid!(user)
+  } catch (err) {
+    log.fatal({ err, user }, 'setuid failed')
+    process.exit(34)
+  }
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const cmd = program().exitOverride()
+  let config: Config
+  const early: string[] = []
+  try {
+    cmd.parse(argv)
+    const opts = cmd.opts<RawFlags & { c?: boolean; n?: boolean }>()
+    if (opts.c === true || opts.n === true) early.push('-c and -n are accepted for compatibility and have no effect')
+    config = toConfig(opts, (msg) => early.push(msg))
+  } catch (err) {
+    if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : EXIT_USAGE)
+    if (err instanceof UsageError) {
+      process.stderr.write(`tsbeanstalkd: ${err.message}\n`)
+      process.exit(EXIT_USAGE)
+    }
+    throw err
+  }
+  const log = makeLogger(config.verbosity)
+  for (const msg of early) log.warn(msg)
+  if (config.binlogDir !== null) {
+    log.fatal(
+      { binlogDir: config.binlogDir },
+      'the binlog (-b) is not available in this version; refusing to run without the persistence you asked for',
+    )
+    process.exit(EXIT_USAGE)
+  }
+  const server = new BeanstalkServer({ maxJobSize: config.maxJobSize, binlogMaxSize: config.binlogSize, log })
+  let bound
+  try {
+    bound = await server.listen(config.listen)
+  } catch (err) {
+    log.fatal({ err, listen: config.listen }, 'cannot listen')
+    process.exit(EXIT_SOCKET)
+  }
+  if (config.user !== null) dropPrivileges(config.user, log)
+  log.info(
+    {
+      address: typeof bound === 'string' ? bound : bound.address,
+      port: typeof bound === 'string' ? undefined : bound.port,
+      maxJobSize: config.maxJobSize,
+      binlogDir: config.binlogDir,
+      version: VERSION,
+    },
+    'listening',
+  )
+  process.on('SIGUSR1', () => {
+    log.info('SIGUSR1: entering drain mode; puts now answer DRAINING')
+    server.drain()
+  })
+  const stop = (signal: string): void => {
+    log.info({ signal }, 'shutting down')
+    void server.close().then(() => process.exit(0))
+    // Connections that never finish closing must not keep the process alive.
+    setTimeout(() => process.exit(0), 2000).unref()
+  }
+  process.on('SIGTERM', () => stop('SIGTERM'))
+  process.on('SIGINT', () => stop('SIGINT'))
+}

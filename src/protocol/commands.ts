@@ -1,0 +1,44 @@
+/**
+ * What the parser yields. Commands are numeric codes; their arguments are read
+ * from the parser's fields (id, pri, delay, ttr, count, name), so a command
+ * costs no allocation.
+ */
+export const Op = {
+  /** Not enough bytes buffered for the next command. */
+  NEED_MORE: 0,
+  /** A client mistake; the reply is in `parser.errorReply`. */
+  ERROR: 1,
+  PUT: 2,
+  /** The body of the put announced by the previous PUT is complete (`parser.body`). */
+  PUT_BODY: 3,
+  /** The body of the previous PUT did not end in CRLF. */
+  PUT_BODY_BAD: 4,
+  /** The body of an oversized put has been swallowed. */
+  PUT_SKIPPED: 5,
+  PEEK: 6,
+  PEEK_READY: 7,
+  PEEK_DELAYED: 8,
+  PEEK_BURIED: 9,
+  RESERVE: 10,
+  RESERVE_TIMEOUT: 11,
+  RESERVE_JOB: 12,
+  DELETE: 13,
+  RELEASE: 14,
+  BURY: 15,
+  KICK: 16,
+  KICK_JOB: 17,
+  TOUCH: 18,
+  STATS: 19,
+  STATS_JOB: 20,
+  STATS_TUBE: 21,
+  USE: 22,
+  WATCH: 23,
+  IGNORE: 24,
+  LIST_TUBES: 25,
+  LIST_TUBE_USED: 26,
+  LIST_TUBES_WATCHED: 27,
+  QUIT: 28,
+  PAUSE_TUBE: 29,
+} as const
+
+export type Op = (typeof Op)[keyof typeof Op]

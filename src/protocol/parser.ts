@@ -1,0 +1,465 @@
+/**
+ * Bytes -> commands, pull-based and resumable (STYLE.md "Parser").
+ *
+ * `push(chunk)` queues input; `next()` yields one command at a time, so a
+ * connection blocked in `reserve` simply stops calling it and later bytes stay
+ * queued, as in beanstalkd's connection loop. Arguments land in fields of the
+ * parser (no allocation per command).
+ *
+ * Framing follows the reference exactly (REFERENCE.md 2.1):
+ * - A command line is looked for in a window of at most LINE_MAX bytes from its
+ *   first byte. The line ends at the FIRST CR in the window (ignoring the last
+ *   buffered byte) and only if an LF follows it: a stray CR earlier means the
+ *   line is never found.
+ * - A full window with no line end is discarded; discarding continues in
+ *   LINE_MAX-byte windows (aligned to the bad line's start) until a window holds
+ *   a line end, which yields one BAD_FORMAT. A CRLF split across two windows
+ *   is missed, as in the reference.
+ * - `expectBody(n)` reads the next n bytes as a put body; `skip(n)` discards n
+ *   bytes and then yields PUT_SKIPPED (JOB_TOO_BIG).
+ *
+ * Invariants: `carryLen > 0` only while a window straddles chunks; bytes are
+ * copied only then (into the fixed `carry` buffer) and into put bodies, which
+ * never alias a socket chunk (a job must not pin a 64 KiB read buffer).
+ */
+import { CR, LF, LINE_MAX, NAME_CHAR, NAME_MAX, Reply, SPACE, U32_MAX } from './constants.js'
+import { Op } from './commands.js'
+
+const Mode = { LINE: 0, DISCARD: 1, BODY: 2, SKIP: 3 } as const
+type Mode = (typeof Mode)[keyof typeof Mode]
+
+/** How a verb's arguments are read. */
+const Args = {
+  NONE: 0, // exact: nothing may follow the verb
+  ANY: 1, // `quit`: anything may follow
+  PUT: 2,
+  ID: 3, // one u64 that ends the line
+  RELEASE: 4,
+  BURY: 5,
+  KICK: 6,
+  TIMEOUT: 7,
+  NAME: 8, // the rest of the line is a tube name
+  PAUSE: 9,
+} as const
+type Args = (typeof Args)[keyof typeof Args]
+
+interface Verb {
+  readonly bytes: Buffer
+  readonly op: Op
+  readonly args: Args
+}
+
+const verb = (s: string, op: Op, args: Args): Verb => ({ bytes: Buffer.from(s, 'latin1'), op, args })
+
+/**
+ * Case-sensitive prefix dispatch in the reference's order (REFERENCE.md 2.2):
+ * longer verbs sharing a prefix come first, and a prefix match followed by
+ * bad arguments is BAD_FORMAT, never UNKNOWN_COMMAND.
+ */
+const VERBS: readonly Verb[] = [
+  verb('put ', Op.PUT, Args.PUT),
+  verb('peek ', Op.PEEK, Args.ID),
+  verb('peek-ready', Op.PEEK_READY, Args.NONE),
+  verb('peek-delayed', Op.PEEK_DELAYED, Args.NONE),
+  verb('peek-buried', Op.PEEK_BURIED, Args.NONE),
+  verb('reserve-with-timeout ', Op.RESERVE_TIMEOUT, Args.TIMEOUT),
+  verb('reserve-job ', Op.RESERVE_JOB, Args.ID),
+  verb('reserve', Op.RESERVE, Args.NONE),
+  verb('delete ', Op.DELETE, Args.ID),
+  verb('release ', Op.RELEASE, Args.RELEASE),
+  verb('bury ', Op.BURY, Args.BURY),
+  verb('kick ', Op.KICK, Args.KICK),
+  verb('kick-job ', Op.KICK_JOB, Args.ID),
+  verb('touch ', Op.TOUCH, Args.ID),
+  verb('stats-job ', Op.STATS_JOB, Args.ID),
+  verb('stats-tube ', Op.STATS_TUBE, Args.NAME),
+  verb('stats', Op.STATS, Args.NONE),
+  verb('use ', Op.USE, Args.NAME),
+  verb('watch ', Op.WATCH, Args.NAME),
+  verb('ignore ', Op.IGNORE, Args.NAME),
+  verb('list-tubes-watched', Op.LIST_TUBES_WATCHED, Args.NONE),
+  verb('list-tube-used', Op.LIST_TUBE_USED, Args.NONE),
+  verb('list-tubes', Op.LIST_TUBES, Args.NONE),
+  verb('quit', Op.QUIT, Args.ANY),
+  verb('pause-tube', Op.PAUSE_TUBE, Args.PAUSE),
+]
+
+/** Verbs bucketed by first byte, so dispatch compares against a handful. */
+const VERBS_BY_FIRST: Verb[][] = Array.from({ length: 256 }, () => [])
+for (const v of VERBS) VERBS_BY_FIRST[v.bytes[0]!]!.push(v)
+
+/** isspace() of the C locale, used by strtoul/strtol. */
+const isCSpace = (b: number): boolean => b === SPACE || (b >= 0x09 && b <= 0x0d)
+const isDigit = (b: number): boolean => b >= 0x30 && b <= 0x39
+
+const U64_MAX_DIGITS = Buffer.from('18446744073709551615', 'latin1')
+
+export class Parser {
+  /** Arguments of the last command. */
+  id = 0
+  pri = 0
+  /** put: delay seconds; release: delay seconds; pause-tube: seconds. */
+  delay = 0
+  ttr = 0
+  /** put: announced body length (without CRLF). */
+  bytes = 0
+  /** put: something other than the four numbers followed them. */
+  trailingJunk = false
+  /** kick: how many. */
+  count = 0
+  /** reserve-with-timeout: seconds, or -1 for "wait forever" (negative after int truncation). */
+  timeout = 0
+  name = ''
+  /** PUT_BODY / PUT_BODY_BAD: the body including its last two bytes. */
+  body: Buffer | null = null
+  /** ERROR: the reply. */
+  errorReply: Buffer = Reply.BAD_FORMAT
+
+  private readonly queue: Buffer[] = []
+  private chunk: Buffer | null = null
+  private pos = 0
+  private readonly carry = Buffer.allocUnsafe(LINE_MAX)
+  private carryLen = 0
+  private mode: Mode = Mode.LINE
+  private bodyFill = 0
+  private skipLeft = 0
+  /** Bytes queued and not yet consumed, for input backpressure. */
+  buffered = 0
+
+  push(chunk: Buffer): void {
+    if (chunk.length === 0) return
+    this.buffered += chunk.length
+    if (this.chunk === null) {
+      this.chunk = chunk
+      this.pos = 0
+    } else {
+      this.queue.push(chunk)
+    }
+  }
+
+  /** True while a put body is being read or swallowed (the connection closing now loses it). */
+  get inBody(): boolean {
+    return this.mode === Mode.BODY || this.mode === Mode.SKIP
+  }
+
+  /** After PUT: read the body (n bytes plus CRLF) next. */
+  expectBody(bytes: number): void {
+    this.mode = Mode.BODY
+    this.body = Buffer.allocUnsafe(bytes + 2)
+    this.bodyFill = 0
+  }
+
+  /** After PUT: swallow n bytes, then yield PUT_SKIPPED. */
+  skip(n: number): void {
+    this.mode = Mode.SKIP
+    this.skipLeft = n
+  }
+
+  /** The next command, or Op.NEED_MORE when the buffered bytes hold none. */
+  next(): Op {
+    for (;;) {
+      const chunk = this.chunk
+      if (chunk === null) return Op.NEED_MORE
+      if (this.pos >= chunk.length) {
+        this.advanceChunk()
+        continue
+      }
+      switch (this.mode) {
+        case Mode.LINE:
+        case Mode.DISCARD: {
+          const op = this.scanLine(chunk)
+          if (op !== Op.NEED_MORE) return op
+          break
+        }
+        case Mode.BODY: {
+          const op = this.readBody(chunk)
+          if (op !== Op.NEED_MORE) return op
+          break
+        }
+        case Mode.SKIP: {
+          const n = Math.min(this.skipLeft, chunk.length - this.pos)
+          this.consume(n)
+          this.skipLeft -= n
+          if (this.skipLeft === 0) {
+            this.mode = Mode.LINE
+            return Op.PUT_SKIPPED
+          }
+          break
+        }
+      }
+    }
+  }
+
+  private consume(n: number): void {
+    this.pos += n
+    this.buffered -= n
+  }
+
+  private advanceChunk(): void {
+    const nextChunk = this.queue.shift()
+    this.chunk = nextChunk ?? null
+    this.pos = 0
+  }
+
+  private readBody(chunk: Buffer): Op {
+    const body = this.body!
+    const n = Math.min(body.length - this.bodyFill, chunk.length - this.pos)
+    chunk.copy(body, this.bodyFill, this.pos, this.pos + n)
+    this.bodyFill += n
+    this.consume(n)
+    if (this.bodyFill < body.length) return Op.NEED_MORE
+    this.mode = Mode.LINE
+    const len = body.length
+    return body[len - 2] === CR && body[len - 1] === LF ? Op.PUT_BODY : Op.PUT_BODY_BAD
+  }
+
+  /**
+   * Looks for the end of the current window's line. Returns the command (or
+   * the BAD_FORMAT that ends a discard), or NEED_MORE after consuming what the
+   * chunk had for this window.
+   */
+  private scanLine(chunk: Buffer): Op {
+    if (this.carryLen === 0) {
+      const start = this.pos
+      const avail = Math.min(LINE_MAX, chunk.length - start)
+      const cr = chunk.indexOf(CR, start)
+      if (cr !== -1 && cr < start + avail - 1) {
+        if (chunk[cr + 1] === LF) {
+          this.consume(cr + 2 - start)
+          return this.lineDone(chunk, start, cr)
+        }
+      }
+      if (avail === LINE_MAX) {
+        this.consume(LINE_MAX)
+        this.mode = Mode.DISCARD
+        return Op.NEED_MORE
+      }
+      chunk.copy(this.carry, 0, start, start + avail)
+      this.carryLen = avail
+      this.consume(avail)
+      return Op.NEED_MORE
+    }
+    // The window straddles chunks: top up the carry buffer and search it.
+    const had = this.carryLen
+    const take = Math.min(LINE_MAX - had, chunk.length - this.pos)
+    chunk.copy(this.carry, had, this.pos, this.pos + take)
+    const len = had + take
+    const cr = this.carry.indexOf(CR)
+    if (cr !== -1 && cr < len - 1 && this.carry[cr + 1] === LF) {
+      this.consume(cr + 2 - had)
+      this.carryLen = 0
+      return this.lineDone(this.carry, 0, cr)
+    }
+    this.consume(take)
+    if (len === LINE_MAX) {
+      this.carryLen = 0
+      this.mode = Mode.DISCARD
+    } else {
+      this.carryLen = len
+    }
+    return Op.NEED_MORE
+  }
+
+  private lineDone(buf: Buffer, start: number, end: number): Op {
+    if (this.mode === Mode.DISCARD) {
+      this.mode = Mode.LINE
+      return this.fail(Reply.BAD_FORMAT)
+    }
+    return this.parseLine(buf, start, end)
+  }
+
+  private fail(reply: Buffer): Op {
+    this.errorReply = reply
+    return Op.ERROR
+  }
+
+  /** Parses one command line `buf[start, end)` (CRLF excluded). */
+  parseLine(buf: Buffer, start: number, end: number): Op {
+    // The reference handles the line as a C string: a NUL anywhere is BAD_FORMAT.
+    const nul = buf.indexOf(0, start)
+    if (nul !== -1 && nul < end) return this.fail(Reply.BAD_FORMAT)
+    const v = start < end ? this.matchVerb(buf, start, end) : undefined
+    if (v === undefined) return this.fail(Reply.UNKNOWN_COMMAND)
+    const p = start + v.bytes.length
+    switch (v.args) {
+      case Args.NONE:
+        return p === end ? v.op : this.fail(Reply.BAD_FORMAT)
+      case Args.ANY:
+        return v.op
+      case Args.PUT:
+        return this.parsePut(buf, p, end)
+      case Args.ID:
+        return this.readU64(buf, p, end, true) ? v.op : this.fail(Reply.BAD_FORMAT)
+      case Args.RELEASE:
+        return this.readU64(buf, p, end, false) &&
+          this.readU32(buf, this.argEnd, end, false) &&
+          ((this.pri = this.num), this.readU32(buf, this.argEnd, end, true))
+          ? ((this.delay = this.num), v.op)
+          : this.fail(Reply.BAD_FORMAT)
+      case Args.BURY:
+        return this.readU64(buf, p, end, false) && this.readU32(buf, this.argEnd, end, true)
+          ? ((this.pri = this.num), v.op)
+          : this.fail(Reply.BAD_FORMAT)
+      case Args.KICK:
+        return this.parseKick(buf, p, end) ? v.op : this.fail(Reply.BAD_FORMAT)
+      case Args.TIMEOUT:
+        return this.parseTimeout(buf, p, end) ? v.op : this.fail(Reply.BAD_FORMAT)
+      case Args.NAME:
+        return this.readName(buf, p, end) ? v.op : this.fail(Reply.BAD_FORMAT)
+      case Args.PAUSE:
+        return this.parsePause(buf, p, end) ? v.op : this.fail(Reply.BAD_FORMAT)
+    }
+  }
+
+  private matchVerb(buf: Buffer, start: number, end: number): Verb | undefined {
+    const candidates = VERBS_BY_FIRST[buf[start]!]!
+    const room = end - start
+    for (const v of candidates) {
+      const b = v.bytes
+      if (b.length > room) continue
+      let i = 1
+      while (i < b.length && buf[start + i] === b[i]) i++
+      if (i === b.length) return v
+    }
+    return undefined
+  }
+
+  // --- numbers -----------------------------------------------------------
+
+  /** Result of the last readU32/readU64; `pos` is where it stopped. */
+  private num = 0
+  private argEnd = 0
+
+  /**
+   * ref:prot.c read_u64: skip spaces, a digit must follow, base 10, no
+   * overflow past 2**64-1; if `last`, the number must end the line.
+   * Values past 2**53 lose precision, which is harmless: no job id gets there.
+   */
+  private readU64(buf: Buffer, p: number, end: number, last: boolean): boolean {
+    while (p < end && buf[p] === SPACE) p++
+    if (p >= end || !isDigit(buf[p]!)) return false
+    while (p < end - 1 && buf[p] === 0x30 && isDigit(buf[p + 1]!)) p++ // leading zeros
+    const first = p
+    let v = 0
+    while (p < end && isDigit(buf[p]!)) v = v * 10 + (buf[p++]! - 0x30)
+    const digits = p - first
+    if (digits > 20) return false
+    if (digits === 20 && buf.compare(U64_MAX_DIGITS, 0, 20, first, p) < 0) return false
+    if (last && p !== end) return false
+    this.id = v
+    this.argEnd = p
+    return true
+  }
+
+  /** ref:prot.c read_u32: as readU64 with a 2**32-1 ceiling; result in `num`. */
+  private readU32(buf: Buffer, p: number, end: number, last: boolean): boolean {
+    while (p < end && buf[p] === SPACE) p++
+    if (p >= end || !isDigit(buf[p]!)) return false
+    let v = 0
+    while (p < end && isDigit(buf[p]!)) {
+      v = v * 10 + (buf[p++]! - 0x30)
+      if (v > U32_MAX) return false
+    }
+    if (last && p !== end) return false
+    this.num = v
+    this.argEnd = p
+    return true
+  }
+
+  /**
+   * put <pri> <delay> <ttr> <bytes>: the four numbers must parse; junk after
+   * them is reported separately because the reference checks the size limit
+   * (JOB_TOO_BIG) before it.
+   */
+  private parsePut(buf: Buffer, p: number, end: number): Op {
+    if (!this.readU32(buf, p, end, false)) return this.fail(Reply.BAD_FORMAT)
+    this.pri = this.num
+    if (!this.readU32(buf, this.argEnd, end, false)) return this.fail(Reply.BAD_FORMAT)
+    this.delay = this.num
+    if (!this.readU32(buf, this.argEnd, end, false)) return this.fail(Reply.BAD_FORMAT)
+    this.ttr = this.num
+    if (!this.readU32(buf, this.argEnd, end, false)) return this.fail(Reply.BAD_FORMAT)
+    this.bytes = this.num
+    this.trailingJunk = this.argEnd !== end
+    return Op.PUT
+  }
+
+  /**
+   * kick <n> uses strtoul: leading white space and a sign are accepted, junk
+   * after the digits is ignored, negatives wrap and the count is truncated to
+   * 32 bits; only "no digits" and overflow past 2**64-1 are BAD_FORMAT.
+   */
+  private parseKick(buf: Buffer, p: number, end: number): boolean {
+    const v = this.strtoInt(buf, p, end, 18446744073709551615n, 18446744073709551615n)
+    if (v === null) return false
+    this.count = Number(BigInt.asUintN(32, v))
+    return true
+  }
+
+  /**
+   * reserve-with-timeout <secs> uses strtol: no digits means 0, overflow of a
+   * signed 64-bit value is BAD_FORMAT, and the value is truncated to a C int,
+   * so a negative result (e.g. -1 or 2147483648) waits forever.
+   */
+  private parseTimeout(buf: Buffer, p: number, end: number): boolean {
+    const v = this.strtoInt(buf, p, end, 9223372036854775807n, 9223372036854775808n, true)
+    if (v === null) return false
+    const t = Number(BigInt.asIntN(32, v))
+    this.timeout = t < 0 ? -1 : t
+    return true
+  }
+
+  /**
+   * C strtoul/strtol over `buf[p, end)`: returns the value (negatives as
+   * their two's complement for strtoul, signed for strtol) or null for an
+   * error the reference reports as BAD_FORMAT. With `noDigitsIsZero`
+   * (strtol as used by reserve-with-timeout, which does not check the end
+   * pointer) a missing number is 0 instead of an error.
+   */
+  private strtoInt(
+    buf: Buffer,
+    p: number,
+    end: number,
+    maxPos: bigint,
+    maxNeg: bigint,
+    signed = false,
+  ): bigint | null {
+    while (p < end && isCSpace(buf[p]!)) p++
+    let neg = false
+    if (p < end && (buf[p] === 0x2b || buf[p] === 0x2d)) neg = buf[p++] === 0x2d
+    const first = p
+    while (p < end && isDigit(buf[p]!)) p++
+    if (p === first) return signed ? 0n : null
+    // Short numbers (the usual case) avoid BigInt parsing of a string.
+    const mag = p - first <= 15 ? BigInt(parseInt(buf.toString('latin1', first, p), 10)) : BigInt(buf.toString('latin1', first, p))
+    if (mag > (neg ? maxNeg : maxPos)) return null
+    if (!neg) return mag
+    return signed ? -mag : BigInt.asUintN(64, -mag)
+  }
+
+  // --- names -------------------------------------------------------------
+
+  /** use/watch/ignore/stats-tube: the whole rest of the line is the name. */
+  private readName(buf: Buffer, p: number, end: number): boolean {
+    const len = end - p
+    if (len < 1 || len > NAME_MAX || buf[p] === 0x2d) return false
+    for (let i = p; i < end; i++) if (NAME_CHAR[buf[i]!] === 0) return false
+    this.name = buf.toString('latin1', p, end)
+    return true
+  }
+
+  /**
+   * pause-tube: spaces, a run of name characters (no other name rule is
+   * checked: such a tube cannot exist and is NOT_FOUND), then the delay.
+   */
+  private parsePause(buf: Buffer, p: number, end: number): boolean {
+    while (p < end && buf[p] === SPACE) p++
+    const first = p
+    while (p < end && NAME_CHAR[buf[p]!] === 1) p++
+    if (p === first) return false
+    if (!this.readU32(buf, p, end, true)) return false
+    this.name = buf.toString('latin1', first, p)
+    this.delay = this.num
+    return true
+  }
+}

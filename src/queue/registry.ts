@@ -1,0 +1,545 @@
+/**
+ * The in-memory queue: tubes, jobs by id, sessions, and every state change of
+ * the protocol. Knows nothing of sockets or bytes: commands come in as calls,
+ * results go out as return values, and replies to sessions that were waiting
+ * go out through their Waiter.
+ *
+ * Invariants:
+ * - After every public call, no unpaused tube has both a ready job and a
+ *   waiting session (`processQueue` pairs them, best job first).
+ * - `eligible` holds exactly the tubes with waiters, ready jobs and no pause,
+ *   ordered by their best ready job.
+ * - Every delayed or reserved job has its timer scheduled at its deadline; a
+ *   waiting session with a timeout or a held job has its wait timer scheduled.
+ * - Global counters equal the sums of the per-tube ones.
+ */
+import { DEFAULT_TUBE, MIN_TTR_MS, Reply, SAFETY_MARGIN_MS, URGENT_THRESHOLD } from '../protocol/constants.js'
+import type { Clock } from '../util/clock.js'
+import { Heap } from './heap.js'
+import { Job, JobState } from './job.js'
+import { Session, type WaitTimerHandler, type Waiter } from './session.js'
+import { Tube, byTopJob, type TubeHandler } from './tube.js'
+import type { TimingWheel } from './timing-wheel.js'
+
+export class Registry implements TubeHandler, WaitTimerHandler {
+  readonly clock: Clock
+  readonly wheel: TimingWheel
+  readonly tubes = new Map<string, Tube>()
+  /** Creation order with swap-remove, as `list-tubes` shows (REFERENCE.md 2.9). */
+  readonly tubeList: Tube[] = []
+  readonly jobs = new Map<number, Job>()
+  readonly defaultTube: Tube
+  private readonly eligible = new Heap<Tube>(byTopJob)
+  private nextJobId = 1
+  private nextSessionId = 1
+
+  // Global counters (stats).
+  readyCount = 0
+  urgentCount = 0
+  reservedCount = 0
+  delayedCount = 0
+  buriedCount = 0
+  timeouts = 0
+  totalJobs = 0
+  sessionCount = 0
+  totalSessions = 0
+  producers = 0
+  workers = 0
+  waitingCount = 0
+  draining = false
+
+  constructor(clock: Clock, wheel: TimingWheel) {
+    this.clock = clock
+    this.wheel = wheel
+    this.defaultTube = this.tube(DEFAULT_TUBE)
+  }
+
+  // --- tubes ---------------------------------------------------------------
+
+  /** The named tube, created if needed. */
+  tube(name: string): Tube {
+    let t = this.tubes.get(name)
+    if (t === undefined) {
+      t = new Tube(name, this)
+      this.tubes.set(name, t)
+      t.listIndex = this.tubeList.length
+      this.tubeList.push(t)
+    }
+    return t
+  }
+
+  /** Destroys a tube nothing references any more (never `default`). */
+  private dropIfUnused(t: Tube): void {
+    if (t === this.defaultTube || t.usingCount > 0 || t.watchingCount > 0 || t.jobCount > 0) return
+    this.tubes.delete(t.name)
+    const last = this.tubeList.pop()!
+    if (last !== t) {
+      this.tubeList[t.listIndex] = last
+      last.listIndex = t.listIndex
+    }
+    t.listIndex = -1
+    this.wheel.cancel(t)
+    this.eligible.remove(t)
+  }
+
+  /** Re-files a tube in the eligible heap after its waiters, ready jobs or pause changed. */
+  private refresh(t: Tube): void {
+    if (t.eligible) {
+      if (t.heapIndex === -1) this.eligible.push(t)
+      else this.eligible.update(t)
+    } else if (t.heapIndex !== -1) {
+      this.eligible.remove(t)
+    }
+  }
+
+  // --- sessions ------------------------------------------------------------
+
+  openSession(waiter: Waiter): Session {
+    const s = new Session(this.nextSessionId++, this.defaultTube, waiter, this)
+    this.defaultTube.usingCount++
+    s.watching.push(this.defaultTube)
+    this.defaultTube.watchingCount++
+    this.sessionCount++
+    this.totalSessions++
+    return s
+  }
+
+  /**
+   * A connection went away: its wait ends, its reserved jobs go straight back
+   * to ready in reserve order (no timeout counted), its tube references drop.
+   */
+  closeSession(s: Session): void {
+    this.stopWaiting(s)
+    for (let j = s.reserved.head; j !== null; j = s.reserved.head) {
+      this.unreserve(j)
+      this.makeReady(j)
+      this.processQueue()
+    }
+    s.used.usingCount--
+    this.dropIfUnused(s.used)
+    for (const t of s.watching) {
+      t.watchingCount--
+      this.dropIfUnused(t)
+    }
+    s.watching.length = 0
+    if (s.producer) this.producers--
+    if (s.worker) this.workers--
+    this.sessionCount--
+  }
+
+  markProducer(s: Session): void {
+    if (!s.producer) {
+      s.producer = true
+      this.producers++
+    }
+  }
+
+  markWorker(s: Session): void {
+    if (!s.worker) {
+      s.worker = true
+      this.workers++
+    }
+  }
+
+  use(s: Session, name: string): Tube {
+    const t = this.tube(name)
+    const old = s.used
+    t.usingCount++
+    s.used = t
+    old.usingCount--
+    this.dropIfUnused(old)
+    return t
+  }
+
+  /** Returns the number of watched tubes. */
+  watch(s: Session, name: string): number {
+    const existing = this.tubes.get(name)
+    if (existing === undefined || !s.watches(existing)) {
+      const t = existing ?? this.tube(name)
+      s.watching.push(t)
+      t.watchingCount++
+    }
+    return s.watching.length
+  }
+
+  /** Returns the number of watched tubes, or -1 for NOT_IGNORED (the last one). */
+  ignore(s: Session, name: string): number {
+    const t = this.tubes.get(name)
+    if (t === undefined) return s.watching.length
+    const i = s.watching.indexOf(t)
+    if (i === -1) return s.watching.length
+    if (s.watching.length === 1) return -1
+    s.watching[i] = s.watching[s.watching.length - 1]!
+    s.watching.pop()
+    t.watchingCount--
+    this.dropIfUnused(t)
+    return s.watching.length
+  }
+
+  // --- putting jobs ----------------------------------------------------------
+
+  /** Ids are taken when the put line is accepted (REFERENCE.md 2.5). */
+  allocateId(): number {
+    return this.nextJobId++
+  }
+
+  put(s: Session, id: number, pri: number, delaySecs: number, ttrSecs: number, body: Buffer): Job {
+    const now = this.clock.now()
+    const ttrMs = Math.max(ttrSecs * 1000, MIN_TTR_MS)
+    const t = s.used
+    const job = new Job(id, pri, delaySecs * 1000, ttrMs, body, t, now)
+    this.jobs.set(id, job)
+    t.totalJobs++
+    this.totalJobs++
+    if (delaySecs > 0) this.makeDelayed(job, now)
+    else this.makeReady(job)
+    this.processQueue()
+    return job
+  }
+
+  // --- state transitions (each keeps tube and global counters in step) -------
+
+  private makeReady(j: Job): void {
+    const t = j.tube
+    j.state = JobState.READY
+    t.ready.push(j)
+    this.readyCount++
+    if (j.pri < URGENT_THRESHOLD) {
+      t.urgentCount++
+      this.urgentCount++
+    }
+    this.refresh(t)
+  }
+
+  private removeReady(j: Job): void {
+    const t = j.tube
+    t.ready.remove(j)
+    this.readyCount--
+    if (j.pri < URGENT_THRESHOLD) {
+      t.urgentCount--
+      this.urgentCount--
+    }
+    this.refresh(t)
+  }
+
+  private makeDelayed(j: Job, now: number): void {
+    j.state = JobState.DELAYED
+    j.deadline = now + j.delayMs
+    j.tube.delayed.push(j)
+    this.delayedCount++
+    this.wheel.schedule(j, j.deadline)
+  }
+
+  private removeDelayed(j: Job): void {
+    j.tube.delayed.remove(j)
+    this.delayedCount--
+    this.wheel.cancel(j)
+  }
+
+  private makeBuried(j: Job): void {
+    j.state = JobState.BURIED
+    j.tube.buried.append(j)
+    this.buriedCount++
+    j.buries++
+  }
+
+  private removeBuried(j: Job): void {
+    j.tube.buried.unlink(j)
+    this.buriedCount--
+  }
+
+  /** Takes a job out of the structure its current state keeps it in. */
+  private detach(j: Job): void {
+    switch (j.state) {
+      case JobState.READY:
+        this.removeReady(j)
+        break
+      case JobState.DELAYED:
+        this.removeDelayed(j)
+        break
+      case JobState.BURIED:
+        this.removeBuried(j)
+        break
+      case JobState.RESERVED:
+        this.unreserve(j)
+        break
+      case JobState.INVALID:
+        break
+    }
+  }
+
+  private reserve(s: Session, j: Job, now: number): void {
+    const t = j.tube
+    j.state = JobState.RESERVED
+    j.reserver = s
+    j.reserves++
+    j.deadline = now + j.ttrMs
+    t.reservedCount++
+    this.reservedCount++
+    s.deadlines.push(j)
+    s.reserved.append(j)
+    this.wheel.schedule(j, j.deadline)
+  }
+
+  private unreserve(j: Job): void {
+    const s = j.reserver!
+    s.deadlines.remove(j)
+    s.reserved.unlink(j)
+    j.reserver = null
+    j.tube.reservedCount--
+    this.reservedCount--
+    this.wheel.cancel(j)
+  }
+
+  // --- reserving -------------------------------------------------------------
+
+  /** The session holds a job whose TTR ends within the safety margin. */
+  private deadlineSoon(s: Session, now: number): boolean {
+    const j = s.deadlines.peek()
+    return j !== undefined && now >= j.deadline - SAFETY_MARGIN_MS
+  }
+
+  /** Any watched tube has a ready job (pause not considered, as in the reference). */
+  private hasReady(s: Session): boolean {
+    for (const t of s.watching) if (t.ready.size > 0) return true
+    return false
+  }
+
+  /**
+   * reserve / reserve-with-timeout. Returns the reserved job, Reply.DEADLINE_SOON,
+   * or null when the session now waits (its Waiter will hear the outcome).
+   * `timeoutSecs` < 0 waits forever.
+   */
+  reserveOrWait(s: Session, timeoutSecs: number): Job | Buffer | null {
+    const now = this.clock.now()
+    this.markWorker(s)
+    if (this.deadlineSoon(s, now) && !this.hasReady(s)) return Reply.DEADLINE_SOON
+    // By the invariant, no other session waits on a watched tube that has a
+    // ready job, so the reference's enqueue-then-process_queue would pick
+    // exactly this job for this session.
+    let best: Job | undefined
+    for (const t of s.watching) {
+      if (t.paused) continue
+      const j = t.ready.peek()
+      if (j !== undefined && (best === undefined || j.pri < best.pri || (j.pri === best.pri && j.id < best.id))) best = j
+    }
+    if (best !== undefined) {
+      this.removeReady(best)
+      this.reserve(s, best, now)
+      return best
+    }
+    this.startWaiting(s, timeoutSecs < 0 ? Infinity : now + timeoutSecs * 1000, now)
+    return null
+  }
+
+  /** reserve-job <id>: any tube, any state but reserved; never DEADLINE_SOON. */
+  reserveById(s: Session, id: number): Job | null {
+    const j = this.jobs.get(id)
+    if (j === undefined || j.state === JobState.RESERVED) return null
+    this.markWorker(s)
+    this.detach(j)
+    this.reserve(s, j, this.clock.now())
+    return j
+  }
+
+  private startWaiting(s: Session, until: number, now: number): void {
+    s.waiting = true
+    s.waitUntil = until
+    this.waitingCount++
+    for (const t of s.watching) {
+      t.waiting.push(s)
+      this.refresh(t)
+    }
+    this.scheduleWait(s, now)
+    // A watched tube may be unpaused with ready jobs only if the fast path in
+    // reserveOrWait missed it, which it does not; nothing to pair here.
+  }
+
+  /** The wait timer: the requested timeout or the safety margin of the soonest held job. */
+  private scheduleWait(s: Session, now: number): void {
+    const j = s.deadlines.peek()
+    const at = Math.min(s.waitUntil, j === undefined ? Infinity : j.deadline - SAFETY_MARGIN_MS)
+    if (at === Infinity) this.wheel.cancel(s)
+    else this.wheel.schedule(s, Math.max(at, now))
+  }
+
+  private stopWaiting(s: Session): void {
+    if (!s.waiting) return
+    s.waiting = false
+    this.waitingCount--
+    this.wheel.cancel(s)
+    for (const t of s.watching) {
+      t.removeWaiter(s)
+      this.refresh(t)
+    }
+  }
+
+  /** Pairs waiting sessions with ready jobs, best job first (ref:prot.c process_queue). */
+  processQueue(): void {
+    let t: Tube | undefined
+    while ((t = this.eligible.peek()) !== undefined) {
+      const j = t.ready.peek()!
+      const s = t.takeWaiter()!
+      this.stopWaiting(s)
+      this.removeReady(j)
+      this.reserve(s, j, this.clock.now())
+      s.waiter.jobReserved(j)
+    }
+  }
+
+  waitTimerFired(s: Session, now: number): void {
+    if (!s.waiting) return
+    if (this.deadlineSoon(s, now)) {
+      this.stopWaiting(s)
+      s.waiter.waitEnded(Reply.DEADLINE_SOON)
+    } else if (now >= s.waitUntil) {
+      this.stopWaiting(s)
+      s.waiter.waitEnded(Reply.TIMED_OUT)
+    } else {
+      this.scheduleWait(s, now)
+    }
+  }
+
+  /** A half-closed client waiting in reserve hears TIMED_OUT (protocol.txt). */
+  cancelWait(s: Session): boolean {
+    if (!s.waiting) return false
+    this.stopWaiting(s)
+    return true
+  }
+
+  // --- timers ----------------------------------------------------------------
+
+  jobTimerFired(j: Job, now: number): void {
+    if (j.state === JobState.DELAYED) {
+      this.removeDelayed(j)
+      this.makeReady(j)
+    } else if (j.state === JobState.RESERVED) {
+      // TTR ran out: back to ready on time, whether or not its holder is talking.
+      this.unreserve(j)
+      j.timeouts++
+      this.timeouts++
+      this.makeReady(j)
+    } else {
+      return
+    }
+    void now
+    this.processQueue()
+  }
+
+  pauseEnded(t: Tube): void {
+    t.paused = false
+    this.refresh(t)
+    this.processQueue()
+  }
+
+  // --- commands on jobs ------------------------------------------------------
+
+  /** A job the session may act on as its reserver, or undefined. */
+  private heldBy(s: Session, id: number): Job | undefined {
+    const j = this.jobs.get(id)
+    return j !== undefined && j.state === JobState.RESERVED && j.reserver === s ? j : undefined
+  }
+
+  /** delete: ready, delayed, buried, or reserved by this session. */
+  delete(s: Session, id: number): boolean {
+    const j = this.jobs.get(id)
+    if (j === undefined || (j.state === JobState.RESERVED && j.reserver !== s)) return false
+    this.detach(j)
+    j.state = JobState.INVALID
+    this.jobs.delete(id)
+    j.tube.cmdDelete++
+    this.dropIfUnused(j.tube)
+    return true
+  }
+
+  release(s: Session, id: number, pri: number, delaySecs: number): boolean {
+    const j = this.heldBy(s, id)
+    if (j === undefined) return false
+    this.unreserve(j)
+    j.pri = pri
+    j.delayMs = delaySecs * 1000
+    j.releases++
+    if (delaySecs > 0) this.makeDelayed(j, this.clock.now())
+    else this.makeReady(j)
+    this.processQueue()
+    return true
+  }
+
+  bury(s: Session, id: number, pri: number): boolean {
+    const j = this.heldBy(s, id)
+    if (j === undefined) return false
+    this.unreserve(j)
+    j.pri = pri
+    this.makeBuried(j)
+    return true
+  }
+
+  touch(s: Session, id: number): boolean {
+    const j = this.heldBy(s, id)
+    if (j === undefined) return false
+    j.deadline = this.clock.now() + j.ttrMs
+    s.deadlines.update(j)
+    this.wheel.schedule(j, j.deadline)
+    return true
+  }
+
+  /** kick <n> on the used tube: buried jobs if it has any, else delayed ones. */
+  kick(s: Session, n: number): number {
+    const t = s.used
+    let k = 0
+    if (t.buried.size > 0) {
+      for (; k < n && t.buried.head !== null; k++) this.kickOne(t.buried.head)
+    } else {
+      for (let j = t.delayed.peek(); k < n && j !== undefined; j = t.delayed.peek(), k++) this.kickOne(j)
+    }
+    return k
+  }
+
+  /** kick-job <id>: a buried or delayed job in any tube. */
+  kickJob(id: number): boolean {
+    const j = this.jobs.get(id)
+    if (j === undefined || (j.state !== JobState.BURIED && j.state !== JobState.DELAYED)) return false
+    this.kickOne(j)
+    return true
+  }
+
+  private kickOne(j: Job): void {
+    this.detach(j)
+    j.kicks++
+    this.makeReady(j)
+    this.processQueue()
+  }
+
+  /** pause-tube: false if the tube does not exist (it is never created). */
+  pause(name: string, secs: number): boolean {
+    const t = this.tubes.get(name)
+    if (t === undefined) return false
+    const now = this.clock.now()
+    t.cmdPause++
+    t.paused = true
+    t.pauseSecs = secs
+    // A zero pause is still a pause (1 ns in the reference): waiters wake on the next tick.
+    t.pauseUntil = now + secs * 1000
+    this.wheel.schedule(t, t.pauseUntil)
+    this.refresh(t)
+    return true
+  }
+
+  // --- peeking -----------------------------------------------------------------
+
+  peek(id: number): Job | undefined {
+    return this.jobs.get(id)
+  }
+
+  peekReady(s: Session): Job | undefined {
+    return s.used.ready.peek()
+  }
+
+  peekDelayed(s: Session): Job | undefined {
+    return s.used.delayed.peek()
+  }
+
+  peekBuried(s: Session): Job | undefined {
+    return s.used.buried.head ?? undefined
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * The queue-side state of one client connection: the tube it uses, the tubes
+ * it watches (in the reference's swap-remove order), the jobs it holds, and
+ * whether it is waiting in a reserve. The queue reaches the connection only
+ * through the Waiter interface it declares here.
+ */
+import { Heap } from './heap.js'
+import { byDeadline, type Job } from './job.js'
+import { JobList } from './job-list.js'
+import type { Tube } from './tube.js'
+import type { TimerEntry } from './timing-wheel.js'
+
+/** How the queue answers a session that was waiting in reserve. */
+export interface Waiter {
+  /** A job was reserved for the waiting session. */
+  jobReserved(job: Job): void
+  /** The wait ended without a job: TIMED_OUT or DEADLINE_SOON. */
+  waitEnded(reply: Buffer): void
+}
+
+/** Called when a session's wait timer fires; the registry implements it. */
+export interface WaitTimerHandler {
+  waitTimerFired(session: Session, nowMs: number): void
+}
+
+export class Session implements TimerEntry {
+  readonly id: number
+  readonly waiter: Waiter
+  private readonly handler: WaitTimerHandler
+  used: Tube
+  readonly watching: Tube[] = []
+  /** Held jobs, soonest TTR deadline first (DEADLINE_SOON, wait timer). */
+  readonly deadlines = new Heap<Job>(byDeadline)
+  /** Held jobs in reserve order (returned to ready in this order on close). */
+  readonly reserved = new JobList()
+  waiting = false
+  /** Monotonic ms when a reserve-with-timeout gives up; Infinity for none. */
+  waitUntil = Infinity
+  producer = false
+  worker = false
+
+  timerAt = 0
+  timerPrev: TimerEntry | null = null
+  timerNext: TimerEntry | null = null
+  timerSlot = -1
+
+  constructor(id: number, used: Tube, waiter: Waiter, handler: WaitTimerHandler) {
+    this.id = id
+    this.used = used
+    this.waiter = waiter
+    this.handler = handler
+  }
+
+  watches(tube: Tube): boolean {
+    return this.watching.includes(tube)
+  }
+
+  onTimer(nowMs: number): void {
+    this.handler.waitTimerFired(this, nowMs)
+  }
+}

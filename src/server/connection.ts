@@ -1,0 +1,164 @@
+/**
+ * One client: feeds socket bytes to its parser, runs the commands they hold
+ * (all replies of one run leave in one write), and stops running while it
+ * waits in a reserve or while its socket will not take more output.
+ *
+ * Flow control:
+ * - waiting in reserve: later commands stay queued in the parser (the
+ *   reference reads nothing then either); reading continues so a half-close
+ *   is seen, up to INPUT_LIMIT buffered bytes, then the socket is paused.
+ * - output backpressure (`write` returned false): stop running and stop
+ *   reading until 'drain', so a client that never reads cannot make the
+ *   server buffer without bound.
+ */
+import type { Duplex } from 'node:stream'
+import type { Logger } from 'pino'
+import { Op } from '../protocol/commands.js'
+import { Reply } from '../protocol/constants.js'
+import { Parser } from '../protocol/parser.js'
+import type { Job } from '../queue/job.js'
+import type { Session, Waiter } from '../queue/session.js'
+import { dispatch, type DispatchTarget, type ServerContext } from './dispatch.js'
+import type { Output } from './output.js'
+
+/** Buffered unparsed input beyond which a connection stops reading. */
+const INPUT_LIMIT = 256 * 1024
+
+export interface ConnectionHost {
+  readonly ctx: ServerContext
+  readonly log: Logger
+  /** Run `c` again soon, outside the current call stack. */
+  scheduleRun(c: Connection): void
+  forget(c: Connection): void
+}
+
+export class Connection implements DispatchTarget, Waiter {
+  readonly parser = new Parser()
+  readonly session: Session
+  putId = 0
+  quitting = false
+  private closed = false
+  private readPaused = false
+  private outputBlocked = false
+  private readonly socket: Duplex
+  private readonly host: ConnectionHost
+
+  constructor(socket: Duplex, host: ConnectionHost) {
+    this.socket = socket
+    this.host = host
+    this.session = host.ctx.registry.openSession(this)
+    socket.on('data', (chunk: Buffer) => this.onData(chunk))
+    socket.on('end', () => this.onEnd())
+    socket.on('drain', () => this.onDrain())
+    socket.on('close', () => this.onClose())
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      if (host.log.isLevelEnabled('debug')) host.log.debug({ err, conn: this.session.id }, 'connection error')
+    })
+  }
+
+  private onData(chunk: Buffer): void {
+    this.parser.push(chunk)
+    this.run()
+    if (!this.readPaused && this.parser.buffered > INPUT_LIMIT) this.pauseReading()
+  }
+
+  /** Processes buffered commands until input runs out or the connection must stop. */
+  run(): void {
+    if (this.closed || this.outputBlocked) return
+    const { ctx } = this.host
+    const { out } = ctx
+    const socket = this.socket
+    socket.cork()
+    out.begin(socket)
+    try {
+      for (;;) {
+        if (this.session.waiting || this.quitting) break
+        const op = this.parser.next()
+        if (op === Op.NEED_MORE) break
+        dispatch(ctx, this, op)
+        if (!out.writable) break
+      }
+    } catch (err) {
+      // A bug, not a client mistake: say so and keep the connection usable.
+      this.host.log.error({ err, conn: this.session.id }, 'internal error while handling a command')
+      out.fixed(Reply.INTERNAL_ERROR)
+    }
+    const writable = out.end()
+    socket.uncork()
+    if (this.quitting) return this.close()
+    if (!writable) this.blockOutput()
+    else if (this.readPaused && !this.session.waiting && this.parser.buffered < INPUT_LIMIT / 2) this.resumeReading()
+  }
+
+  /** Waiter: a job was reserved while this connection waited. */
+  jobReserved(job: Job): void {
+    this.deliver((out) => out.job('RESERVED', job))
+  }
+
+  /** Waiter: the wait ended with TIMED_OUT or DEADLINE_SOON. */
+  waitEnded(reply: Buffer): void {
+    this.deliver((out) => out.fixed(reply))
+  }
+
+  private deliver(write: (out: Output) => void): void {
+    if (this.closed) return
+    // Another connection may be mid-run with the shared output: use the delivery one.
+    const out = this.host.ctx.deliveryOut
+    this.socket.cork()
+    out.begin(this.socket)
+    write(out)
+    const writable = out.end()
+    this.socket.uncork()
+    if (!writable) this.blockOutput()
+    // Commands that arrived while waiting run on the next turn.
+    this.host.scheduleRun(this)
+  }
+
+  private blockOutput(): void {
+    this.outputBlocked = true
+    this.pauseReading()
+  }
+
+  private onDrain(): void {
+    if (!this.outputBlocked) return
+    this.outputBlocked = false
+    this.resumeReading()
+    this.run()
+  }
+
+  private pauseReading(): void {
+    this.readPaused = true
+    this.socket.pause()
+  }
+
+  private resumeReading(): void {
+    this.readPaused = false
+    this.socket.resume()
+  }
+
+  /** The client closed its sending side. */
+  private onEnd(): void {
+    const registry = this.host.ctx.registry
+    if (registry.cancelWait(this.session)) {
+      // protocol.txt: a client that half-closes while waiting gets TIMED_OUT.
+      this.socket.write(Reply.TIMED_OUT)
+    }
+    this.close()
+  }
+
+  close(): void {
+    if (this.closed) return
+    this.closed = true
+    this.host.ctx.registry.closeSession(this.session)
+    this.host.forget(this)
+    this.socket.end()
+  }
+
+  private onClose(): void {
+    if (!this.closed) {
+      this.closed = true
+      this.host.ctx.registry.closeSession(this.session)
+      this.host.forget(this)
+    }
+  }
+}

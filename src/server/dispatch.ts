@@ -1,0 +1,150 @@
+/**
+ * One exhaustive switch from a parsed command to a registry call and its
+ * reply. Counters follow the reference: `cmd-*` is counted once the arguments
+ * parse, before the outcome is known (REFERENCE.md 2.10).
+ */
+import { Op } from '../protocol/commands.js'
+import { Reply } from '../protocol/constants.js'
+import type { Parser } from '../protocol/parser.js'
+import { stats, statsJob, statsTube, tubeList, type ProcessInfo } from '../protocol/replies.js'
+import type { Registry } from '../queue/registry.js'
+import type { Session } from '../queue/session.js'
+import type { Output } from './output.js'
+
+/** What every connection shares. */
+export interface ServerContext {
+  readonly registry: Registry
+  /** cmd-* counters indexed by Op. */
+  readonly cmd: Float64Array
+  readonly info: ProcessInfo
+  readonly maxJobSize: number
+  /** Replies of the running connection. */
+  readonly out: Output
+  /** Replies to a waiting connection, delivered while another one runs. */
+  readonly deliveryOut: Output
+}
+
+/** The per-connection state dispatch needs. */
+export interface DispatchTarget {
+  readonly session: Session
+  readonly parser: Parser
+  /** Id taken by the put whose body is being read. */
+  putId: number
+  /** Set by `quit`. */
+  quitting: boolean
+}
+
+export function dispatch(ctx: ServerContext, c: DispatchTarget, op: Op): void {
+  const { registry: r, out } = ctx
+  const p = c.parser
+  const s = c.session
+  switch (op) {
+    case Op.NEED_MORE:
+      return
+    case Op.ERROR:
+      return out.fixed(p.errorReply)
+    case Op.PUT:
+      count(ctx, op)
+      if (p.bytes > ctx.maxJobSize) return p.skip(p.bytes + 2)
+      if (p.trailingJunk) return out.fixed(Reply.BAD_FORMAT)
+      r.markProducer(s)
+      c.putId = r.allocateId()
+      return p.expectBody(p.bytes)
+    case Op.PUT_SKIPPED:
+      return out.fixed(Reply.JOB_TOO_BIG)
+    case Op.PUT_BODY_BAD:
+      return out.fixed(Reply.EXPECTED_CRLF)
+    case Op.PUT_BODY: {
+      // Drain mode is decided after the body is read (REFERENCE.md 2.4).
+      if (r.draining) return out.fixed(Reply.DRAINING)
+      const j = r.put(s, c.putId, p.pri, p.delay, p.ttr, p.body!)
+      p.body = null
+      return out.text(`INSERTED ${j.id}\r\n`)
+    }
+    case Op.PEEK: {
+      count(ctx, op)
+      const j = r.peek(p.id)
+      return j === undefined ? out.fixed(Reply.NOT_FOUND) : out.job('FOUND', j)
+    }
+    case Op.PEEK_READY:
+    case Op.PEEK_DELAYED:
+    case Op.PEEK_BURIED: {
+      count(ctx, op)
+      const j = op === Op.PEEK_READY ? r.peekReady(s) : op === Op.PEEK_DELAYED ? r.peekDelayed(s) : r.peekBuried(s)
+      return j === undefined ? out.fixed(Reply.NOT_FOUND) : out.job('FOUND', j)
+    }
+    case Op.RESERVE:
+    case Op.RESERVE_TIMEOUT: {
+      count(ctx, op)
+      const res = r.reserveOrWait(s, op === Op.RESERVE ? -1 : p.timeout)
+      if (res === null) return // waiting: the Waiter answers later
+      return Buffer.isBuffer(res) ? out.fixed(res) : out.job('RESERVED', res)
+    }
+    case Op.RESERVE_JOB: {
+      count(ctx, op)
+      const j = r.reserveById(s, p.id)
+      return j === null ? out.fixed(Reply.NOT_FOUND) : out.job('RESERVED', j)
+    }
+    case Op.DELETE:
+      count(ctx, op)
+      return out.fixed(r.delete(s, p.id) ? Reply.DELETED : Reply.NOT_FOUND)
+    case Op.RELEASE:
+      count(ctx, op)
+      return out.fixed(r.release(s, p.id, p.pri, p.delay) ? Reply.RELEASED : Reply.NOT_FOUND)
+    case Op.BURY:
+      count(ctx, op)
+      return out.fixed(r.bury(s, p.id, p.pri) ? Reply.BURIED : Reply.NOT_FOUND)
+    case Op.TOUCH:
+      count(ctx, op)
+      return out.fixed(r.touch(s, p.id) ? Reply.TOUCHED : Reply.NOT_FOUND)
+    case Op.KICK:
+      count(ctx, op)
+      return out.text(`KICKED ${r.kick(s, p.count)}\r\n`)
+    case Op.KICK_JOB:
+      count(ctx, op)
+      return out.fixed(r.kickJob(p.id) ? Reply.KICKED : Reply.NOT_FOUND)
+    case Op.STATS:
+      count(ctx, op)
+      return out.text(stats(r, ctx.cmd, ctx.info, r.clock.now()))
+    case Op.STATS_JOB: {
+      count(ctx, op)
+      const j = r.peek(p.id)
+      return j === undefined ? out.fixed(Reply.NOT_FOUND) : out.text(statsJob(j, r.clock.now()))
+    }
+    case Op.STATS_TUBE: {
+      count(ctx, op)
+      const t = r.tubes.get(p.name)
+      return t === undefined ? out.fixed(Reply.NOT_FOUND) : out.text(statsTube(t, r.clock.now()))
+    }
+    case Op.USE:
+      count(ctx, op)
+      return out.text(`USING ${r.use(s, p.name).name}\r\n`)
+    case Op.WATCH:
+      count(ctx, op)
+      return out.text(`WATCHING ${r.watch(s, p.name)}\r\n`)
+    case Op.IGNORE: {
+      count(ctx, op)
+      const n = r.ignore(s, p.name)
+      return n < 0 ? out.fixed(Reply.NOT_IGNORED) : out.text(`WATCHING ${n}\r\n`)
+    }
+    case Op.LIST_TUBES:
+      count(ctx, op)
+      return out.text(tubeList(r.tubeList))
+    case Op.LIST_TUBE_USED:
+      count(ctx, op)
+      return out.text(`USING ${s.used.name}\r\n`)
+    case Op.LIST_TUBES_WATCHED:
+      count(ctx, op)
+      return out.text(tubeList(s.watching))
+    case Op.PAUSE_TUBE:
+      count(ctx, op)
+      return out.fixed(r.pause(p.name, p.delay) ? Reply.PAUSED : Reply.NOT_FOUND)
+    case Op.QUIT:
+      c.quitting = true
+      return
+  }
+}
+
+function count(ctx: ServerContext, op: Op): void {
+  ctx.cmd[op] = ctx.cmd[op]! + 1
+}

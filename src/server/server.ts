@@ -1,0 +1,176 @@
+/**
+ * The server: accepts connections (TCP or Unix socket), hands each stream to a
+ * Connection, and owns the one Node timer that drives the timing wheel.
+ */
+import net from 'node:net'
+import os from 'node:os'
+import { randomBytes } from 'node:crypto'
+import fs from 'node:fs'
+import type { Duplex } from 'node:stream'
+import type { Logger } from 'pino'
+import { Registry } from '../queue/registry.js'
+import { TimingWheel } from '../queue/timing-wheel.js'
+import type { ProcessInfo } from '../protocol/replies.js'
+import { systemClock, type Clock } from '../util/clock.js'
+import { Connection, type ConnectionHost } from './connection.js'
+import type { ServerContext } from './dispatch.js'
+import { Output } from './output.js'
+import { VERSION } from '../version.js'
+
+export interface ServerOptions {
+  readonly maxJobSize: number
+  readonly binlogMaxSize: number
+  readonly log: Logger
+  readonly clock?: Clock
+}
+
+/** Where to listen: a TCP host and port, or a Unix socket path. */
+export type ListenAddress = { readonly host: string; readonly port: number } | { readonly path: string }
+
+/** Node's timers take at most 2**31-1 ms. */
+const MAX_TIMER_MS = 2147483647
+
+export class BeanstalkServer implements ConnectionHost {
+  readonly ctx: ServerContext
+  readonly log: Logger
+  readonly registry: Registry
+  private readonly clock: Clock
+  private readonly wheel: TimingWheel
+  private readonly connections = new Set<Connection>()
+  private readonly runQueue: Connection[] = []
+  private runScheduled = false
+  private timer: NodeJS.Timeout | null = null
+  private timerAt = Infinity
+  private listener: net.Server | null = null
+
+  constructor(opts: ServerOptions) {
+    this.log = opts.log
+    this.clock = opts.clock ?? systemClock
+    this.wheel = new TimingWheel(this.clock.now())
+    this.wheel.onWake = (tick) => this.arm(tick)
+    this.registry = new Registry(this.clock, this.wheel)
+    this.ctx = {
+      registry: this.registry,
+      cmd: new Float64Array(32),
+      info: processInfo(opts.maxJobSize, opts.binlogMaxSize, this.clock.now()),
+      maxJobSize: opts.maxJobSize,
+      out: new Output(),
+      deliveryOut: new Output(4096),
+    }
+  }
+
+  /** Serves one client stream (a socket, or any duplex in tests). */
+  handle(stream: Duplex): Connection {
+    const c = new Connection(stream, this)
+    this.connections.add(c)
+    return c
+  }
+
+  forget(c: Connection): void {
+    this.connections.delete(c)
+  }
+
+  get connectionCount(): number {
+    return this.connections.size
+  }
+
+  scheduleRun(c: Connection): void {
+    this.runQueue.push(c)
+    if (this.runScheduled) return
+    this.runScheduled = true
+    setImmediate(() => {
+      this.runScheduled = false
+      const queue = this.runQueue.splice(0)
+      for (const conn of queue) conn.run()
+    })
+  }
+
+  /** Drain mode (SIGUSR1): every later put is answered DRAINING. */
+  drain(): void {
+    this.registry.draining = true
+  }
+
+  /** (Re)arms the Node timer for the wheel's next wake-up tick. */
+  private arm(tick: number | null): void {
+    if (tick === null) {
+      if (this.timer !== null) clearTimeout(this.timer)
+      this.timer = null
+      this.timerAt = Infinity
+      return
+    }
+    if (this.timer !== null && tick >= this.timerAt) return
+    if (this.timer !== null) clearTimeout(this.timer)
+    const delay = Math.min(Math.max(0, tick - this.clock.now()), MAX_TIMER_MS)
+    this.timerAt = tick
+    this.timer = setTimeout(() => this.onTimer(), delay)
+  }
+
+  private onTimer(): void {
+    this.timer = null
+    this.timerAt = Infinity
+    this.wheel.advance(this.clock.now())
+    const next = this.wheel.nextWake()
+    if (next !== null) this.arm(next)
+  }
+
+  /** Starts listening; resolves with the bound address. */
+  async listen(addr: ListenAddress): Promise<net.AddressInfo | string> {
+    const srv = net.createServer({ allowHalfOpen: true, noDelay: true, keepAlive: true }, (socket) => {
+      this.handle(socket)
+    })
+    srv.maxConnections = Infinity
+    if ('path' in addr) removeStaleSocket(addr.path)
+    await new Promise<void>((resolve, reject) => {
+      srv.once('error', reject)
+      const done = (): void => {
+        srv.off('error', reject)
+        resolve()
+      }
+      if ('path' in addr) srv.listen({ path: addr.path, backlog: 1024 }, done)
+      else srv.listen({ host: addr.host, port: addr.port, backlog: 1024 }, done)
+    })
+    // Accept errors (EMFILE under a flood of connections) must not stop the server.
+    srv.on('error', (err) => this.log.warn({ err }, 'accept failed'))
+    this.listener = srv
+    const bound = srv.address()
+    if (bound === null) throw new Error('server has no address after listen')
+    return bound
+  }
+
+  /** Stops accepting, closes every connection and the timer. */
+  async close(): Promise<void> {
+    if (this.timer !== null) clearTimeout(this.timer)
+    this.timer = null
+    const srv = this.listener
+    this.listener = null
+    for (const c of this.connections) c.close()
+    if (srv !== null) await new Promise<void>((resolve) => srv.close(() => resolve()))
+  }
+}
+
+/** A socket file left by a previous run is replaced; any other file is an error. */
+function removeStaleSocket(path: string): void {
+  let st: fs.Stats
+  try {
+    st = fs.lstatSync(path)
+  } catch {
+    return
+  }
+  if (!st.isSocket()) throw new Error(`${path} exists and is not a socket`)
+  fs.unlinkSync(path)
+}
+
+function processInfo(maxJobSize: number, binlogMaxSize: number, now: number): ProcessInfo {
+  return {
+    pid: process.pid,
+    version: `tsbeanstalkd ${VERSION}`,
+    startedAt: now,
+    instanceId: randomBytes(8).toString('hex'),
+    hostname: os.hostname(),
+    os: os.version(),
+    platform: os.machine(),
+    maxJobSize,
+    binlogMaxSize,
+    cpuUsage: () => process.cpuUsage(),
+  }
+}
