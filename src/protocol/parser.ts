@@ -94,6 +94,15 @@ const isDigit = (b: number): boolean => b >= 0x30 && b <= 0x39
 
 const U64_MAX_DIGITS = Buffer.from('18446744073709551615', 'latin1')
 
+/** Whether the 20 digits at buf[p] spell a number above 2**64-1. */
+function exceedsU64(buf: Buffer, p: number): boolean {
+  for (let i = 0; i < 20; i++) {
+    const d = buf[p + i]! - U64_MAX_DIGITS[i]!
+    if (d !== 0) return d > 0
+  }
+  return false
+}
+
 export class Parser {
   /** Arguments of the last command. */
   id = 0
@@ -344,7 +353,7 @@ export class Parser {
     while (p < end && isDigit(buf[p]!)) v = v * 10 + (buf[p++]! - 0x30)
     const digits = p - first
     if (digits > 20) return false
-    if (digits === 20 && buf.compare(U64_MAX_DIGITS, 0, 20, first, p) < 0) return false
+    if (digits === 20 && exceedsU64(buf, first)) return false
     if (last && p !== end) return false
     this.id = v
     this.argEnd = p

@@ -1,0 +1,290 @@
+/**
+ * Registry scheduling and timers with an injected clock: no sleeping, the
+ * wheel is advanced by hand exactly as the server's Node timer would.
+ */
+import { beforeEach, describe, expect, it } from 'vitest'
+import { Reply } from '../../src/protocol/constants.js'
+import { JobState, type Job } from '../../src/queue/job.js'
+import { Registry } from '../../src/queue/registry.js'
+import type { Session, Waiter } from '../../src/queue/session.js'
+import { TimingWheel } from '../../src/queue/timing-wheel.js'
+import { ManualClock } from '../../src/util/clock.js'
+
+class RecordingWaiter implements Waiter {
+  readonly events: string[] = []
+  jobReserved(job: Job): void {
+    this.events.push(`RESERVED ${job.id}`)
+  }
+  waitEnded(reply: Buffer): void {
+    this.events.push(reply.toString('latin1').trim())
+  }
+}
+
+let clock: ManualClock
+let wheel: TimingWheel
+let r: Registry
+
+beforeEach(() => {
+  clock = new ManualClock(1_000_000)
+  wheel = new TimingWheel(clock.now())
+  r = new Registry(clock, wheel)
+})
+
+/** Moves time forward and fires what is due, as the server's timer does. */
+function advance(ms: number): void {
+  clock.advance(ms)
+  wheel.advance(clock.now())
+}
+
+function session(): [Session, RecordingWaiter] {
+  const w = new RecordingWaiter()
+  return [r.openSession(w), w]
+}
+
+function put(s: Session, pri = 0, delay = 0, ttr = 60, body = 'x'): Job {
+  return r.put(s, r.allocateId(), pri, delay, ttr, Buffer.from(`${body}\r\n`))
+}
+
+const reservedId = (res: Job | Buffer | null): number | string | null =>
+  res === null ? null : Buffer.isBuffer(res) ? res.toString('latin1').trim() : res.id
+
+describe('ready order', () => {
+  it('hands out by priority, then by id', () => {
+    const [s] = session()
+    put(s, 10)
+    put(s, 5)
+    put(s, 5)
+    expect([0, 1, 2].map(() => reservedId(r.reserveOrWait(s, 0)))).toEqual([2, 3, 1])
+  })
+
+  it('picks the best job across watched tubes (pri 5 id 7 in B before pri 5 id 8 in A)', () => {
+    const [p] = session()
+    const [w] = session()
+    r.use(p, 'a')
+    put(p, 10) // id 1 in a
+    r.use(p, 'b')
+    put(p, 5) // id 2 in b
+    r.use(p, 'a')
+    put(p, 5) // id 3 in a
+    r.watch(w, 'a')
+    r.watch(w, 'b')
+    expect([0, 1, 2].map(() => reservedId(r.reserveOrWait(w, 0)))).toEqual([2, 3, 1])
+  })
+
+  it('a released job keeps its id and outranks newer jobs of equal priority', () => {
+    const [s] = session()
+    put(s)
+    put(s)
+    expect(reservedId(r.reserveOrWait(s, 0))).toBe(1)
+    expect(r.release(s, 1, 0, 0)).toBe(true)
+    expect(reservedId(r.reserveOrWait(s, 0))).toBe(1)
+  })
+})
+
+describe('waiting', () => {
+  it('wakes a waiting session on put, release, kick and delay expiry', () => {
+    const [p] = session()
+    const [w, ww] = session()
+    expect(r.reserveOrWait(w, -1)).toBeNull()
+    put(p)
+    expect(ww.events).toEqual(['RESERVED 1'])
+    expect(r.release(w, 1, 0, 1)).toBe(true) // delayed 1 s
+    expect(r.reserveOrWait(w, -1)).toBeNull()
+    advance(999)
+    expect(ww.events).toEqual(['RESERVED 1'])
+    advance(2)
+    expect(ww.events).toEqual(['RESERVED 1', 'RESERVED 1'])
+    expect(r.bury(w, 1, 0)).toBe(true)
+    expect(r.reserveOrWait(w, -1)).toBeNull()
+    expect(r.kick(p, 10)).toBe(1)
+    expect(ww.events.at(-1)).toBe('RESERVED 1')
+  })
+
+  it('serves several waiters of one tube in the reference order (1, 2, 4, 3)', () => {
+    const [p] = session()
+    const waiters = [session(), session(), session(), session()]
+    for (const [s] of waiters) expect(r.reserveOrWait(s, -1)).toBeNull()
+    const order: number[] = []
+    for (let i = 0; i < 4; i++) {
+      const before = waiters.map(([, w]) => w.events.length)
+      put(p)
+      order.push(waiters.findIndex(([, w], k) => w.events.length > before[k]!) + 1)
+    }
+    expect(order).toEqual([1, 2, 4, 3])
+  })
+
+  it('times out a reserve-with-timeout on time, not before', () => {
+    const [s, w] = session()
+    expect(r.reserveOrWait(s, 2)).toBeNull()
+    advance(1999)
+    expect(w.events).toEqual([])
+    advance(1)
+    expect(w.events).toEqual(['TIMED_OUT'])
+    expect(r.waitingCount).toBe(0)
+  })
+
+  it('answers reserve-with-timeout 0 on the next tick', () => {
+    const [s, w] = session()
+    expect(r.reserveOrWait(s, 0)).toBeNull()
+    advance(1)
+    expect(w.events).toEqual(['TIMED_OUT'])
+  })
+
+  it('a paused tube hands out nothing until the pause ends, then wakes its waiter', () => {
+    const [s, w] = session()
+    put(s)
+    expect(r.pause('default', 2)).toBe(true)
+    expect(r.reserveOrWait(s, -1)).toBeNull()
+    advance(1999)
+    expect(w.events).toEqual([])
+    advance(2)
+    expect(w.events).toEqual(['RESERVED 1'])
+  })
+
+  it('pause 0 still wakes waiters (unpause)', () => {
+    const [s, w] = session()
+    put(s)
+    r.pause('default', 86400)
+    expect(r.reserveOrWait(s, -1)).toBeNull()
+    r.pause('default', 0)
+    advance(1)
+    expect(w.events).toEqual(['RESERVED 1'])
+  })
+})
+
+describe('TTR and DEADLINE_SOON', () => {
+  it('returns a reserved job to ready when its TTR passes, though its holder is silent', () => {
+    const [p] = session()
+    const [s] = session()
+    const j = put(p, 0, 0, 2)
+    expect(reservedId(r.reserveOrWait(s, 0))).toBe(1)
+    advance(1999)
+    expect(j.state).toBe(JobState.RESERVED)
+    advance(2)
+    expect(j.state).toBe(JobState.READY)
+    expect(j.timeouts).toBe(1)
+    expect(r.timeouts).toBe(1)
+  })
+
+  it('a TTR-1 job makes the next reserve answer DEADLINE_SOON at once', () => {
+    const [s] = session()
+    put(s, 0, 0, 1)
+    expect(reservedId(r.reserveOrWait(s, 0))).toBe(1)
+    expect(reservedId(r.reserveOrWait(s, -1))).toBe('DEADLINE_SOON')
+  })
+
+  it('a waiting session hears DEADLINE_SOON when a held job enters the safety margin', () => {
+    const [s, w] = session()
+    put(s, 0, 0, 3)
+    expect(reservedId(r.reserveOrWait(s, -1))).toBe(1)
+    expect(r.reserveOrWait(s, -1)).toBeNull()
+    advance(1999)
+    expect(w.events).toEqual([])
+    advance(1)
+    expect(w.events).toEqual(['DEADLINE_SOON'])
+  })
+
+  it('touch pushes the deadline back', () => {
+    const [s] = session()
+    const j = put(s, 0, 0, 2)
+    r.reserveOrWait(s, 0)
+    advance(1500)
+    expect(r.touch(s, 1)).toBe(true)
+    advance(1500)
+    expect(j.state).toBe(JobState.RESERVED)
+    advance(600)
+    expect(j.state).toBe(JobState.READY)
+  })
+
+  it('ttr 0 becomes 1 s and a ttr of 2**32-1 s works', () => {
+    const [s] = session()
+    expect(put(s, 0, 0, 0).ttrMs).toBe(1000)
+    const big = put(s, 0, 4294967295, 4294967295)
+    expect(big.state).toBe(JobState.DELAYED)
+    advance(86400_000)
+    expect(big.state).toBe(JobState.DELAYED)
+  })
+})
+
+describe('kick, bury and delete', () => {
+  it('kick takes buried jobs (in bury order) before delayed ones', () => {
+    const [s] = session()
+    put(s, 0, 10) // 1 delayed
+    put(s) // 2
+    put(s) // 3
+    r.reserveOrWait(s, 0)
+    r.reserveOrWait(s, 0)
+    r.bury(s, 3, 0)
+    r.bury(s, 2, 0)
+    expect(r.peekBuried(s)?.id).toBe(3)
+    expect(r.kick(s, 1)).toBe(1)
+    expect(r.peekBuried(s)?.id).toBe(2)
+    expect(r.kick(s, 5)).toBe(1)
+    expect(r.kick(s, 5)).toBe(1) // now the delayed one
+    expect(r.peekDelayed(s)).toBeUndefined()
+  })
+
+  it('delete works on ready, delayed, buried and own reserved jobs, not on another session’s', () => {
+    const [a] = session()
+    const [b] = session()
+    put(a)
+    put(a, 0, 5)
+    put(a)
+    put(a)
+    r.reserveOrWait(a, 0) // 1
+    r.reserveOrWait(a, 0) // 3
+    r.bury(a, 3, 0)
+    expect(r.reserveOrWait(b, 0)).not.toBeNull() // 4 held by b
+    expect(r.delete(a, 4)).toBe(false)
+    expect(r.delete(a, 1)).toBe(true)
+    expect(r.delete(a, 2)).toBe(true)
+    expect(r.delete(a, 3)).toBe(true)
+    expect(r.delete(b, 4)).toBe(true)
+    expect(r.jobs.size).toBe(0)
+    expect([r.readyCount, r.reservedCount, r.delayedCount, r.buriedCount]).toEqual([0, 0, 0, 0])
+  })
+
+  it('closing a session returns its jobs to ready at once, without counting timeouts', () => {
+    const [a] = session()
+    const [b, bw] = session()
+    put(a)
+    r.reserveOrWait(a, 0)
+    expect(r.reserveOrWait(b, -1)).toBeNull()
+    r.closeSession(a)
+    expect(bw.events).toEqual(['RESERVED 1'])
+    expect(r.timeouts).toBe(0)
+  })
+})
+
+describe('tubes', () => {
+  it('vanish when unreferenced (default never) and list in swap-remove order', () => {
+    const [s] = session()
+    r.watch(s, 't1')
+    r.watch(s, 't2')
+    r.watch(s, 't3')
+    expect(r.tubeList.map((t) => t.name)).toEqual(['default', 't1', 't2', 't3'])
+    r.ignore(s, 't1')
+    expect(r.tubeList.map((t) => t.name)).toEqual(['default', 't3', 't2'])
+    expect(r.ignore(s, 'default')).toBe(3 - 1)
+    r.ignore(s, 't2')
+    expect(r.ignore(s, 't3')).toBe(-1)
+    expect(r.tubes.has('default')).toBe(true)
+  })
+
+  it('a tube with jobs outlives its users', () => {
+    const [s] = session()
+    r.use(s, 'jobs')
+    put(s)
+    r.use(s, 'default')
+    expect(r.tubes.has('jobs')).toBe(true)
+    expect(r.delete(s, 1)).toBe(true)
+    expect(r.tubes.has('jobs')).toBe(false)
+  })
+})
+
+it('DEADLINE_SOON reply constant is what reserve returns', () => {
+  const [s] = session()
+  put(s, 0, 0, 1)
+  r.reserveOrWait(s, 0)
+  expect(r.reserveOrWait(s, 0)).toBe(Reply.DEADLINE_SOON)
+})
