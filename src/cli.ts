@@ -20,7 +20,7 @@ function program(): Command {
     .version(`tsbeanstalkd ${VERSION}`, '-v, --version', 'show version information')
     .option('-b, --binlog-dir <DIR>', 'write-ahead log directory (coming with the binlog)')
     .option('-f, --fsync <MS>', 'fsync at most once every MS milliseconds (use -f0 for "always fsync")')
-    .option('-F, --fsync-never', 'never fsync (default)')
+    .option('-F, --fsync-never', 'never fsync')
     .option('-l, --listen <ADDR>', 'listen on address, or unix:PATH for a Unix socket (default is 0.0.0.0 and ::)')
     .option('-p, --port <PORT>', 'listen on port (default is 11300)')
     .option('-u, --user <USER>', 'become user and group')
@@ -60,6 +60,17 @@ function dropPrivileges(user: string, log: Logger): void {
   }
 }
 
+/** With no -l the reference listens on every address; fall back to IPv4 where IPv6 is off. */
+async function listenDualStack(server: BeanstalkServer, config: Config): ReturnType<BeanstalkServer['listen']> {
+  try {
+    return await server.listen(config.listen)
+  } catch (err) {
+    const ipv6Off = (err as NodeJS.ErrnoException).code === 'EAFNOSUPPORT'
+    if (!ipv6Off || !('host' in config.listen) || config.listen.host !== '::') throw err
+    return server.listen({ host: '0.0.0.0', port: config.listen.port })
+  }
+}
+
 export async function main(argv: string[]): Promise<void> {
   const cmd = program().exitOverride()
   let config: Config
@@ -89,7 +100,7 @@ export async function main(argv: string[]): Promise<void> {
   const server = new BeanstalkServer({ maxJobSize: config.maxJobSize, binlogMaxSize: config.binlogSize, log })
   let bound
   try {
-    bound = await server.listen(config.listen)
+    bound = await listenDualStack(server, config)
   } catch (err) {
     log.fatal({ err, listen: config.listen }, 'cannot listen')
     process.exit(EXIT_SOCKET)
