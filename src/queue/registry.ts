@@ -18,6 +18,7 @@ import type { Clock } from '../util/clock.js'
 import { Heap } from './heap.js'
 import { Job, JobState } from './job.js'
 import { Session, type WaitTimerHandler, type Waiter } from './session.js'
+import { ReadyIndex } from './ready-index.js'
 import { Tube, byTopJob, type TubeHandler } from './tube.js'
 import type { TimingWheel } from './timing-wheel.js'
 
@@ -30,6 +31,7 @@ export class Registry implements TubeHandler, WaitTimerHandler {
   readonly jobs = new Map<number, Job>()
   readonly defaultTube: Tube
   private readonly eligible = new Heap<Tube>(byTopJob)
+  private readonly readyIndex = new ReadyIndex()
   private nextJobId = 1
   private nextSessionId = 1
 
@@ -80,10 +82,12 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     t.listIndex = -1
     this.wheel.cancel(t)
     this.eligible.remove(t)
+    this.readyIndex.remove(t)
   }
 
   /** Re-files a tube in the eligible heap after its waiters, ready jobs or pause changed. */
   private refresh(t: Tube): void {
+    this.readyIndex.refresh(t)
     if (t.eligible) {
       if (t.heapIndex === -1) this.eligible.push(t)
       else this.eligible.update(t)
@@ -97,7 +101,7 @@ export class Registry implements TubeHandler, WaitTimerHandler {
   openSession(waiter: Waiter): Session {
     const s = new Session(this.nextSessionId++, this.defaultTube, waiter, this)
     this.defaultTube.usingCount++
-    s.watching.push(this.defaultTube)
+    s.addWatch(this.defaultTube)
     this.defaultTube.watchingCount++
     this.sessionCount++
     this.totalSessions++
@@ -122,6 +126,7 @@ export class Registry implements TubeHandler, WaitTimerHandler {
       this.dropIfUnused(t)
     }
     s.watching.length = 0
+    s.watchSet.clear()
     if (s.producer) this.producers--
     if (s.worker) this.workers--
     this.sessionCount--
@@ -156,7 +161,7 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     const existing = this.tubes.get(name)
     if (existing === undefined || !s.watches(existing)) {
       const t = existing ?? this.tube(name)
-      s.watching.push(t)
+      s.addWatch(t)
       t.watchingCount++
     }
     return s.watching.length
@@ -166,11 +171,9 @@ export class Registry implements TubeHandler, WaitTimerHandler {
   ignore(s: Session, name: string): number {
     const t = this.tubes.get(name)
     if (t === undefined) return s.watching.length
-    const i = s.watching.indexOf(t)
-    if (i === -1) return s.watching.length
+    if (!s.watches(t)) return s.watching.length
     if (s.watching.length === 1) return -1
-    s.watching[i] = s.watching[s.watching.length - 1]!
-    s.watching.pop()
+    s.removeWatch(t)
     t.watchingCount--
     this.dropIfUnused(t)
     return s.watching.length
@@ -317,12 +320,7 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     // By the invariant, no other session waits on a watched tube that has a
     // ready job, so the reference's enqueue-then-process_queue would pick
     // exactly this job for this session.
-    let best: Job | undefined
-    for (const t of s.watching) {
-      if (t.paused) continue
-      const j = t.ready.peek()
-      if (j !== undefined && (best === undefined || j.pri < best.pri || (j.pri === best.pri && j.id < best.id))) best = j
-    }
+    const best = this.readyIndex.bestFor(s.watching, (t) => s.watches(t))
     if (best !== undefined) {
       this.removeReady(best)
       this.reserve(s, best, now)

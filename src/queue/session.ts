@@ -28,7 +28,9 @@ export class Session implements TimerEntry {
   readonly waiter: Waiter
   private readonly handler: WaitTimerHandler
   used: Tube
+  /** Watched tubes in the reference's order (swap-remove), and the same as a set. */
   readonly watching: Tube[] = []
+  readonly watchSet = new Set<Tube>()
   /** Held jobs, soonest TTR deadline first (DEADLINE_SOON, wait timer). */
   readonly deadlines = new Heap<Job>(byDeadline)
   /** Held jobs in reserve order (returned to ready in this order on close). */
@@ -52,7 +54,20 @@ export class Session implements TimerEntry {
   }
 
   watches(tube: Tube): boolean {
-    return this.watching.includes(tube)
+    return this.watchSet.has(tube)
+  }
+
+  addWatch(tube: Tube): void {
+    this.watching.push(tube)
+    this.watchSet.add(tube)
+  }
+
+  /** ref:ms.c ms_remove: swap-remove. */
+  removeWatch(tube: Tube): void {
+    const i = this.watching.indexOf(tube)
+    this.watching[i] = this.watching[this.watching.length - 1]!
+    this.watching.pop()
+    this.watchSet.delete(tube)
   }
 
   onTimer(nowMs: number): void {

@@ -7,6 +7,7 @@
 import { Heap, type HeapItem } from './heap.js'
 import { byDeadline, byPriority, type Job, type JobTimerHandler } from './job.js'
 import { JobList } from './job-list.js'
+import { ReadyNode } from './ready-index.js'
 import type { Session } from './session.js'
 import type { TimerEntry } from './timing-wheel.js'
 
@@ -43,8 +44,10 @@ export class Tube implements HeapItem, TimerEntry {
 
   /** Position in the registry's tube list (creation order, swap-remove). */
   listIndex = -1
-  /** Position in the registry's heap of tubes that can hand out a job now. */
+  /** Position in the registry's heap of tubes that can pair a waiter with a job now. */
   heapIndex = -1
+  /** Membership in the registry's index of tubes with ready jobs. */
+  readonly readyNode: ReadyNode = new ReadyNode(this)
 
   timerAt = 0
   timerPrev: TimerEntry | null = null

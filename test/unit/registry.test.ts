@@ -9,6 +9,7 @@ import { Registry } from '../../src/queue/registry.js'
 import type { Session, Waiter } from '../../src/queue/session.js'
 import { TimingWheel } from '../../src/queue/timing-wheel.js'
 import { ManualClock } from '../../src/util/clock.js'
+import { prng } from '../helpers/prng.js'
 
 class RecordingWaiter implements Waiter {
   readonly events: string[] = []
@@ -287,4 +288,34 @@ it('DEADLINE_SOON reply constant is what reserve returns', () => {
   put(s, 0, 0, 1)
   r.reserveOrWait(s, 0)
   expect(r.reserveOrWait(s, 0)).toBe(Reply.DEADLINE_SOON)
+})
+
+describe('sessions watching many tubes', () => {
+  it('reserve picks the same job a scan of every watched tube would', () => {
+    const rnd = prng(7)
+    const [p] = session()
+    const [w] = session()
+    const names = Array.from({ length: 60 }, (_, i) => `t${i}`)
+    // Watch 40 of the 60 tubes; the others hold better jobs the walk must skip.
+    for (const n of names.slice(0, 40)) r.watch(w, n)
+    for (let i = 0; i < 400; i++) {
+      r.use(p, names[Math.floor(rnd.next() * names.length)]!)
+      put(p, Math.floor(rnd.next() * 50))
+    }
+    r.pause('t3', 100)
+    for (let i = 0; i < 300; i++) {
+      let expected: Job | undefined
+      for (const t of w.watching) {
+        const j = t.paused ? undefined : t.ready.peek()
+        if (j !== undefined && (expected === undefined || j.pri < expected.pri || (j.pri === expected.pri && j.id < expected.id))) expected = j
+      }
+      const got = r.reserveOrWait(w, 0)
+      if (expected === undefined) {
+        expect(got).toBeNull()
+        break
+      }
+      expect(reservedId(got)).toBe(expected.id)
+      r.delete(w, expected.id)
+    }
+  })
 })

@@ -1,0 +1,120 @@
+/**
+ * Every tube that could hand out a job right now (has ready jobs, not
+ * paused), best ready job first, and a best-first search over it for "the
+ * best ready job among the tubes this session watches".
+ *
+ * A session watching a few tubes scans them directly; one watching many
+ * (beanstalkd #561: 10,000 tubes make every reserve slow) walks this heap in
+ * order from its root, which finds the answer after visiting only the tubes
+ * with better jobs that it does not watch. The walk is bounded by the number
+ * of watched tubes, so it is never worse than the scan.
+ */
+import { Heap, type HeapItem } from './heap.js'
+import { byPriority, type Job } from './job.js'
+import type { Tube } from './tube.js'
+
+/** A tube's membership in the index (a tube's own heapIndex serves another heap). */
+export class ReadyNode implements HeapItem {
+  heapIndex = -1
+  readonly tube: Tube
+  constructor(tube: Tube) {
+    this.tube = tube
+  }
+}
+
+const nodeBefore = (a: ReadyNode, b: ReadyNode): boolean => byPriority(a.tube.ready.peek()!, b.tube.ready.peek()!)
+
+/** Below this many watched tubes a plain scan is cheaper than a heap walk. */
+const SCAN_LIMIT = 16
+
+export class ReadyIndex {
+  private readonly heap = new Heap<ReadyNode>(nodeBefore)
+  /** Frontier of the best-first walk: heap positions, kept as a binary heap. Reused. */
+  private readonly frontier: number[] = []
+
+  /** Re-files a tube after its ready jobs or its pause changed. */
+  refresh(t: Tube): void {
+    const node = t.readyNode
+    if (t.ready.size > 0 && !t.paused) {
+      if (node.heapIndex === -1) this.heap.push(node)
+      else this.heap.update(node)
+    } else if (node.heapIndex !== -1) {
+      this.heap.remove(node)
+    }
+  }
+
+  remove(t: Tube): void {
+    this.heap.remove(t.readyNode)
+  }
+
+  /** The best ready job in an unpaused tube among `watching`, or undefined. */
+  bestFor(watching: readonly Tube[], watches: (t: Tube) => boolean): Job | undefined {
+    if (watching.length > SCAN_LIMIT) {
+      const found = this.walk(watches, watching.length)
+      if (found !== null) return found ?? undefined
+    }
+    let best: Job | undefined
+    for (const t of watching) {
+      if (t.paused) continue
+      const j = t.ready.peek()
+      if (j !== undefined && (best === undefined || byPriority(j, best))) best = j
+    }
+    return best
+  }
+
+  /**
+   * Visits heap positions best-first. Returns the job, undefined when no
+   * watched tube has one, or null when the budget ran out (caller scans).
+   */
+  private walk(watches: (t: Tube) => boolean, budget: number): Job | undefined | null {
+    const f = this.frontier
+    f.length = 0
+    if (this.heap.size === 0) return undefined
+    f.push(0)
+    for (let visited = 0; f.length > 0; visited++) {
+      if (visited >= budget) return null
+      const i = this.popFrontier()
+      const node = this.heap.at(i)!
+      if (watches(node.tube)) return node.tube.ready.peek()
+      const l = 2 * i + 1
+      if (l < this.heap.size) this.pushFrontier(l)
+      if (l + 1 < this.heap.size) this.pushFrontier(l + 1)
+    }
+    return undefined
+  }
+
+  private before(i: number, j: number): boolean {
+    return nodeBefore(this.heap.at(i)!, this.heap.at(j)!)
+  }
+
+  private pushFrontier(pos: number): void {
+    const f = this.frontier
+    let k = f.length
+    f.push(pos)
+    while (k > 0) {
+      const parent = (k - 1) >> 1
+      if (!this.before(f[k]!, f[parent]!)) break
+      ;[f[k], f[parent]] = [f[parent]!, f[k]!]
+      k = parent
+    }
+  }
+
+  private popFrontier(): number {
+    const f = this.frontier
+    const top = f[0]!
+    const last = f.pop()!
+    if (f.length > 0) {
+      f[0] = last
+      let k = 0
+      for (;;) {
+        const l = 2 * k + 1
+        if (l >= f.length) break
+        const c = l + 1 < f.length && this.before(f[l + 1]!, f[l]!) ? l + 1 : l
+        if (!this.before(f[c]!, f[k]!)) break
+        ;[f[k], f[c]] = [f[c]!, f[k]!]
+        k = c
+      }
+    }
+    return top
+  }
+}
