@@ -72,7 +72,10 @@ async function listenDualStack(server: BeanstalkServer, config: Config): ReturnT
 }
 
 export async function main(argv: string[]): Promise<void> {
-  const cmd = program().exitOverride()
+  // Like the reference, help and errors go to stderr.
+  const cmd = program()
+    .exitOverride()
+    .configureOutput({ writeOut: (str) => process.stderr.write(str) })
   let config: Config
   const early: string[] = []
   try {
@@ -98,6 +101,19 @@ export async function main(argv: string[]): Promise<void> {
     process.exit(EXIT_USAGE)
   }
   const server = new BeanstalkServer({ maxJobSize: config.maxJobSize, binlogMaxSize: config.binlogSize, log })
+  // Signal handlers go in before the first log line announces the server.
+  process.on('SIGUSR1', () => {
+    log.info('SIGUSR1: entering drain mode; puts now answer DRAINING')
+    server.drain()
+  })
+  const stop = (signal: string): void => {
+    log.info({ signal }, 'shutting down')
+    void server.close().then(() => process.exit(0))
+    // Connections that never finish closing must not keep the process alive.
+    setTimeout(() => process.exit(0), 2000).unref()
+  }
+  process.on('SIGTERM', () => stop('SIGTERM'))
+  process.on('SIGINT', () => stop('SIGINT'))
   let bound
   try {
     bound = await listenDualStack(server, config)
@@ -116,16 +132,4 @@ export async function main(argv: string[]): Promise<void> {
     },
     'listening',
   )
-  process.on('SIGUSR1', () => {
-    log.info('SIGUSR1: entering drain mode; puts now answer DRAINING')
-    server.drain()
-  })
-  const stop = (signal: string): void => {
-    log.info({ signal }, 'shutting down')
-    void server.close().then(() => process.exit(0))
-    // Connections that never finish closing must not keep the process alive.
-    setTimeout(() => process.exit(0), 2000).unref()
-  }
-  process.on('SIGTERM', () => stop('SIGTERM'))
-  process.on('SIGINT', () => stop('SIGINT'))
 }

@@ -458,14 +458,14 @@ export class Parser {
   }
 
   /**
-   * pause-tube: spaces, a run of name characters (no other name rule is
-   * checked: such a tube cannot exist and is NOT_FOUND), then the delay.
+   * pause-tube: spaces, a run of name characters that must be a valid name
+   * (1-200 bytes, no leading '-'), then the delay.
    */
   private parsePause(buf: Buffer, p: number, end: number): boolean {
     while (p < end && buf[p] === SPACE) p++
     const first = p
     while (p < end && NAME_CHAR[buf[p]!] === 1) p++
-    if (p === first) return false
+    if (p === first || p - first > NAME_MAX || buf[first] === 0x2d) return false
     if (!this.readU32(buf, p, end, true)) return false
     this.name = buf.toString('latin1', first, p)
     this.delay = this.num

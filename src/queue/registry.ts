@@ -426,6 +426,7 @@ export class Registry implements TubeHandler, WaitTimerHandler {
 
   pauseEnded(t: Tube): void {
     t.paused = false
+    t.pauseSecs = 0
     this.refresh(t)
     this.processQueue()
   }

@@ -37,6 +37,7 @@ export class Connection implements DispatchTarget, Waiter {
   readonly session: Session
   putId = 0
   quitting = false
+  inputEnded = false
   private closed = false
   private readPaused = false
   private outputBlocked = false
@@ -86,7 +87,10 @@ export class Connection implements DispatchTarget, Waiter {
     const writable = out.end()
     socket.uncork()
     if (this.quitting) return this.close()
-    if (!writable) this.blockOutput()
+    if (!writable) return this.blockOutput()
+    // After a half-close, everything the client sent has been answered: done.
+    if (this.inputEnded && !this.session.waiting && this.parser.buffered === 0) return this.close()
+    if (this.inputEnded) return
     else if (this.readPaused && !this.session.waiting && this.parser.buffered < INPUT_LIMIT / 2) this.resumeReading()
   }
 
@@ -136,14 +140,15 @@ export class Connection implements DispatchTarget, Waiter {
     this.socket.resume()
   }
 
-  /** The client closed its sending side. */
+  /**
+   * The client closed its sending side. Commands it sent before still run
+   * (as in the reference); a reserve that would wait answers TIMED_OUT at
+   * once (protocol.txt), and the connection closes when all is answered.
+   */
   private onEnd(): void {
-    const registry = this.host.ctx.registry
-    if (registry.cancelWait(this.session)) {
-      // protocol.txt: a client that half-closes while waiting gets TIMED_OUT.
-      this.socket.write(Reply.TIMED_OUT)
-    }
-    this.close()
+    this.inputEnded = true
+    if (this.host.ctx.registry.cancelWait(this.session)) this.waitEnded(Reply.TIMED_OUT)
+    else this.run()
   }
 
   close(): void {

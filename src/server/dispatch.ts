@@ -32,6 +32,8 @@ export interface DispatchTarget {
   putId: number
   /** Set by `quit`. */
   quitting: boolean
+  /** The client half-closed: a reserve must not wait for more. */
+  readonly inputEnded: boolean
 }
 
 export function dispatch(ctx: ServerContext, c: DispatchTarget, op: Op): void {
@@ -77,7 +79,11 @@ export function dispatch(ctx: ServerContext, c: DispatchTarget, op: Op): void {
     case Op.RESERVE_TIMEOUT: {
       count(ctx, op)
       const res = r.reserveOrWait(s, op === Op.RESERVE ? -1 : p.timeout)
-      if (res === null) return // waiting: the Waiter answers later
+      if (res === null) {
+        // A half-closed client can send nothing more: its wait ends at once.
+        if (c.inputEnded && r.cancelWait(s)) out.fixed(Reply.TIMED_OUT)
+        return // otherwise waiting: the Waiter answers later
+      }
       return Buffer.isBuffer(res) ? out.fixed(res) : out.job('RESERVED', res)
     }
     case Op.RESERVE_JOB: {
