@@ -96,22 +96,31 @@ export class Connection implements DispatchTarget, Waiter {
 
   /** Waiter: a job was reserved while this connection waited. */
   jobReserved(job: Job): void {
-    this.deliver((out) => out.job('RESERVED', job))
+    if (this.closed) return
+    this.deliveryOut().job('RESERVED', job)
+    this.endDelivery()
   }
 
   /** Waiter: the wait ended with TIMED_OUT or DEADLINE_SOON. */
   waitEnded(reply: Buffer): void {
-    this.deliver((out) => out.fixed(reply))
+    if (this.closed) return
+    this.deliveryOut().fixed(reply)
+    this.endDelivery()
   }
 
-  private deliver(write: (out: Output) => void): void {
-    if (this.closed) return
-    // Another connection may be mid-run with the shared output: use the delivery one.
+  /**
+   * Deliveries happen while another connection may be mid-run with the shared
+   * output, so they use the context's delivery output.
+   */
+  private deliveryOut(): Output {
     const out = this.host.ctx.deliveryOut
     this.socket.cork()
     out.begin(this.socket)
-    write(out)
-    const writable = out.end()
+    return out
+  }
+
+  private endDelivery(): void {
+    const writable = this.host.ctx.deliveryOut.end()
     this.socket.uncork()
     if (!writable) this.blockOutput()
     // Commands that arrived while waiting run on the next turn.
