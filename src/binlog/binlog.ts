@@ -1,0 +1,603 @@
+/**
+ * tsbeanstalkd's write-ahead log (the "binlog", `-b DIR`): the one object the
+ * server talks to. Format: docs/binlog-format.md.
+ *
+ * ## Boundary: what the server calls, and when
+ *
+ * 1. Start (cli.ts): `Binlog.open(opts)`. It takes DIR's lock, replays every
+ *    file, cuts a torn tail (warning), starts a fresh file. Errors, all with a
+ *    stable `code`: BinlogLockedError (TSB_ERR_BINLOG_LOCKED, another server
+ *    has DIR), BinlogCorruptError (TSB_ERR_BINLOG_CORRUPT: file, offset and
+ *    what to do), BinlogFullError (TSB_ERR_BINLOG_FULL: not even a first file
+ *    fits), BinlogIoError (TSB_ERR_BINLOG_IO). Map them to exit codes.
+ * 2. Restore: for each of `recovered` (non-buried jobs by id, then buried
+ *    jobs in bury order), create the Job in its tube in the given state
+ *    (`createdAt`/`deadline` are already monotonic per `opts.clock`), then
+ *    call `adopt(job)` so the binlog drops its own snapshot of it. Set the
+ *    registry's next id to `nextId`.
+ * 3. Every state change, synchronously, after the Job's fields are updated:
+ *    - put: `put(job)` once its state (READY or DELAYED) and deadline are
+ *      set, before processQueue may hand it to a waiter. On `false` the disk
+ *      is full: answer OUT_OF_MEMORY and do not keep the job (`canPut()`
+ *      asks first; the answers agree within one synchronous section). Ids
+ *      handed out but refused still raise the id high-water mark.
+ *    - `update(job)` after: reserve (reserve, reserve-with-timeout,
+ *      reserve-job, a waiter being handed a job), release (with or without
+ *      delay), bury, kick and kick-job (each job), TTR timeout.
+ *      Not needed (replay derives them): touch, a delayed job becoming ready,
+ *      a disconnect returning reserved jobs (reserved replays as ready),
+ *      pause, drain. Reserve is logged only so `reserves` survives a restart;
+ *      its reply need not wait for durability.
+ *    - `delete(job)` when a job is deleted.
+ * 4. Once per connection run (after the commands of one input chunk) and
+ *    once after the timer advances the wheel (TTR timeouts, waiters handed
+ *    jobs): `seq = flush()` writes everything queued in one write (nothing
+ *    queued: no syscall, returns the last seq). Send the replies of that run from
+ *    `whenDurable(seq, cb)`: under -F and -f N it calls back as soon as the
+ *    batch is written (synchronously, inside flush's caller, when it
+ *    already is); under -f 0 once an fsync that started after the write has
+ *    completed (group commit). When the disk is full the batch stays queued
+ *    and the callbacks wait; the binlog retries on its own timer.
+ * 5. `opts.onFatal(err)` receives a BinlogFsyncError or BinlogIoError, once,
+ *    whether it arose in the background fsync or in flush()/close() (which
+ *    also throw it): log it and exit; replay recovers. Every later call
+ *    throws the same error. Without onFatal a background failure is thrown
+ *    as an uncaught exception.
+ * 6. SIGTERM/SIGINT: `close()` (writes what is queued, fsyncs even under -F,
+ *    releases the lock).
+ * 7. stats: `stats()` (binlog-oldest-index, -current-index, -records-written,
+ *    -records-migrated, -max-size), stats-job `file`: `fileOf(id)`.
+ *
+ * Invariants:
+ * - Records are queued in call order and written in that order; a record is
+ *   encoded at call time, so it holds the job as it was then.
+ * - No callback passed to whenDurable(seq) runs before every record queued
+ *   before the flush that returned seq is written (and, under -f 0, fsynced).
+ * - A put is accepted only while the space reserve exists (see reserve.ts);
+ *   without it, records are kept queued, never dropped, and retried.
+ */
+import path from 'node:path'
+import type { Logger } from 'pino'
+import type { Clock } from '../util/clock.js'
+import { Compactor, newEntry, type LiveEntry } from './compactor.js'
+import { BinlogFsyncError, BinlogFullError, BinlogIoError } from './errors.js'
+import { nodeFs, type BinlogFs } from './io.js'
+import { DirLock } from './lock.js'
+import {
+  RecState,
+  encodeDelete,
+  encodeFull,
+  encodeUpdate,
+  fullRecordSize,
+  type JobFields,
+} from './record.js'
+import { replay, type ReplayedJob } from './replay.js'
+import { SpaceReserve } from './reserve.js'
+import type { JobView } from './types.js'
+import { Writer, reservePath } from './writer.js'
+
+export type { JobView } from './types.js'
+export { BinlogCorruptError, BinlogFsyncError, BinlogFullError, BinlogIoError, BinlogLockedError } from './errors.js'
+export type { BinlogFs } from './io.js'
+
+export interface BinlogOptions {
+  readonly dir: string
+  /** -s: rotate before a batch that would take a file past this many bytes. */
+  readonly fileSize: number
+  /** -f: fsync at most every this many ms; 0 = before every acknowledgement (group commit). */
+  readonly fsyncMs: number
+  /** -F: never fsync while running. */
+  readonly fsyncNever: boolean
+  /** -z: larger bodies still replay, with a warning. */
+  readonly maxJobSize: number
+  readonly log: Logger
+  /** Monotonic ms, as the queue's Job times are. */
+  readonly clock: Clock
+  /** Wall-clock ms (tests); default Date.now. */
+  readonly now?: () => number
+  /** File-system calls (tests inject failures); default node:fs. */
+  readonly fs?: BinlogFs
+  /** Size of DIR/reserve; default fileSize + 1 MiB. */
+  readonly reserveBytes?: number
+  /** How often to retry while the disk is full, ms; default 1000. */
+  readonly retryMs?: number
+  /** A fatal error from the background fsync; default: thrown (an uncaught exception). */
+  readonly onFatal?: (err: Error) => void
+}
+
+export interface RecoveredJob {
+  readonly id: number
+  readonly tube: string
+  readonly pri: number
+  readonly delayMs: number
+  readonly ttrMs: number
+  /** Including the trailing CRLF. */
+  readonly body: Buffer
+  /** Reserved jobs come back ready, and so do delayed ones whose time has passed. */
+  readonly state: 'ready' | 'delayed' | 'buried'
+  readonly createdAtWall: number
+  /** Delayed: the original due time; otherwise 0. */
+  readonly readyAtWall: number
+  /** createdAtWall on `opts.clock`: monotonic ms, may be negative for old jobs. */
+  readonly createdAt: number
+  /** Delayed: readyAtWall on `opts.clock`; otherwise 0. */
+  readonly deadline: number
+  readonly reserves: number
+  readonly timeouts: number
+  readonly releases: number
+  readonly buries: number
+  readonly kicks: number
+}
+
+export interface BinlogStats {
+  readonly oldestIndex: number
+  readonly currentIndex: number
+  readonly recordsWritten: number
+  readonly recordsMigrated: number
+  readonly maxSize: number
+  /** Bytes in binlog files (the reserve not included). */
+  readonly diskBytes: number
+  /** Bytes a fully compacted log of the live jobs would take. */
+  readonly liveBytes: number
+  readonly liveJobs: number
+  /** The disk is full: puts are refused. */
+  readonly noSpace: boolean
+  readonly fsyncs: number
+}
+
+interface Waiter {
+  readonly seq: number
+  readonly cb: () => void
+}
+
+const STATE_NAME = { [RecState.READY]: 'ready', [RecState.DELAYED]: 'delayed', [RecState.BURIED]: 'buried' } as const
+
+export class Binlog {
+  readonly recovered: RecoveredJob[]
+  readonly nextId: number
+  private readonly opts: BinlogOptions
+  private readonly log: Logger
+  private readonly clock: Clock
+  private readonly wall: () => number
+  private readonly lock: DirLock
+  private readonly live: Compactor
+  private readonly writer: Writer
+  private readonly reserve: SpaceReserve
+
+  // The batch being built: encoded records, and the entries whose FULL record is in it.
+  private parts: Buffer[] = []
+  private bytes = 0
+  private records = 0
+  private migrations = 0
+  private placing: LiveEntry[] = []
+  /** Bytes the server logged since the last flush: the compaction budget. */
+  private appBytes = 0
+
+  private lastSeq = 0
+  private waiters: Waiter[] = []
+  private hwm: number
+  private nextBuryKey = 1
+  private noSpace = false
+  /** The last write found no space; the queue waits for a retry. */
+  private writeFailed = false
+  private retryTimer: NodeJS.Timeout | null = null
+  private fatal: Error | null = null
+  private closed = false
+  private recordsWritten = 0
+  private recordsMigrated = 0
+
+  static open(opts: BinlogOptions): Binlog {
+    const io = opts.fs ?? nodeFs
+    io.mkdirSync(opts.dir)
+    const lock = DirLock.acquire(opts.dir)
+    try {
+      return new Binlog(opts, io, lock)
+    } catch (err) {
+      lock.release()
+      throw err
+    }
+  }
+
+  private constructor(opts: BinlogOptions, io: BinlogFs, lock: DirLock) {
+    this.opts = opts
+    this.log = opts.log
+    this.clock = opts.clock
+    this.wall = opts.now ?? Date.now
+    this.lock = lock
+    this.live = new Compactor(opts.fileSize)
+
+    const r = replay(opts.dir, io)
+    let lastIndex = 0
+    for (const f of r.files) {
+      if (f.drop) {
+        this.log.warn({ file: f.path, bytes: f.originalSize }, 'binlog: removing a file whose creation a crash interrupted (no records)')
+        io.unlinkSync(f.path)
+        continue
+      }
+      if (f.cut !== null) {
+        this.log.warn(
+          { file: f.path, offset: f.cut.offset, bytes: f.cut.bytes, detail: f.cut.detail },
+          'binlog: cut a torn tail (a crash interrupted a write; the cut records had not been fsynced)',
+        )
+        const fd = io.openSync(f.path, 'r+')
+        io.ftruncateSync(fd, f.size)
+        io.fsyncSync(fd)
+        io.closeSync(fd)
+      }
+      this.live.fileWritten(f.index, f.size)
+      lastIndex = f.index
+    }
+
+    this.hwm = r.nextId
+    this.nextId = r.nextId
+    this.recovered = this.restore(r.jobs)
+    this.writer = new Writer(
+      {
+        dir: opts.dir,
+        fileSize: opts.fileSize,
+        fsyncMs: opts.fsyncMs,
+        fsyncNever: opts.fsyncNever,
+        io,
+        log: opts.log,
+        nextId: () => this.hwm,
+        onSynced: () => this.synced(),
+        onFatal: (err) => this.asyncFailure(err),
+      },
+      lastIndex + 1,
+    )
+    this.live.fileWritten(this.writer.currentIndex, this.writer.size)
+    this.reserve = new SpaceReserve(reservePath(opts.dir), opts.reserveBytes ?? opts.fileSize + (1 << 20), io, !opts.fsyncNever)
+    if (!this.reserve.ensure()) this.enterNoSpace(new BinlogFullError(opts.dir, `no room for the ${this.reserve.bytes}-byte space reserve`))
+    this.live.markRemovable(0, this.writer.currentIndex)
+    this.removeFiles()
+    this.log.info(
+      { dir: path.resolve(opts.dir), files: r.files.length, records: r.records, stale: r.stale, jobs: this.recovered.length, nextId: this.nextId },
+      'binlog: replayed',
+    )
+  }
+
+  /** Turns replayed jobs into live entries (with snapshot views) and the recovered list. */
+  private restore(jobs: Map<number, ReplayedJob>): RecoveredJob[] {
+    const monoNow = this.clock.now()
+    const wallNow = this.wall()
+    const plain: RecoveredJob[] = []
+    const buried: { key: number; job: RecoveredJob }[] = []
+    let oversized = 0
+    for (const j of jobs.values()) {
+      let state: RecoveredJob['state'] = STATE_NAME[j.state === RecState.RESERVED ? RecState.READY : j.state]
+      if (state === 'delayed' && j.readyAtWall <= wallNow) state = 'ready'
+      if (j.body.length > this.opts.maxJobSize + 2) oversized++
+      const delayed = state === 'delayed'
+      const rec: RecoveredJob = {
+        id: j.id,
+        tube: j.tube,
+        pri: j.pri,
+        delayMs: j.delayMs,
+        ttrMs: j.ttrMs,
+        body: j.body,
+        state,
+        createdAtWall: j.createdAtWall,
+        readyAtWall: delayed ? j.readyAtWall : 0,
+        createdAt: monoNow - (wallNow - j.createdAtWall),
+        deadline: delayed ? monoNow + (j.readyAtWall - wallNow) : 0,
+        reserves: j.reserves,
+        timeouts: j.timeouts,
+        releases: j.releases,
+        buries: j.buries,
+        kicks: j.kicks,
+      }
+      const stateNum = delayed ? RecState.DELAYED : state === 'buried' ? RecState.BURIED : RecState.READY
+      const view: JobView = { ...rec, tube: { name: j.tube }, state: stateNum }
+      const e = newEntry(j.id, view, fullRecordSize(Buffer.byteLength(j.tube, 'latin1'), j.body.length), stateNum === RecState.BURIED ? j.buryKey : 0)
+      this.live.addPlaced(e, j.file)
+      if (e.buryKey >= this.nextBuryKey) this.nextBuryKey = e.buryKey + 1
+      if (state === 'buried') buried.push({ key: j.buryKey, job: rec })
+      else plain.push(rec)
+    }
+    if (oversized > 0) {
+      this.log.warn({ jobs: oversized, maxJobSize: this.opts.maxJobSize }, 'binlog: replayed jobs larger than the current -z')
+    }
+    plain.sort((a, b) => a.id - b.id)
+    buried.sort((a, b) => a.key - b.key || a.job.id - b.job.id)
+    return [...plain, ...buried.map((b) => b.job)]
+  }
+
+  // --- mutations: queue records, synchronously ---------------------------------
+
+  /** Logs a new job. false: the disk is full; answer OUT_OF_MEMORY and drop the job. */
+  put(job: JobView): boolean {
+    this.check()
+    if (job.id >= this.hwm) this.hwm = job.id + 1
+    if (this.noSpace) return false
+    if (this.live.entries.has(job.id)) throw new Error(`binlog: job ${job.id} put twice`)
+    const size = fullRecordSize(Buffer.byteLength(job.tube.name, 'latin1'), job.body.length)
+    const e = newEntry(job.id, job, size, job.state === RecState.BURIED ? this.nextBuryKey++ : 0)
+    this.live.add(e)
+    this.queueFull(e, false)
+    return true
+  }
+
+  /** Logs a job's new state, priority and counters (see the boundary above for when). */
+  update(job: JobView): void {
+    this.check()
+    const e = this.live.entries.get(job.id)
+    if (e === undefined) return // never logged: nothing on disk to update
+    e.view = job
+    if (job.state !== RecState.BURIED) e.buryKey = 0
+    else if (e.state !== RecState.BURIED) e.buryKey = this.nextBuryKey++
+    e.state = job.state
+    this.queue(encodeUpdate(this.fields(job, e.buryKey)))
+  }
+
+  delete(job: JobView): void {
+    this.check()
+    if (this.live.remove(job.id) === undefined) return
+    this.queue(encodeDelete(job.id))
+  }
+
+  /** A recovered job now lives in the registry as `job`: reference it instead of the binlog's snapshot. */
+  adopt(job: JobView): void {
+    const e = this.live.entries.get(job.id)
+    if (e !== undefined) e.view = job
+  }
+
+  /** Whether a put would be accepted now. */
+  canPut(): boolean {
+    return !this.noSpace && this.fatal === null && !this.closed
+  }
+
+  // --- writing -------------------------------------------------------------------
+
+  /**
+   * Writes everything queued (plus compaction's migrations) in one write and
+   * returns the sequence number that covers it. Nothing queued: the last one.
+   */
+  flush(): number {
+    this.check()
+    if (this.bytes === 0) return this.lastSeq
+    const budget = 2 * this.appBytes
+    this.appBytes = 0
+    // After a failed write, adding migrations to the waiting batch only makes it bigger.
+    if (!this.writeFailed) for (const e of this.live.select(budget, this.writer.currentIndex)) this.queueFull(e, true)
+    this.lastSeq++
+    try {
+      this.writeQueued()
+    } catch (err) {
+      this.syncFailure(err)
+    }
+    return this.lastSeq
+  }
+
+  /** Calls `cb` once everything flushed up to `seq` is durable per the fsync policy. */
+  whenDurable(seq: number, cb: () => void): void {
+    this.check()
+    if (seq <= this.ackedSeq) {
+      cb()
+      return
+    }
+    let i = this.waiters.length
+    while (i > 0 && this.waiters[i - 1]!.seq > seq) i--
+    this.waiters.splice(i, 0, { seq, cb })
+  }
+
+  /** Writes what is queued, fsyncs (even under -F), removes what compaction freed, releases the lock. */
+  close(): void {
+    if (this.closed) return
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer)
+    this.retryTimer = null
+    try {
+      if (this.fatal === null) {
+        if (this.bytes > 0) {
+          this.lastSeq++
+          if (!this.writeQueued()) {
+            this.log.error({ records: this.records }, 'binlog: records left unwritten at close (disk full); none was acknowledged')
+          }
+        }
+        this.writer.syncNow()
+        this.removeFiles()
+        this.writer.close()
+        this.releaseWaiters()
+      }
+    } catch (err) {
+      this.syncFailure(err)
+    } finally {
+      this.closed = true
+      this.lock.release()
+    }
+  }
+
+  stats(): BinlogStats {
+    return {
+      oldestIndex: this.live.files[0]?.index ?? this.writer.currentIndex,
+      currentIndex: this.writer.currentIndex,
+      recordsWritten: this.recordsWritten,
+      recordsMigrated: this.recordsMigrated,
+      maxSize: this.opts.fileSize,
+      diskBytes: this.live.diskBytes,
+      liveBytes: this.live.liveBytes,
+      liveJobs: this.live.entries.size,
+      noSpace: this.noSpace,
+      fsyncs: this.writer.fsyncs,
+    }
+  }
+
+  /** The file holding the job's latest full record (stats-job `file`); 0 if the binlog has none. */
+  fileOf(jobId: number): number {
+    const e = this.live.entries.get(jobId)
+    if (e === undefined) return 0
+    return e.file !== 0 ? e.file : this.writer.currentIndex
+  }
+
+  // --- internals -------------------------------------------------------------------
+
+  private get ackedSeq(): number {
+    return this.opts.fsyncMs === 0 && !this.opts.fsyncNever ? this.writer.syncedSeq : this.writer.writtenSeq
+  }
+
+  private check(): void {
+    if (this.fatal !== null) throw this.fatal
+    if (this.closed) throw new Error('binlog: used after close()')
+  }
+
+  /** A job's fields as stored: monotonic times become wall-clock ms. */
+  private fields(v: JobView, buryKey: number): JobFields {
+    if (v.state < RecState.READY || v.state > RecState.DELAYED) throw new Error(`binlog: job ${v.id} in state ${v.state}`)
+    const offset = this.wall() - this.clock.now()
+    return {
+      id: v.id,
+      state: v.state as RecState,
+      pri: v.pri,
+      reserves: v.reserves,
+      timeouts: v.timeouts,
+      releases: v.releases,
+      buries: v.buries,
+      kicks: v.kicks,
+      delayMs: v.delayMs,
+      ttrMs: v.ttrMs,
+      createdAtWall: Math.max(0, Math.round(v.createdAt + offset)),
+      readyAtWall: v.state === RecState.DELAYED ? Math.max(0, Math.round(v.deadline + offset)) : 0,
+      buryKey,
+    }
+  }
+
+  private queue(b: Buffer): void {
+    this.parts.push(b)
+    this.bytes += b.length
+    this.appBytes += b.length
+    this.records++
+  }
+
+  private queueFull(e: LiveEntry, migration: boolean): void {
+    const [head, body] = encodeFull(this.fields(e.view, e.buryKey), e.view.tube.name, e.view.body)
+    this.parts.push(head)
+    if (body.length > 0) this.parts.push(body)
+    const n = head.length + body.length
+    this.bytes += n
+    this.records++
+    e.queued = true
+    this.placing.push(e)
+    if (migration) this.migrations++
+    else this.appBytes += n
+  }
+
+  /** One write of the whole queue. false: disk full, the queue is kept for a retry. */
+  private writeQueued(): boolean {
+    let to = this.writer.write(this.parts, this.bytes, this.lastSeq)
+    if (to < 0 && this.reserve.release()) {
+      this.enterNoSpace(new BinlogFullError(this.opts.dir, 'a write hit ENOSPC; released the space reserve and retried'))
+      to = this.writer.write(this.parts, this.bytes, this.lastSeq)
+    }
+    this.live.fileWritten(this.writer.currentIndex, this.writer.size)
+    this.writeFailed = to < 0
+    if (to < 0) {
+      this.enterNoSpace(new BinlogFullError(this.opts.dir, `${this.records} records wait for space`))
+      return false
+    }
+    this.live.placed(this.placing, to)
+    this.recordsWritten += this.records
+    this.recordsMigrated += this.migrations
+    this.parts = []
+    this.placing = []
+    this.bytes = 0
+    this.records = 0
+    this.migrations = 0
+    this.live.markRemovable(this.writer.writtenSeq, this.writer.currentIndex)
+    this.removeFiles()
+    this.releaseWaiters()
+    return true
+  }
+
+  /** The background fsync completed. */
+  private synced(): void {
+    try {
+      this.removeFiles()
+    } catch (err) {
+      this.asyncFailure(err)
+      return
+    }
+    this.releaseWaiters()
+  }
+
+  private releaseWaiters(): void {
+    const upto = this.ackedSeq
+    let n = 0
+    while (n < this.waiters.length && this.waiters[n]!.seq <= upto) n++
+    if (n === 0) return
+    const due = this.waiters.splice(0, n)
+    let first: unknown = null
+    for (const w of due) {
+      try {
+        w.cb()
+      } catch (err) {
+        first ??= err
+      }
+    }
+    if (first !== null) throw first
+  }
+
+  /** Removes the oldest files no live job needs, once what was moved out of them is durable. */
+  private removeFiles(): void {
+    let removed = false
+    for (let f; (f = this.live.removableHead(this.writer.syncedSeq, this.writer.currentIndex)) !== undefined; ) {
+      this.writer.remove(f.index)
+      this.live.dropHead()
+      removed = true
+    }
+    if (removed && this.noSpace) this.armRetry()
+  }
+
+  private enterNoSpace(err: BinlogFullError): void {
+    if (!this.noSpace) this.log.error({ err }, 'binlog: disk full; refusing puts (OUT_OF_MEMORY) until space returns')
+    this.noSpace = true
+    this.armRetry()
+  }
+
+  private armRetry(): void {
+    if (this.retryTimer !== null || this.closed || this.fatal !== null) return
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null
+      try {
+        this.retry()
+      } catch (err) {
+        this.asyncFailure(err)
+      }
+    }, this.opts.retryMs ?? 1000)
+    this.retryTimer.unref()
+  }
+
+  private retry(): void {
+    if (this.closed || this.fatal !== null) return
+    if (this.bytes > 0 && !this.writeQueued()) return // re-armed by enterNoSpace
+    if (!this.noSpace) return
+    if (this.reserve.ensure()) {
+      this.noSpace = false
+      this.log.info({ dir: this.opts.dir }, 'binlog: space available again; accepting puts')
+    } else {
+      this.armRetry()
+    }
+  }
+
+  /** Marks the binlog failed: every later call throws `err`; onFatal hears it once. */
+  private setFatal(err: Error): void {
+    if (this.fatal !== null) return
+    this.fatal = err
+    this.writer.abandon()
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer)
+    this.retryTimer = null
+    this.log.fatal({ err }, 'binlog: fatal I/O error; stop the server and let replay recover')
+    this.opts.onFatal?.(err)
+  }
+
+  /** An error in a synchronous call: I/O errors are fatal; anything else (a callback's bug) just propagates. */
+  private syncFailure(err: unknown): never {
+    if (err instanceof BinlogFsyncError || err instanceof BinlogIoError) this.setFatal(err)
+    throw err
+  }
+
+  /** An error in a timer or fsync callback: always fatal; thrown (uncaught) if nobody listens. */
+  private asyncFailure(err: unknown): void {
+    const e = err instanceof Error ? err : new Error(String(err))
+    this.setFatal(e)
+    if (this.opts.onFatal === undefined) throw e
+  }
+}

@@ -1,0 +1,310 @@
+/**
+ * The binlog's on-disk format, pure: encode a file header or one record into
+ * bytes and decode them back. No I/O, no clocks. docs/binlog-format.md is the
+ * prose version of this file; keep the two in step.
+ *
+ * Invariants:
+ * - A file is a 40-byte header (magic, format version, its own index, the id
+ *   high-water mark, flags, CRC32 of the header) followed by records.
+ * - A record is `[payload length u32][crc32 u32][payload]`; the CRC covers
+ *   the length field and the payload, so a torn write or a flipped bit
+ *   anywhere in a record is caught. All integers are little-endian; u64
+ *   fields hold integers up to 2^53 - 1.
+ * - The decoder checks every length against hard limits before using it and
+ *   never reads outside the buffer. It tells a frame that may be a torn write
+ *   (short, implausible length, CRC mismatch) from one whose CRC is right but
+ *   whose content is impossible (that is never a torn write).
+ * - Record sizes depend only on tube-name and body lengths, so the compactor
+ *   can account live bytes without encoding.
+ */
+import { crc32 } from 'node:zlib'
+
+/** "\x89TSBLOG\n": a high byte and a newline catch 7-bit and newline-mangling copies. */
+export const MAGIC = Buffer.from([0x89, 0x54, 0x53, 0x42, 0x4c, 0x4f, 0x47, 0x0a])
+export const FORMAT_VERSION = 1
+export const HEADER_SIZE = 40
+/** Length and CRC in front of every payload. */
+export const FRAME_SIZE = 8
+/** Payload of an UPDATE record, and of a FULL one before its tube name and body. */
+export const FIXED_SIZE = 80
+export const DELETE_SIZE = 12
+export const UPDATE_RECORD_SIZE = FRAME_SIZE + FIXED_SIZE
+export const DELETE_RECORD_SIZE = FRAME_SIZE + DELETE_SIZE
+export const TUBE_NAME_MAX = 255
+/** Largest body a record may hold: the 1 GiB `-z` ceiling plus CRLF. */
+export const BODY_MAX = 1073741824 + 2
+
+export const RecordType = { FULL: 1, UPDATE: 2, DELETE: 3 } as const
+export type RecordType = (typeof RecordType)[keyof typeof RecordType]
+
+/** Job states as stored; the same numbers as the queue's JobState (a test checks it). */
+export const RecState = { READY: 1, RESERVED: 2, BURIED: 3, DELAYED: 4 } as const
+export type RecState = (typeof RecState)[keyof typeof RecState]
+
+export const HeaderFlag = {
+  /** The file was written under -F: a damaged tail in it is a torn write even if it is not the last file. */
+  NO_FSYNC: 1,
+} as const
+
+export interface FileHeader {
+  readonly version: number
+  readonly index: number
+  /** Every job id below this was handed out before the file was created. */
+  readonly nextId: number
+  readonly flags: number
+}
+
+/** The fields every FULL and UPDATE record carries; times are wall-clock ms. */
+export interface JobFields {
+  id: number
+  state: RecState
+  pri: number
+  reserves: number
+  timeouts: number
+  releases: number
+  buries: number
+  kicks: number
+  delayMs: number
+  ttrMs: number
+  createdAtWall: number
+  /** Delayed: when the job becomes ready; otherwise 0. */
+  readyAtWall: number
+  /** Buried: position in bury order (larger = buried later); otherwise 0. */
+  buryKey: number
+}
+
+export interface FullRecord extends JobFields {
+  readonly type: typeof RecordType.FULL
+  tube: string
+  body: Buffer
+}
+export interface UpdateRecord extends JobFields {
+  readonly type: typeof RecordType.UPDATE
+}
+export interface DeleteRecord {
+  readonly type: typeof RecordType.DELETE
+  id: number
+}
+export type BinlogRecord = FullRecord | UpdateRecord | DeleteRecord
+
+const U32 = 0x1_0000_0000
+
+function writeU64(b: Buffer, off: number, v: number): void {
+  if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`binlog: ${v} is not a u64 the format can hold`)
+  b.writeUInt32LE(v >>> 0, off)
+  b.writeUInt32LE(Math.floor(v / U32), off + 4)
+}
+
+function readU64(b: Buffer, off: number): number {
+  return b.readUInt32LE(off + 4) * U32 + b.readUInt32LE(off)
+}
+
+/** Counters are u32 on the wire, as in the reference; they saturate rather than wrap. */
+const u32 = (v: number): number => (v >= U32 ? U32 - 1 : v)
+
+export function fullRecordSize(tubeLen: number, bodyLen: number): number {
+  return FRAME_SIZE + FIXED_SIZE + tubeLen + bodyLen
+}
+
+// --- file header -------------------------------------------------------------
+
+export function encodeHeader(h: FileHeader): Buffer {
+  const b = Buffer.alloc(HEADER_SIZE)
+  MAGIC.copy(b, 0)
+  b.writeUInt32LE(h.version, 8)
+  b.writeUInt32LE(HEADER_SIZE, 12)
+  writeU64(b, 16, h.index)
+  writeU64(b, 24, h.nextId)
+  b.writeUInt32LE(h.flags, 32)
+  b.writeUInt32LE(crc32(b.subarray(0, 36)), 36)
+  return b
+}
+
+/** The header, or a description of what is wrong with it. */
+export function decodeHeader(b: Buffer): FileHeader | string {
+  if (b.length < HEADER_SIZE) return `file is ${b.length} bytes, shorter than the ${HEADER_SIZE}-byte header`
+  if (!b.subarray(0, 8).equals(MAGIC)) return 'not a tsbeanstalkd binlog file (bad magic)'
+  const version = b.readUInt32LE(8)
+  if (b.readUInt32LE(36) !== crc32(b.subarray(0, 36))) return 'file header CRC mismatch'
+  if (version !== FORMAT_VERSION) {
+    return `binlog format version ${version}; this build reads version ${FORMAT_VERSION} (was it written by a newer tsbeanstalkd?)`
+  }
+  if (b.readUInt32LE(12) !== HEADER_SIZE) return `header size ${b.readUInt32LE(12)}, expected ${HEADER_SIZE}`
+  return { version, index: readU64(b, 16), nextId: readU64(b, 24), flags: b.readUInt32LE(32) }
+}
+
+// --- records -----------------------------------------------------------------
+
+function writeFixed(b: Buffer, type: RecordType, f: JobFields, tubeLen: number, bodyLen: number): void {
+  const p = FRAME_SIZE
+  b[p] = type
+  b[p + 1] = f.state
+  b[p + 2] = tubeLen
+  b[p + 3] = 0
+  writeU64(b, p + 4, f.id)
+  b.writeUInt32LE(f.pri, p + 12)
+  b.writeUInt32LE(u32(f.reserves), p + 16)
+  b.writeUInt32LE(u32(f.timeouts), p + 20)
+  b.writeUInt32LE(u32(f.releases), p + 24)
+  b.writeUInt32LE(u32(f.buries), p + 28)
+  b.writeUInt32LE(u32(f.kicks), p + 32)
+  b.writeUInt32LE(bodyLen, p + 36)
+  writeU64(b, p + 40, f.delayMs)
+  writeU64(b, p + 48, f.ttrMs)
+  writeU64(b, p + 56, f.createdAtWall)
+  writeU64(b, p + 64, f.readyAtWall)
+  writeU64(b, p + 72, f.buryKey)
+}
+
+/** Fills in length and CRC; `rest` is payload that lives outside `head` (a body). */
+function seal(head: Buffer, rest: Buffer | null): void {
+  const payloadLen = head.length - FRAME_SIZE + (rest === null ? 0 : rest.length)
+  head.writeUInt32LE(payloadLen, 0)
+  let c = crc32(head.subarray(0, 4))
+  c = crc32(head.subarray(FRAME_SIZE), c)
+  if (rest !== null && rest.length > 0) c = crc32(rest, c)
+  head.writeUInt32LE(c, 4)
+}
+
+/**
+ * A FULL record as two buffers, frame + fixed part + tube name, then the body
+ * itself, which is not copied: write both with one writev.
+ */
+export function encodeFull(f: JobFields, tube: string, body: Buffer): [Buffer, Buffer] {
+  const tubeLen = Buffer.byteLength(tube, 'latin1')
+  if (tubeLen === 0 || tubeLen > TUBE_NAME_MAX) throw new RangeError(`binlog: tube name of ${tubeLen} bytes`)
+  if (body.length > BODY_MAX) throw new RangeError(`binlog: body of ${body.length} bytes`)
+  const head = Buffer.allocUnsafe(FRAME_SIZE + FIXED_SIZE + tubeLen)
+  writeFixed(head, RecordType.FULL, f, tubeLen, body.length)
+  head.write(tube, FRAME_SIZE + FIXED_SIZE, 'latin1')
+  seal(head, body)
+  return [head, body]
+}
+
+export function encodeUpdate(f: JobFields): Buffer {
+  const b = Buffer.allocUnsafe(UPDATE_RECORD_SIZE)
+  writeFixed(b, RecordType.UPDATE, f, 0, 0)
+  seal(b, null)
+  return b
+}
+
+export function encodeDelete(id: number): Buffer {
+  const b = Buffer.alloc(DELETE_RECORD_SIZE)
+  b[FRAME_SIZE] = RecordType.DELETE
+  writeU64(b, FRAME_SIZE + 4, id)
+  seal(b, null)
+  return b
+}
+
+export type Decoded =
+  | { readonly ok: true; readonly record: BinlogRecord; readonly size: number }
+  /**
+   * `torn`: short, implausible length or CRC mismatch: what a crash mid-write
+   * leaves behind. `invalid`: the CRC matches but the content is impossible.
+   */
+  | { readonly ok: false; readonly kind: 'torn' | 'invalid'; readonly detail: string }
+
+const torn = (detail: string): Decoded => ({ ok: false, kind: 'torn', detail })
+const invalid = (detail: string): Decoded => ({ ok: false, kind: 'invalid', detail })
+
+/** The payload length a frame at `off` announces, if it could be a real record (no CRC check). */
+function plausibleLength(b: Buffer, off: number): number {
+  if (b.length - off < FRAME_SIZE + DELETE_SIZE) return -1
+  const len = b.readUInt32LE(off)
+  if (len < DELETE_SIZE || len > FIXED_SIZE + TUBE_NAME_MAX + BODY_MAX) return -1
+  if (off + FRAME_SIZE + len > b.length) return -1
+  return len
+}
+
+/** Shape check before the CRC: type byte and lengths agree. Cheap; used by the resync scan. */
+function shapeOk(b: Buffer, off: number, len: number): boolean {
+  const p = off + FRAME_SIZE
+  switch (b[p]) {
+    case RecordType.DELETE:
+      return len === DELETE_SIZE
+    case RecordType.UPDATE:
+      return len === FIXED_SIZE
+    case RecordType.FULL:
+      return len >= FIXED_SIZE && len === FIXED_SIZE + b[p + 2]! + b.readUInt32LE(p + 36)
+    default:
+      return false
+  }
+}
+
+function crcOk(b: Buffer, off: number, len: number): boolean {
+  let c = crc32(b.subarray(off, off + 4))
+  c = crc32(b.subarray(off + FRAME_SIZE, off + FRAME_SIZE + len), c)
+  return c === b.readUInt32LE(off + 4)
+}
+
+function readFields(b: Buffer, p: number): JobFields {
+  return {
+    id: readU64(b, p + 4),
+    state: b[p + 1]! as RecState,
+    pri: b.readUInt32LE(p + 12),
+    reserves: b.readUInt32LE(p + 16),
+    timeouts: b.readUInt32LE(p + 20),
+    releases: b.readUInt32LE(p + 24),
+    buries: b.readUInt32LE(p + 28),
+    kicks: b.readUInt32LE(p + 32),
+    delayMs: readU64(b, p + 40),
+    ttrMs: readU64(b, p + 48),
+    createdAtWall: readU64(b, p + 56),
+    readyAtWall: readU64(b, p + 64),
+    buryKey: readU64(b, p + 72),
+  }
+}
+
+/**
+ * Decodes the record at `off`. A FULL record's body is copied out, so the
+ * file buffer can be dropped afterwards.
+ */
+export function decodeRecord(b: Buffer, off: number): Decoded {
+  const left = b.length - off
+  if (left < FRAME_SIZE) return torn(`${left} bytes left, less than a record frame`)
+  const len = b.readUInt32LE(off)
+  if (len < DELETE_SIZE || len > FIXED_SIZE + TUBE_NAME_MAX + BODY_MAX) return torn(`implausible record length ${len}`)
+  if (len > left - FRAME_SIZE) return torn(`record of ${len} bytes runs past the end of the file`)
+  if (!crcOk(b, off, len)) return torn(`CRC mismatch in a record of ${len} bytes`)
+  const p = off + FRAME_SIZE
+  const size = FRAME_SIZE + len
+  const type = b[p]!
+  if (type === RecordType.DELETE) {
+    if (len !== DELETE_SIZE) return invalid(`DELETE record of ${len} bytes`)
+    const id = readU64(b, p + 4)
+    if (id === 0) return invalid('record for job id 0')
+    return { ok: true, record: { type: RecordType.DELETE, id }, size }
+  }
+  if (type !== RecordType.FULL && type !== RecordType.UPDATE) return invalid(`unknown record type ${type}`)
+  const state = b[p + 1]!
+  if (state < RecState.READY || state > RecState.DELAYED) return invalid(`unknown job state ${state}`)
+  const f = readFields(b, p)
+  if (f.id === 0) return invalid('record for job id 0')
+  if (type === RecordType.UPDATE) {
+    if (len !== FIXED_SIZE) return invalid(`UPDATE record of ${len} bytes`)
+    return { ok: true, record: { type: RecordType.UPDATE, ...f }, size }
+  }
+  const tubeLen = b[p + 2]!
+  const bodyLen = b.readUInt32LE(p + 36)
+  if (tubeLen === 0) return invalid('FULL record with an empty tube name')
+  if (len !== FIXED_SIZE + tubeLen + bodyLen) return invalid(`FULL record of ${len} bytes announces a ${bodyLen}-byte body`)
+  const t = p + FIXED_SIZE
+  const tube = b.toString('latin1', t, t + tubeLen)
+  const body = Buffer.allocUnsafeSlow(bodyLen)
+  b.copy(body, 0, t + tubeLen, t + tubeLen + bodyLen)
+  return { ok: true, record: { type: RecordType.FULL, ...f, tube, body }, size }
+}
+
+/**
+ * The offset of the first intact record (right shape, right CRC) at or after
+ * `from`, or -1. Lets replay tell a torn tail (nothing intact after the damage)
+ * from damage in the middle. Linear in the bytes scanned: the shape check
+ * rejects almost every offset before any CRC is computed.
+ */
+export function findIntactRecord(b: Buffer, from: number): number {
+  for (let off = from; off + FRAME_SIZE + DELETE_SIZE <= b.length; off++) {
+    const len = plausibleLength(b, off)
+    if (len >= 0 && shapeOk(b, off, len) && crcOk(b, off, len)) return off
+  }
+  return -1
+}

@@ -1,0 +1,263 @@
+/**
+ * The file being appended to, rotation, and the fsync policy.
+ *
+ * Invariants:
+ * - One file is open for appending (`current`); `pos` is its length, and every
+ *   byte below `pos` belongs to a whole record: a failed write is cut back to
+ *   `pos` (and `pos`-relative positional writes overwrite any leftover).
+ * - A batch goes out in one positional writev at `pos`, never split across
+ *   files; a file is rotated before a batch that would take it past
+ *   `fileSize` (so a file exceeds it only when a single batch does).
+ * - Batches carry increasing sequence numbers. `writtenSeq` is the last one
+ *   written; `syncedSeq <= writtenSeq` the last one an fsync started after its
+ *   write has completed for (under -F it follows `writtenSeq`: nothing more
+ *   is promised). Both only grow.
+ * - At most one asynchronous fsync is in flight. With -f 0 one starts as soon
+ *   as a write lands and none is running (group commit: it covers every batch
+ *   written before it started); with -f N a timer starts one at most every
+ *   N ms and within N ms of any write.
+ * - A new file's header and its directory entry are fsynced before anything
+ *   is written to the file, and a file is fsynced in full before the writer
+ *   leaves it (unless -F, whose files are flagged so replay expects torn
+ *   tails in any of them).
+ */
+import path from 'node:path'
+import type { Logger } from 'pino'
+import { BinlogFsyncError, BinlogFullError, BinlogIoError, isNoSpace } from './errors.js'
+import { writeAll, type BinlogFs } from './io.js'
+import { FORMAT_VERSION, HEADER_SIZE, HeaderFlag, encodeHeader } from './record.js'
+import { fileName } from './replay.js'
+
+export interface WriterOptions {
+  readonly dir: string
+  readonly fileSize: number
+  readonly fsyncMs: number
+  readonly fsyncNever: boolean
+  readonly io: BinlogFs
+  readonly log: Logger
+  /** The id high-water mark for the header of a new file. */
+  readonly nextId: () => number
+  /** syncedSeq moved forward outside a write() call (an async fsync completed). */
+  readonly onSynced: () => void
+  /** An asynchronous fsync failed. */
+  readonly onFatal: (err: Error) => void
+}
+
+export class Writer {
+  writtenSeq = 0
+  syncedSeq = 0
+  /** fsync calls made (sync and async), for stats and tests. */
+  fsyncs = 0
+  private current: number
+  private fd: number
+  private pos: number
+  private readonly dirFd: number
+  private readonly opts: WriterOptions
+  private syncing = false
+  private timer: NodeJS.Timeout | null = null
+  private lastSyncStart = -Infinity
+  /** Files left while an fsync on them was in flight: closed when it completes. */
+  private retired: number[] = []
+  private closed = false
+  /** The last rotation found no room (warned once until one succeeds). */
+  private createFailing = false
+
+  /** Creates `binlog.<index>` and opens it for appending; BinlogFullError if there is no room even for that. */
+  constructor(opts: WriterOptions, index: number) {
+    this.opts = opts
+    this.dirFd = opts.io.openSync(opts.dir, 'r')
+    this.current = index
+    try {
+      this.fd = this.createFile(index)
+    } catch (err) {
+      opts.io.closeSync(this.dirFd)
+      if (isNoSpace(err)) throw new BinlogFullError(opts.dir, `cannot create ${fileName(opts.dir, index)}`, { cause: err })
+      throw err
+    }
+    this.pos = HEADER_SIZE
+  }
+
+  get currentIndex(): number {
+    return this.current
+  }
+
+  /** Length of the current file. */
+  get size(): number {
+    return this.pos
+  }
+
+  get path(): string {
+    return fileName(this.opts.dir, this.current)
+  }
+
+  /**
+   * Appends one batch (`seq` covers it). Returns the index of the file it went
+   * to, or -1 when the disk is full (nothing written; the caller keeps the
+   * batch). Other I/O errors throw BinlogIoError.
+   */
+  write(parts: readonly Buffer[], bytes: number, seq: number): number {
+    if (this.pos > HEADER_SIZE && this.pos + bytes > this.opts.fileSize) this.rotate()
+    try {
+      writeAll(this.opts.io, this.fd, parts, bytes, this.pos)
+    } catch (err) {
+      try {
+        this.opts.io.ftruncateSync(this.fd, this.pos)
+      } catch {
+        // The next write overwrites from `pos`; replay cuts a leftover as a torn tail.
+      }
+      if (isNoSpace(err)) return -1
+      throw new BinlogIoError(this.path, 'write failed', { cause: err })
+    }
+    this.pos += bytes
+    this.writtenSeq = seq
+    if (this.opts.fsyncNever) this.syncedSeq = seq
+    else if (this.opts.fsyncMs === 0) this.startSync()
+    else this.armTimer()
+    return this.current
+  }
+
+  /** fsync now, synchronously (shutdown, tests). */
+  syncNow(): void {
+    if (this.closed) return
+    this.fsyncSync(this.fd, this.path)
+    this.syncedSeq = this.writtenSeq
+  }
+
+  /** Removes a file that is no longer needed, durably unless -F. */
+  remove(index: number): void {
+    try {
+      this.opts.io.unlinkSync(fileName(this.opts.dir, index))
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+        throw new BinlogIoError(fileName(this.opts.dir, index), 'cannot remove', { cause: err })
+      }
+    }
+    // Before any later file goes, this one must stay gone: a resurrected old
+    // file could bring back jobs whose DELETE lived in the later one.
+    if (!this.opts.fsyncNever) this.fsyncSync(this.dirFd, this.opts.dir)
+  }
+
+  /** Final fsync (even under -F: a clean stop leaves a clean log), then closes everything. */
+  close(): void {
+    if (this.closed) return
+    if (this.timer !== null) clearTimeout(this.timer)
+    this.timer = null
+    this.fsyncSync(this.fd, this.path)
+    this.syncedSeq = this.writtenSeq
+    this.closed = true
+    if (this.syncing) this.retired.push(this.fd)
+    else this.opts.io.closeSync(this.fd)
+    this.opts.io.closeSync(this.dirFd)
+  }
+
+  /** Stops timers without syncing (after a fatal error). */
+  abandon(): void {
+    if (this.timer !== null) clearTimeout(this.timer)
+    this.timer = null
+    this.closed = true
+  }
+
+  private createFile(index: number): number {
+    const { io, fsyncNever } = this.opts
+    const file = fileName(this.opts.dir, index)
+    const fd = io.openSync(file, 'wx', 0o600)
+    try {
+      const header = encodeHeader({
+        version: FORMAT_VERSION,
+        index,
+        nextId: this.opts.nextId(),
+        flags: fsyncNever ? HeaderFlag.NO_FSYNC : 0,
+      })
+      writeAll(io, fd, [header], HEADER_SIZE, 0)
+      if (!fsyncNever) {
+        this.fsyncSync(fd, file)
+        this.fsyncSync(this.dirFd, this.opts.dir)
+      }
+      return fd
+    } catch (err) {
+      io.closeSync(fd)
+      try {
+        io.unlinkSync(file)
+      } catch {
+        // Never created.
+      }
+      throw err
+    }
+  }
+
+  /** Moves to the next file; on a full disk stays in this one (it just grows past fileSize). */
+  private rotate(): void {
+    const next = this.current + 1
+    // The old file is complete and synced before the new one exists, so only
+    // the newest file can ever end in a torn write.
+    if (!this.opts.fsyncNever) {
+      this.fsyncSync(this.fd, this.path)
+      this.syncedSeq = this.writtenSeq
+    }
+    let fd: number
+    try {
+      fd = this.createFile(next)
+    } catch (err) {
+      if (!isNoSpace(err)) throw new BinlogIoError(fileName(this.opts.dir, next), 'cannot create', { cause: err })
+      if (!this.createFailing) {
+        this.opts.log.warn({ err, file: fileName(this.opts.dir, next) }, 'binlog: no space for a new file; appending to the current one')
+      }
+      this.createFailing = true
+      return
+    }
+    this.createFailing = false
+    if (this.syncing) this.retired.push(this.fd)
+    else this.opts.io.closeSync(this.fd)
+    this.fd = fd
+    this.current = next
+    this.pos = HEADER_SIZE
+  }
+
+  private fsyncSync(fd: number, file: string): void {
+    this.fsyncs++
+    try {
+      this.opts.io.fsyncSync(fd)
+    } catch (err) {
+      if (fd === this.dirFd && ['EINVAL', 'EISDIR', 'EBADF'].includes((err as NodeJS.ErrnoException).code ?? '')) return
+      throw new BinlogFsyncError(file, { cause: err })
+    }
+  }
+
+  private armTimer(): void {
+    if (this.timer !== null || this.syncing || this.closed) return
+    const delay = Math.max(0, this.lastSyncStart + this.opts.fsyncMs - performance.now())
+    this.timer = setTimeout(() => {
+      this.timer = null
+      this.startSync()
+    }, delay)
+    this.timer.unref()
+  }
+
+  private startSync(): void {
+    if (this.syncing || this.closed || this.syncedSeq >= this.writtenSeq) return
+    this.syncing = true
+    const target = this.writtenSeq
+    const file = this.path
+    this.lastSyncStart = performance.now()
+    this.fsyncs++
+    this.opts.io.fsync(this.fd, (err) => {
+      this.syncing = false
+      for (const fd of this.retired) this.opts.io.closeSync(fd)
+      this.retired = []
+      if (this.closed) return
+      if (err !== null) {
+        this.abandon()
+        this.opts.onFatal(new BinlogFsyncError(file, { cause: err }))
+        return
+      }
+      if (target > this.syncedSeq) this.syncedSeq = target
+      this.opts.onSynced()
+      if (this.writtenSeq > this.syncedSeq) {
+        if (this.opts.fsyncMs === 0) this.startSync()
+        else this.armTimer()
+      }
+    })
+  }
+}
+
+export const reservePath = (dir: string): string => path.join(dir, 'reserve')

@@ -1,0 +1,90 @@
+/**
+ * kill -9 at random moments under -f 0 with small files (so rotation and
+ * compaction run), then replay: every job whose put was acknowledged and
+ * whose delete was not is back with its body, priority and state class; no
+ * acknowledged delete comes back; only unacknowledged batches may or may not
+ * have landed; new ids are above every acknowledged one.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { prng } from '../helpers/prng.js'
+import { ChildBuild } from './child.js'
+import { Model, tmpDir } from './helpers.js'
+
+let build: ChildBuild
+beforeAll(() => {
+  build = new ChildBuild()
+})
+afterAll(async () => {
+  await build.dispose()
+})
+
+const bodyOf = (id: number): string => `job-${id}-`.repeat(id % 97 === 0 ? 400 : 1 + (id % 13)) + '\r\n'
+
+interface State {
+  pri: number
+  cls: string
+}
+
+describe('crash', () => {
+  it('survives 20 kill -9s at random moments with nothing acknowledged lost', async () => {
+    const rnd = prng(9)
+    const dir = tmpDir()
+    // What replay showed last time: the truth the next child starts from.
+    let known = new Map<number, State>()
+    let maxAckedId = 0
+    for (let round = 0; round < 20; round++) {
+      const child = build.start('crash-writer', [dir, String(1000 + round)])
+      await child.waitFor('ready\n')
+      await new Promise((r) => setTimeout(r, 20 + rnd.int(150)))
+      await child.kill()
+      expect(child.err).toBe('')
+
+      // Parse intents and acknowledgements.
+      const batches = new Map<number, string[]>()
+      let acked = 0
+      for (const line of child.out.split('\n')) {
+        const p = /^([IA]) (\d+)(?: (.*))?$/.exec(line)
+        if (p === null) continue
+        const [, tag, n, ops] = p
+        if (tag === 'I') batches.set(Number(n), ops === undefined ? [] : ops.split(','))
+        else {
+          expect(Number(n)).toBe(acked + 1) // acknowledged in order
+          acked = Number(n)
+        }
+      }
+      // Candidate states per job: after the acknowledged batches, then after each later op.
+      const sure = new Map(known)
+      const maybe = new Map<number, (State | 'gone')[]>()
+      for (const [n, ops] of [...batches].sort((x, y) => x[0] - y[0])) {
+        for (const op of ops) {
+          const [kind, idS, priS, cls] = op.split(' ') as [string, string, string, string]
+          const id = Number(idS)
+          const st: State | 'gone' = cls === 'gone' ? 'gone' : { pri: Number(priS), cls }
+          if (n <= acked) {
+            if (st === 'gone') sure.delete(id)
+            else sure.set(id, st)
+            if (kind === 'put') maxAckedId = Math.max(maxAckedId, id)
+          } else {
+            if (!maybe.has(id)) maybe.set(id, [sure.get(id) ?? 'gone'])
+            maybe.get(id)!.push(st)
+          }
+        }
+      }
+
+      const m = new Model(dir)
+      m.open()
+      const got = new Map(m.bl.recovered.map((r) => [r.id, r]))
+      for (const [id, r] of got) expect(r.body.toString('latin1')).toBe(bodyOf(id))
+      const ids = new Set([...sure.keys(), ...maybe.keys(), ...got.keys()])
+      for (const id of ids) {
+        const r = got.get(id)
+        const actual: State | 'gone' = r === undefined ? 'gone' : { pri: r.pri, cls: r.state }
+        const allowed = maybe.get(id) ?? [sure.get(id) ?? 'gone']
+        expect(allowed, `job ${id} in round ${round}`).toContainEqual(actual)
+      }
+      expect(m.bl.nextId).toBeGreaterThan(maxAckedId)
+      known = new Map([...got].map(([id, r]) => [id, { pri: r.pri, cls: r.state }]))
+      m.bl.close()
+    }
+  })
+})

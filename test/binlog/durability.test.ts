@@ -1,0 +1,210 @@
+/**
+ * The fsync policies, counted through an injected fs layer around the real
+ * one: -f 0 group commit, -f N timer, -F never; compaction's removals wait
+ * for the fsync that covers what was moved; a failed fsync is fatal.
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { nodeFs, type BinlogFs } from '../../src/binlog/io.js'
+import { Model, tmpDir } from './helpers.js'
+
+/** Async fsyncs are counted and, while `hold` is on, parked until released. */
+class GatedFs {
+  hold = true
+  calls = 0
+  private parked: (() => Promise<void>)[] = []
+  readonly io: BinlogFs = {
+    ...nodeFs,
+    fsync: (fd, cb) => {
+      this.calls++
+      const run = (): Promise<void> =>
+        new Promise((resolve) =>
+          nodeFs.fsync(fd, (err) => {
+            cb(err)
+            resolve()
+          }),
+        )
+      if (this.hold) this.parked.push(run)
+      else void run()
+    },
+  }
+
+  get waiting(): number {
+    return this.parked.length
+  }
+
+  /** Lets every parked fsync run, and waits for their callbacks. */
+  async release(): Promise<void> {
+    const p = this.parked
+    this.parked = []
+    await Promise.all(p.map((run) => run()))
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+describe('-f 0: group commit', () => {
+  it('releases callbacks only after an fsync that started after their write; one fsync covers many flushes', async () => {
+    const g = new GatedFs()
+    const m = new Model(tmpDir(), { fsyncMs: 0, fs: g.io })
+    m.open()
+    const done: number[] = []
+    const j = m.put('first')!
+    const s1 = m.bl.flush()
+    m.bl.whenDurable(s1, () => done.push(s1))
+    expect(g.calls).toBe(1) // started at once: nothing else in flight
+    for (let i = 0; i < 50; i++) {
+      m.reserve(j)
+      m.release(j, i)
+      const s = m.bl.flush()
+      m.bl.whenDurable(s, () => done.push(s))
+    }
+    expect(done).toEqual([])
+    expect(g.calls).toBe(1) // all 50 wait behind the one in flight
+    await g.release()
+    expect(done).toEqual([s1]) // that fsync started before the 50 were written
+    expect(g.calls).toBe(2) // one more, for all of them
+    expect(g.waiting).toBe(1)
+    await g.release()
+    expect(done).toHaveLength(51)
+    expect(done).toEqual([...done].sort((a, b) => a - b))
+    expect(g.calls).toBe(2)
+    // Already durable: called back at once.
+    let now = false
+    m.bl.whenDurable(m.bl.flush(), () => (now = true))
+    expect(now).toBe(true)
+    expect(m.restart()[0]).toMatchObject({ pri: 49, reserves: 50, releases: 50 })
+  })
+
+  it('concurrent committers share fsyncs (real fsync)', async () => {
+    const g = new GatedFs()
+    g.hold = false
+    const m = new Model(tmpDir(), { fsyncMs: 0, fs: g.io })
+    m.open()
+    const commits: Promise<number>[] = []
+    for (let i = 0; i < 200; i++) {
+      m.put(`job ${i}`)
+      commits.push(m.commit())
+      if (i % 10 === 9) await new Promise((r) => setImmediate(r))
+    }
+    await Promise.all(commits)
+    expect(g.calls).toBeGreaterThan(0)
+    expect(g.calls).toBeLessThan(100)
+    expect(m.restart()).toHaveLength(200)
+  })
+})
+
+describe('-f N and -F', () => {
+  it('-f N: callbacks on write; the timer fsyncs within N ms, at most once per N ms, even when idle', async () => {
+    const g = new GatedFs()
+    g.hold = false
+    const m = new Model(tmpDir(), { fsyncMs: 40, fs: g.io })
+    m.open()
+    let acked = 0
+    for (let i = 0; i < 20; i++) {
+      m.put(`job ${i}`)
+      m.bl.whenDurable(m.bl.flush(), () => acked++)
+    }
+    expect(acked).toBe(20) // written is enough
+    expect(g.calls).toBe(0)
+    const idle = performance.now()
+    while (g.calls === 0 && performance.now() - idle < 2000) await sleep(5) // idle: the timer still syncs
+    await sleep(60)
+    expect(g.calls).toBe(1) // and only once: nothing new was written
+    const start = performance.now()
+    while (performance.now() - start < 300) {
+      m.put('x')
+      m.bl.flush()
+      await sleep(2)
+    }
+    const elapsed = performance.now() - start
+    expect(g.calls - 1).toBeLessThanOrEqual(Math.ceil(elapsed / 40) + 1)
+    expect(g.calls - 1).toBeGreaterThanOrEqual(2)
+  })
+
+  it('-F never fsyncs while running, and files are flagged so', async () => {
+    const m = new Model(tmpDir(), { fsyncNever: true, fileSize: 1024 })
+    m.open()
+    for (let i = 0; i < 100; i++) {
+      m.put(`job ${i} `.repeat(5))
+      await m.commit()
+    }
+    await sleep(60)
+    expect(m.bl.stats().fsyncs).toBe(0)
+    expect(m.bl.stats().currentIndex).toBeGreaterThan(3)
+  })
+})
+
+describe('removal waits for durability', () => {
+  it('an old file is removed only after the fsync covering the records moved out of it', async () => {
+    const g = new GatedFs()
+    const m = new Model(tmpDir(), { fsyncMs: 0, fs: g.io, fileSize: 1024 })
+    m.open()
+    const keep = m.put('long-lived', { delayMs: 3_600_000 })!
+    m.bl.flush()
+    await g.release()
+    const home = m.bl.fileOf(keep.id)
+    const homeFile = path.join(m.dir, `binlog.${home}`)
+    let migrated = false
+    for (let i = 0; i < 500 && !migrated; i++) {
+      m.delete(m.put('churn '.repeat(30))!)
+      m.bl.flush()
+      migrated = m.bl.fileOf(keep.id) !== home
+      if (!migrated) await g.release()
+    }
+    expect(migrated).toBe(true)
+    // Moved and written, not yet fsynced: the old copy must stay.
+    expect(g.waiting).toBe(1)
+    expect(fs.existsSync(homeFile)).toBe(true)
+    await g.release()
+    expect(fs.existsSync(homeFile)).toBe(false)
+    expect(m.restart().map((r) => r.id)).toEqual([keep.id])
+  })
+})
+
+describe('fsync failure', () => {
+  it('is fatal: onFatal gets a BinlogFsyncError, later calls throw it, nothing is acknowledged', async () => {
+    const fatal: Error[] = []
+    const io: BinlogFs = {
+      ...nodeFs,
+      fsync: (_fd, cb) => setImmediate(() => cb(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }))),
+    }
+    const m = new Model(tmpDir(), { fsyncMs: 0, fs: io, onFatal: (e) => fatal.push(e) })
+    m.open()
+    m.put('a')
+    let acked = false
+    m.bl.whenDurable(m.bl.flush(), () => (acked = true))
+    await sleep(20)
+    expect(fatal).toHaveLength(1)
+    expect(fatal[0]).toMatchObject({ code: 'TSB_ERR_BINLOG_FSYNC', name: 'BinlogFsyncError' })
+    expect((fatal[0]!.cause as NodeJS.ErrnoException).code).toBe('EIO')
+    expect(acked).toBe(false)
+    expect(() => m.put('b')).toThrow(fatal[0])
+    expect(() => m.bl.flush()).toThrow(fatal[0])
+  })
+
+  it('another write error is fatal too: flush throws BinlogIoError and onFatal hears it', () => {
+    const fatal: Error[] = []
+    let broken = false
+    const io: BinlogFs = {
+      ...nodeFs,
+      writevSync: (fd, bufs, pos) => {
+        if (broken) throw Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' })
+        return nodeFs.writevSync(fd, bufs, pos)
+      },
+    }
+    const m = new Model(tmpDir(), { fs: io, onFatal: (e) => fatal.push(e) })
+    m.open()
+    m.put('a')
+    m.bl.flush()
+    broken = true
+    m.put('b')
+    expect(() => m.bl.flush()).toThrow(expect.objectContaining({ code: 'TSB_ERR_BINLOG_IO' }))
+    expect(fatal).toHaveLength(1)
+    expect(() => m.put('c')).toThrow(fatal[0])
+    m.bl.close() // releases the lock without writing
+    broken = false
+    expect(new Model(m.dir).open().recovered).toHaveLength(1)
+  })
+})

@@ -1,0 +1,263 @@
+/**
+ * Binlog test helpers: temp directories (removed after each test), a pino
+ * logger that captures records, and a small job model that makes the same
+ * state changes the registry makes and tells the binlog about them.
+ */
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { pino, type Logger } from 'pino'
+import { afterEach } from 'vitest'
+import { Binlog, type BinlogOptions, type JobView, type RecoveredJob } from '../../src/binlog/binlog.js'
+import { ManualClock } from '../../src/util/clock.js'
+
+const dirs: string[] = []
+const open = new Set<Binlog>()
+
+afterEach(() => {
+  for (const b of open) {
+    try {
+      b.close()
+    } catch {
+      // A test that broke its binlog on purpose.
+    }
+  }
+  open.clear()
+  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true })
+})
+
+export function tmpDir(): string {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'tsb-binlog-'))
+  dirs.push(d)
+  return d
+}
+
+export interface LogLine {
+  level: number
+  msg: string
+  [key: string]: unknown
+}
+
+export function captureLog(): { log: Logger; lines: LogLine[] } {
+  const lines: LogLine[] = []
+  const dest = { write: (s: string): void => void lines.push(JSON.parse(s) as LogLine) }
+  return { log: pino({ level: 'debug' }, dest), lines }
+}
+
+export const WARN = 40
+
+/** Sizes of the binlog files in `dir` (the reserve and lock not counted). */
+export function binlogBytes(dir: string): number {
+  let n = 0
+  for (const f of fs.readdirSync(dir)) if (/^binlog\.\d+$/.test(f)) n += fs.statSync(path.join(dir, f)).size
+  return n
+}
+
+export function binlogFiles(dir: string): string[] {
+  return fs
+    .readdirSync(dir)
+    .filter((f) => /^binlog\.\d+$/.test(f))
+    .sort((a, b) => Number(a.slice(7)) - Number(b.slice(7)))
+}
+
+export const JS = { READY: 1, RESERVED: 2, BURIED: 3, DELAYED: 4 } as const
+
+export interface TestJob extends JobView {
+  tube: { name: string }
+}
+
+const WALL_BASE = 1_700_000_000_000
+
+/**
+ * Jobs and a binlog, with the registry's transitions. Wall and monotonic
+ * clocks move together (wall = base + mono) unless a test moves `wallSkew`.
+ */
+export class Model {
+  readonly clock = new ManualClock(5_000)
+  wallSkew = 0
+  readonly now = (): number => WALL_BASE + this.wallSkew + this.clock.now()
+  readonly jobs = new Map<number, TestJob>()
+  /** Ids of buried jobs in bury order, as the tube's buried list holds them. */
+  buried: number[] = []
+  nextId = 1
+  bl!: Binlog
+  readonly dir: string
+  readonly lines: LogLine[]
+  readonly overrides: Partial<BinlogOptions>
+  private readonly log: Logger
+
+  constructor(dir = tmpDir(), overrides: Partial<BinlogOptions> = {}) {
+    this.dir = dir
+    this.overrides = overrides
+    const c = captureLog()
+    this.log = c.log
+    this.lines = c.lines
+  }
+
+  options(): BinlogOptions {
+    return {
+      dir: this.dir,
+      fileSize: 1 << 20,
+      fsyncMs: 50,
+      fsyncNever: false,
+      maxJobSize: 1 << 21,
+      log: this.log,
+      clock: this.clock,
+      now: this.now,
+      reserveBytes: 64 * 1024,
+      retryMs: 10,
+      ...this.overrides,
+    }
+  }
+
+  open(): Binlog {
+    this.bl = Binlog.open(this.options())
+    open.add(this.bl)
+    if (this.bl.nextId > this.nextId) this.nextId = this.bl.nextId
+    return this.bl
+  }
+
+  /** close(), then open again and rebuild the jobs from `recovered`, as the server would. */
+  restart(): RecoveredJob[] {
+    this.bl.close()
+    open.delete(this.bl)
+    this.jobs.clear()
+    this.buried = []
+    this.open()
+    for (const r of this.bl.recovered) {
+      const j: TestJob = {
+        id: r.id,
+        tube: { name: r.tube },
+        pri: r.pri,
+        delayMs: r.delayMs,
+        ttrMs: r.ttrMs,
+        body: r.body,
+        state: r.state === 'ready' ? JS.READY : r.state === 'delayed' ? JS.DELAYED : JS.BURIED,
+        createdAt: r.createdAt,
+        deadline: r.deadline,
+        reserves: r.reserves,
+        timeouts: r.timeouts,
+        releases: r.releases,
+        buries: r.buries,
+        kicks: r.kicks,
+      }
+      this.jobs.set(j.id, j)
+      if (r.state === 'buried') this.buried.push(j.id)
+      this.bl.adopt(j)
+    }
+    return this.bl.recovered
+  }
+
+  put(body: string | Buffer, o: { pri?: number; delayMs?: number; ttrMs?: number; tube?: string } = {}): TestJob | null {
+    const now = this.clock.now()
+    const delayMs = o.delayMs ?? 0
+    const j: TestJob = {
+      id: this.nextId++,
+      tube: { name: o.tube ?? 'default' },
+      pri: o.pri ?? 100,
+      delayMs,
+      ttrMs: o.ttrMs ?? 60_000,
+      body: Buffer.concat([typeof body === 'string' ? Buffer.from(body, 'latin1') : body, Buffer.from('\r\n')]),
+      state: delayMs > 0 ? JS.DELAYED : JS.READY,
+      createdAt: now,
+      deadline: delayMs > 0 ? now + delayMs : 0,
+      reserves: 0,
+      timeouts: 0,
+      releases: 0,
+      buries: 0,
+      kicks: 0,
+    }
+    if (!this.bl.put(j)) return null
+    this.jobs.set(j.id, j)
+    return j
+  }
+
+  private unbury(j: TestJob): void {
+    if (j.state === JS.BURIED) this.buried.splice(this.buried.indexOf(j.id), 1)
+  }
+
+  reserve(j: TestJob): void {
+    this.unbury(j)
+    j.state = JS.RESERVED
+    j.reserves++
+    j.deadline = this.clock.now() + j.ttrMs
+    this.bl.update(j)
+  }
+
+  release(j: TestJob, pri = j.pri, delayMs = 0): void {
+    j.pri = pri
+    j.delayMs = delayMs
+    j.releases++
+    j.state = delayMs > 0 ? JS.DELAYED : JS.READY
+    j.deadline = delayMs > 0 ? this.clock.now() + delayMs : 0
+    this.bl.update(j)
+  }
+
+  bury(j: TestJob, pri = j.pri): void {
+    j.pri = pri
+    j.state = JS.BURIED
+    this.buried.push(j.id)
+    j.buries++
+    this.bl.update(j)
+  }
+
+  kick(j: TestJob): void {
+    this.unbury(j)
+    j.state = JS.READY
+    j.kicks++
+    this.bl.update(j)
+  }
+
+  timeout(j: TestJob): void {
+    j.state = JS.READY
+    j.timeouts++
+    this.bl.update(j)
+  }
+
+  delete(j: TestJob): void {
+    this.unbury(j)
+    j.state = 0
+    this.jobs.delete(j.id)
+    this.bl.delete(j)
+  }
+
+  /** Flushes and waits until the batch is durable per the policy. */
+  async commit(): Promise<number> {
+    const seq = this.bl.flush()
+    await new Promise<void>((resolve) => this.bl.whenDurable(seq, resolve))
+    return seq
+  }
+
+  /** What replay should bring back for a job as the model has it now. */
+  expected(j: TestJob): Omit<RecoveredJob, 'createdAt' | 'deadline'> {
+    const wallOffset = this.now() - this.clock.now()
+    const delayedStill = j.state === JS.DELAYED && j.deadline > this.clock.now()
+    return {
+      id: j.id,
+      tube: j.tube.name,
+      pri: j.pri,
+      delayMs: j.delayMs,
+      ttrMs: j.ttrMs,
+      body: j.body,
+      state: j.state === JS.BURIED ? 'buried' : delayedStill ? 'delayed' : 'ready',
+      createdAtWall: Math.round(j.createdAt + wallOffset),
+      readyAtWall: delayedStill ? Math.round(j.deadline + wallOffset) : 0,
+      reserves: j.reserves,
+      timeouts: j.timeouts,
+      releases: j.releases,
+      buries: j.buries,
+      kicks: j.kicks,
+    }
+  }
+}
+
+/** What `recovered` should be: non-buried jobs by id, then buried ones in bury order. */
+export function expectedAll(m: Model): Omit<RecoveredJob, 'createdAt' | 'deadline'>[] {
+  const plainJobs = [...m.jobs.values()].filter((j) => j.state !== JS.BURIED).sort((a, b) => a.id - b.id)
+  return [...plainJobs, ...m.buried.map((id) => m.jobs.get(id)!)].map((j) => m.expected(j))
+}
+
+/** `recovered` without the monotonic fields (they depend on the clock at open). */
+export function plain(r: readonly RecoveredJob[]): Omit<RecoveredJob, 'createdAt' | 'deadline'>[] {
+  return r.map(({ createdAt: _c, deadline: _d, ...rest }) => rest)
+}

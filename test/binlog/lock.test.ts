@@ -1,0 +1,69 @@
+/**
+ * One server per directory: a second open fails with TSB_ERR_BINLOG_LOCKED,
+ * whether the holder is this process or another; the lock dies with its
+ * holder (kill -9 included), and a stale lock file blocks nothing.
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { BinlogLockedError } from '../../src/binlog/errors.js'
+import { ChildBuild } from './child.js'
+import { Model, tmpDir } from './helpers.js'
+
+let build: ChildBuild
+beforeAll(() => {
+  build = new ChildBuild()
+})
+afterAll(async () => {
+  await build.dispose()
+})
+
+function lockError(m: Model): unknown {
+  try {
+    m.open()
+  } catch (err) {
+    return err
+  }
+  throw new Error('second open succeeded')
+}
+
+describe('directory lock', () => {
+  it('a second open in the same process fails until the first closes', () => {
+    const dir = tmpDir()
+    const a = new Model(dir)
+    a.open()
+    const err = lockError(new Model(dir))
+    expect(err).toBeInstanceOf(BinlogLockedError)
+    expect(err).toMatchObject({ code: 'TSB_ERR_BINLOG_LOCKED', dir, holderPid: process.pid })
+    a.bl.close()
+    new Model(dir).open()
+  })
+
+  it('another path to the same directory is the same lock', () => {
+    const dir = tmpDir()
+    const link = path.join(tmpDir(), 'link')
+    fs.symlinkSync(dir, link)
+    new Model(dir).open()
+    expect(lockError(new Model(link))).toMatchObject({ code: 'TSB_ERR_BINLOG_LOCKED' })
+  })
+
+  it('another process holds it; killed with SIGKILL it leaves nothing stale', async () => {
+    const dir = tmpDir()
+    const child = build.start('hold-lock', [dir])
+    await child.waitFor('locked\n')
+    const err = lockError(new Model(dir))
+    expect(err).toMatchObject({ code: 'TSB_ERR_BINLOG_LOCKED', holderPid: child.proc.pid })
+    expect((err as Error).message).toContain(`process ${child.proc.pid}`)
+    await child.kill()
+    const m = new Model(dir)
+    m.open()
+    expect(m.bl.nextId).toBe(1)
+  })
+
+  it('a lock file left by a dead process blocks nothing', () => {
+    const dir = tmpDir()
+    fs.writeFileSync(path.join(dir, 'lock'), '999999999\nsomehost\n')
+    new Model(dir).open()
+    expect(fs.readFileSync(path.join(dir, 'lock'), 'utf8')).toMatch(new RegExp(`^${process.pid}\n`))
+  })
+})

@@ -1,0 +1,146 @@
+/**
+ * The record format on its own: every body size the reference gets wrong,
+ * binary bytes, the header, and how the decoder classifies damage.
+ */
+import { describe, expect, it } from 'vitest'
+import {
+  DELETE_RECORD_SIZE,
+  HEADER_SIZE,
+  RecState,
+  RecordType,
+  UPDATE_RECORD_SIZE,
+  decodeHeader,
+  decodeRecord,
+  encodeDelete,
+  encodeFull,
+  encodeHeader,
+  encodeUpdate,
+  findIntactRecord,
+  fullRecordSize,
+  type JobFields,
+} from '../../src/binlog/record.js'
+import type { JobView } from '../../src/binlog/binlog.js'
+import { JobState, type Job } from '../../src/queue/job.js'
+
+/** Compile-time: the queue's Job is a JobView, so the registry can pass its jobs as they are. */
+export const jobIsAView = (j: Job): JobView => j
+
+const fields = (over: Partial<JobFields> = {}): JobFields => ({
+  id: 42,
+  state: RecState.DELAYED,
+  pri: 4294967295,
+  reserves: 1,
+  timeouts: 2,
+  releases: 3,
+  buries: 4,
+  kicks: 5,
+  delayMs: 4294967295 * 1000,
+  ttrMs: 120_000,
+  createdAtWall: 1_700_000_000_123,
+  readyAtWall: 1_700_000_999_999,
+  buryKey: 0,
+  ...over,
+})
+
+const bytes = (parts: Buffer[]): Buffer => Buffer.concat(parts)
+
+describe('record round trip', () => {
+  it.each([0, 2, 65534, 65535, 65536, 1 << 20])('FULL record with a %i-byte body', (n) => {
+    const body = Buffer.alloc(n)
+    for (let i = 0; i < n; i++) body[i] = (i * 131 + 7) & 0xff // every byte value, CR and LF included
+    const tube = 'a-tube_with+odd;chars$()'
+    const enc = bytes(encodeFull(fields({ id: 2 ** 53 - 1 }), tube, body))
+    expect(enc.length).toBe(fullRecordSize(tube.length, n))
+    const d = decodeRecord(enc, 0)
+    expect(d.ok).toBe(true)
+    if (!d.ok) return
+    expect(d.size).toBe(enc.length)
+    if (d.record.type !== RecordType.FULL) throw new Error('not FULL')
+    const { body: got, ...rest } = d.record
+    expect(rest).toEqual({ type: RecordType.FULL, ...fields({ id: 2 ** 53 - 1 }), tube })
+    expect(got.equals(body)).toBe(true) // Buffer.equals: toEqual walks a MiB byte by byte
+  })
+
+  it('UPDATE and DELETE records', () => {
+    const u = encodeUpdate(fields({ state: RecState.BURIED, buryKey: 77, readyAtWall: 0 }))
+    expect(u.length).toBe(UPDATE_RECORD_SIZE)
+    expect(decodeRecord(u, 0)).toEqual({
+      ok: true,
+      size: UPDATE_RECORD_SIZE,
+      record: { type: RecordType.UPDATE, ...fields({ state: RecState.BURIED, buryKey: 77, readyAtWall: 0 }) },
+    })
+    const del = encodeDelete(2 ** 40 + 3)
+    expect(del.length).toBe(DELETE_RECORD_SIZE)
+    expect(decodeRecord(del, 0)).toEqual({ ok: true, size: DELETE_RECORD_SIZE, record: { type: RecordType.DELETE, id: 2 ** 40 + 3 } })
+  })
+
+  it('decodes a record in the middle of a buffer and copies its body out', () => {
+    const body = Buffer.from('hello\r\n')
+    const buf = Buffer.concat([encodeDelete(1), ...encodeFull(fields(), 'default', body), encodeDelete(2)])
+    const d = decodeRecord(buf, DELETE_RECORD_SIZE)
+    expect(d.ok && d.record.type === RecordType.FULL && d.record.body.buffer !== buf.buffer).toBe(true)
+  })
+
+  it('saturates counters at u32 max instead of wrapping', () => {
+    const d = decodeRecord(encodeUpdate(fields({ kicks: 2 ** 32 + 5 })), 0)
+    expect(d.ok && d.record.type === RecordType.UPDATE && d.record.kicks).toBe(2 ** 32 - 1)
+  })
+
+  it('stores states with the queue numbers', () => {
+    expect(RecState).toEqual({ READY: JobState.READY, RESERVED: JobState.RESERVED, BURIED: JobState.BURIED, DELAYED: JobState.DELAYED })
+  })
+})
+
+describe('file header', () => {
+  it('round-trips and rejects damage', () => {
+    const h = encodeHeader({ version: 1, index: 12, nextId: 2 ** 50, flags: 1 })
+    expect(h.length).toBe(HEADER_SIZE)
+    expect(decodeHeader(h)).toEqual({ version: 1, index: 12, nextId: 2 ** 50, flags: 1 })
+    for (let i = 0; i < HEADER_SIZE; i++) {
+      const bad = Buffer.from(h)
+      bad[i]! ^= 0x10
+      expect(typeof decodeHeader(bad)).toBe('string')
+    }
+    expect(decodeHeader(h.subarray(0, 39))).toMatch(/shorter/)
+  })
+
+  it('names a newer format version', () => {
+    const h = encodeHeader({ version: 2, index: 1, nextId: 1, flags: 0 })
+    expect(decodeHeader(h)).toMatch(/version 2.*newer/)
+  })
+})
+
+describe('damage classification', () => {
+  const rec = bytes(encodeFull(fields(), 'default', Buffer.from('some body\r\n')))
+
+  it('every truncation is torn', () => {
+    for (let n = 0; n < rec.length; n++) {
+      const d = decodeRecord(rec.subarray(0, n), 0)
+      expect(d.ok).toBe(false)
+      if (!d.ok) expect(d.kind).toBe('torn')
+    }
+  })
+
+  it('every flipped bit is caught', () => {
+    for (let i = 0; i < rec.length; i++) {
+      for (let bit = 0; bit < 8; bit++) {
+        const bad = Buffer.from(rec)
+        bad[i]! ^= 1 << bit
+        expect(decodeRecord(bad, 0).ok).toBe(false)
+      }
+    }
+  })
+
+  it('a CRC-valid record with impossible content is invalid, not torn', () => {
+    const u = encodeUpdate(fields({ state: 9 as RecState }))
+    expect(decodeRecord(u, 0)).toMatchObject({ ok: false, kind: 'invalid' })
+  })
+
+  it('finds the next intact record after garbage, and none in zeros', () => {
+    const garbage = Buffer.alloc(37, 0xab)
+    const buf = Buffer.concat([garbage, rec])
+    expect(findIntactRecord(buf, 0)).toBe(37)
+    expect(findIntactRecord(Buffer.concat([garbage, rec.subarray(0, rec.length - 1)]), 0)).toBe(-1)
+    expect(findIntactRecord(Buffer.alloc(4096), 0)).toBe(-1)
+  })
+})
