@@ -119,6 +119,8 @@ export class Parser {
   /** reserve-with-timeout: seconds, or -1 for "wait forever" (negative after int truncation). */
   timeout = 0
   name = ''
+  /** pause-tube: the name breaks a rule checked after counting (BAD_FORMAT). */
+  badName = false
   /** PUT_BODY / PUT_BODY_BAD: the body including its last two bytes. */
   body: Buffer | null = null
   /** ERROR: the reply. */
@@ -458,15 +460,17 @@ export class Parser {
   }
 
   /**
-   * pause-tube: spaces, a run of name characters that must be a valid name
-   * (1-200 bytes, no leading '-'), then the delay.
+   * pause-tube: spaces, a run of name characters, then the delay. The
+   * reference counts the command before it checks the name's other rules
+   * (1-200 bytes, no leading '-'), so those are reported in `badName`.
    */
   private parsePause(buf: Buffer, p: number, end: number): boolean {
     while (p < end && buf[p] === SPACE) p++
     const first = p
     while (p < end && NAME_CHAR[buf[p]!] === 1) p++
-    if (p === first || p - first > NAME_MAX || buf[first] === 0x2d) return false
+    if (p === first) return false
     if (!this.readU32(buf, p, end, true)) return false
+    this.badName = p - first > NAME_MAX || buf[first] === 0x2d
     this.name = buf.toString('latin1', first, p)
     this.delay = this.num
     return true

@@ -144,6 +144,7 @@ export function dispatch(ctx: ServerContext, c: DispatchTarget, op: Op): void {
       return out.text(tubeList(s.watching))
     case Op.PAUSE_TUBE:
       count(ctx, op)
+      if (p.badName) return out.fixed(Reply.BAD_FORMAT)
       return out.fixed(r.pause(p.name, p.delay) ? Reply.PAUSED : Reply.NOT_FOUND)
     case Op.QUIT:
       c.quitting = true
