@@ -8,10 +8,21 @@ import { Command, CommanderError, Option } from 'commander'
 import { pino, type Logger } from 'pino'
 import { toConfig, UsageError, type Config, type RawFlags } from './config.js'
 import { BeanstalkServer } from './server/server.js'
+import { Binlog } from './binlog/binlog.js'
+import { systemClock } from './util/clock.js'
 import { VERSION } from './version.js'
 
 const EXIT_USAGE = 5
 const EXIT_SOCKET = 111
+/** Binlog exit codes: 10 is the reference's lock failure; the others are ours. */
+const EXIT_BINLOG: Record<string, number> = {
+  TSB_ERR_BINLOG_LOCKED: 10,
+  TSB_ERR_BINLOG_CORRUPT: 11,
+  TSB_ERR_BINLOG_FULL: 12,
+  TSB_ERR_BINLOG_IO: 13,
+  TSB_ERR_BINLOG_FSYNC: 13,
+}
+const EXIT_BINLOG_OTHER = 13
 
 function program(): Command {
   return new Command('tsbeanstalkd')
@@ -35,6 +46,30 @@ function program(): Command {
 function makeLogger(verbosity: number): Logger {
   const level = verbosity >= 2 ? 'trace' : verbosity === 1 ? 'debug' : 'info'
   return pino({ name: 'tsbeanstalkd', level }, pino.destination({ fd: 2, sync: true }))
+}
+
+/** -b: opens and replays the binlog, or exits with a clear log line and a code per error. */
+function openBinlog(config: Config, dir: string, log: Logger): Binlog {
+  try {
+    return Binlog.open({
+      dir,
+      fileSize: config.binlogSize,
+      fsyncMs: config.fsyncMs,
+      fsyncNever: config.fsyncNever,
+      maxJobSize: config.maxJobSize,
+      log,
+      clock: systemClock,
+      // An fsync or write error after start: stop rather than acknowledge what may not be on disk.
+      onFatal: (err) => {
+        log.fatal({ err }, 'binlog write or fsync failed; exiting (a restart replays everything acknowledged)')
+        process.exit(EXIT_BINLOG[(err as { code?: string }).code ?? ''] ?? EXIT_BINLOG_OTHER)
+      },
+    })
+  } catch (err) {
+    const code = (err as { code?: string }).code ?? ''
+    log.fatal({ err, dir }, `cannot use the binlog directory: ${(err as Error).message}`)
+    process.exit(EXIT_BINLOG[code] ?? EXIT_BINLOG_OTHER)
+  }
 }
 
 /** -u: become that user (and its primary group) after binding, as the reference does. */
@@ -93,14 +128,8 @@ export async function main(argv: string[]): Promise<void> {
   }
   const log = makeLogger(config.verbosity)
   for (const msg of early) log.warn(msg)
-  if (config.binlogDir !== null) {
-    log.fatal(
-      { binlogDir: config.binlogDir },
-      'the binlog (-b) is not available in this version; refusing to run without the persistence you asked for',
-    )
-    process.exit(EXIT_USAGE)
-  }
-  const server = new BeanstalkServer({ maxJobSize: config.maxJobSize, binlogMaxSize: config.binlogSize, log })
+  const binlog = config.binlogDir === null ? undefined : openBinlog(config, config.binlogDir, log)
+  const server = new BeanstalkServer({ maxJobSize: config.maxJobSize, binlogMaxSize: config.binlogSize, log, binlog })
   // Signal handlers go in before the first log line announces the server.
   process.on('SIGUSR1', () => {
     log.info('SIGUSR1: entering drain mode; puts now answer DRAINING')
@@ -108,7 +137,11 @@ export async function main(argv: string[]): Promise<void> {
   })
   const stop = (signal: string): void => {
     log.info({ signal }, 'shutting down')
-    void server.close().then(() => process.exit(0))
+    void server.close().then(() => {
+      // Everything acknowledged is written and fsynced before exit, whatever -f says.
+      binlog?.close()
+      process.exit(0)
+    })
     // Connections that never finish closing must not keep the process alive.
     setTimeout(() => process.exit(0), 2000).unref()
   }

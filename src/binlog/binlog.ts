@@ -410,7 +410,9 @@ export class Binlog {
     return {
       oldestIndex: this.live.files[0]?.index ?? this.writer.currentIndex,
       currentIndex: this.writer.currentIndex,
-      recordsWritten: this.recordsWritten,
+      // Records queued this turn count too: the reference writes each one as it
+      // happens, so a `stats` right after a command sees it.
+      recordsWritten: this.recordsWritten + this.records,
       recordsMigrated: this.recordsMigrated,
       maxSize: this.opts.fileSize,
       diskBytes: this.live.diskBytes,

@@ -19,12 +19,12 @@ export function okYaml(yaml: string): string {
 /** Whole seconds between two monotonic ms values, truncated toward zero like C. */
 const secs = (ms: number): number => Math.trunc(ms / 1000) || 0
 
-export function statsJob(j: Job, now: number): string {
+export function statsJob(j: Job, now: number, file: number): string {
   const timed = j.state === JobState.RESERVED || j.state === JobState.DELAYED
   return okYaml(
     `---\nid: ${j.id}\ntube: ${j.tube.name}\nstate: ${STATE_NAMES[j.state]}\npri: ${j.pri}\n` +
       `age: ${secs(now - j.createdAt)}\ndelay: ${secs(j.delayMs)}\nttr: ${secs(j.ttrMs)}\n` +
-      `time-left: ${timed ? secs(j.deadline - now) : 0}\nfile: 0\nreserves: ${j.reserves}\n` +
+      `time-left: ${timed ? secs(j.deadline - now) : 0}\nfile: ${file}\nreserves: ${j.reserves}\n` +
       `timeouts: ${j.timeouts}\nreleases: ${j.releases}\nburies: ${j.buries}\nkicks: ${j.kicks}\n`,
   )
 }
@@ -69,7 +69,7 @@ export interface BinlogInfo {
   recordsWritten: number
 }
 
-const NO_BINLOG: BinlogInfo = { oldestIndex: 0, currentIndex: 0, recordsMigrated: 0, recordsWritten: 0 }
+export const NO_BINLOG: BinlogInfo = { oldestIndex: 0, currentIndex: 0, recordsMigrated: 0, recordsWritten: 0 }
 
 /** secs.micros with six digits, as the reference prints rusage. */
 const cpuTime = (us: number): string => `${Math.floor(us / 1e6)}.${String(Math.floor(us % 1e6)).padStart(6, '0')}`
@@ -79,7 +79,7 @@ export function stats(
   cmd: Float64Array,
   info: ProcessInfo,
   now: number,
-  binlog: BinlogInfo = NO_BINLOG,
+  binlog: BinlogInfo,
 ): string {
   const cpu = info.cpuUsage()
   return okYaml(

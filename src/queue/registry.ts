@@ -17,6 +17,7 @@ import { DEFAULT_TUBE, MIN_TTR_MS, Reply, SAFETY_MARGIN_MS, URGENT_THRESHOLD } f
 import type { Clock } from '../util/clock.js'
 import { Heap } from './heap.js'
 import { Job, JobState } from './job.js'
+import type { Journal, RestoredJob } from './journal.js'
 import { Session, type WaitTimerHandler, type Waiter } from './session.js'
 import { ReadyIndex } from './ready-index.js'
 import { Tube, byTopJob, type TubeHandler } from './tube.js'
@@ -49,6 +50,8 @@ export class Registry implements TubeHandler, WaitTimerHandler {
   workers = 0
   waitingCount = 0
   draining = false
+  /** Where state changes are recorded before their replies leave (the binlog), if anywhere. */
+  journal: Journal | null = null
 
   constructor(clock: Clock, wheel: TimingWheel) {
     this.clock = clock
@@ -186,7 +189,9 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     return this.nextJobId++
   }
 
-  put(s: Session, id: number, pri: number, delaySecs: number, ttrSecs: number, body: Buffer): Job {
+  /** A new job, or null when the journal has no room (OUT_OF_MEMORY). */
+  put(s: Session, id: number, pri: number, delaySecs: number, ttrSecs: number, body: Buffer): Job | null {
+    if (this.journal !== null && !this.journal.canPut()) return null
     const now = this.clock.now()
     const ttrMs = Math.max(ttrSecs * 1000, MIN_TTR_MS)
     const t = s.used
@@ -194,10 +199,40 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     this.jobs.set(id, job)
     t.totalJobs++
     this.totalJobs++
-    if (delaySecs > 0) this.makeDelayed(job, now)
+    if (delaySecs > 0) this.makeDelayed(job, now + job.delayMs)
     else this.makeReady(job)
+    // canPut() just said yes, and nothing ran since: put() cannot refuse here.
+    this.journal?.put(job)
     this.processQueue()
     return job
+  }
+
+  /**
+   * Rebuilds the queue from a journal at start: jobs in the order given
+   * (buried ones in bury order), no counters bumped, ids continuing at `nextId`.
+   */
+  restore(jobs: readonly RestoredJob[], nextId: number): void {
+    for (const rec of jobs) {
+      const t = this.tube(rec.tube)
+      const j = new Job(rec.id, rec.pri, rec.delayMs, rec.ttrMs, rec.body, t, rec.createdAt)
+      j.reserves = rec.reserves
+      j.timeouts = rec.timeouts
+      j.releases = rec.releases
+      j.buries = rec.buries
+      j.kicks = rec.kicks
+      this.jobs.set(j.id, j)
+      if (rec.state === 'delayed') {
+        this.makeDelayed(j, rec.deadline)
+      } else if (rec.state === 'buried') {
+        j.state = JobState.BURIED
+        t.buried.append(j)
+        this.buriedCount++
+      } else {
+        this.makeReady(j)
+      }
+      this.journal?.adopt(j)
+    }
+    this.nextJobId = Math.max(this.nextJobId, nextId)
   }
 
   // --- state transitions (each keeps tube and global counters in step) -------
@@ -225,9 +260,9 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     this.refresh(t)
   }
 
-  private makeDelayed(j: Job, now: number): void {
+  private makeDelayed(j: Job, deadline: number): void {
     j.state = JobState.DELAYED
-    j.deadline = now + j.delayMs
+    j.deadline = deadline
     j.tube.delayed.push(j)
     this.delayedCount++
     this.wheel.schedule(j, j.deadline)
@@ -282,6 +317,8 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     s.deadlines.push(j)
     s.reserved.append(j)
     this.wheel.schedule(j, j.deadline)
+    // Not journaled (as in the reference): replay brings reserved jobs back
+    // ready, and the next record of this job carries its `reserves` count.
   }
 
   private unreserve(j: Job): void {
@@ -417,6 +454,7 @@ export class Registry implements TubeHandler, WaitTimerHandler {
       j.timeouts++
       this.timeouts++
       this.makeReady(j)
+      this.journal?.update(j)
     } else {
       return
     }
@@ -446,6 +484,7 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     this.detach(j)
     j.state = JobState.INVALID
     this.jobs.delete(id)
+    this.journal?.delete(j)
     j.tube.cmdDelete++
     this.dropIfUnused(j.tube)
     return true
@@ -458,8 +497,9 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     j.pri = pri
     j.delayMs = delaySecs * 1000
     j.releases++
-    if (delaySecs > 0) this.makeDelayed(j, this.clock.now())
+    if (delaySecs > 0) this.makeDelayed(j, this.clock.now() + j.delayMs)
     else this.makeReady(j)
+    this.journal?.update(j)
     this.processQueue()
     return true
   }
@@ -470,6 +510,7 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     this.unreserve(j)
     j.pri = pri
     this.makeBuried(j)
+    this.journal?.update(j)
     return true
   }
 
@@ -506,6 +547,7 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     this.detach(j)
     j.kicks++
     this.makeReady(j)
+    this.journal?.update(j)
     this.processQueue()
   }
 

@@ -19,7 +19,7 @@ import { Parser } from '../protocol/parser.js'
 import type { Job } from '../queue/job.js'
 import type { Session, Waiter } from '../queue/session.js'
 import { dispatch, type DispatchTarget, type ServerContext } from './dispatch.js'
-import type { Output } from './output.js'
+import type { Output, Sink } from './output.js'
 
 /** Buffered unparsed input beyond which a connection stops reading. */
 const INPUT_LIMIT = 256 * 1024
@@ -27,12 +27,20 @@ const INPUT_LIMIT = 256 * 1024
 export interface ConnectionHost {
   readonly ctx: ServerContext
   readonly log: Logger
+  /** The binlog gate, when one is on: replies leave only once their records are durable. */
+  readonly gate: ReplyGate | null
   /** Run `c` again soon, outside the current call stack. */
   scheduleRun(c: Connection): void
   forget(c: Connection): void
 }
 
-export class Connection implements DispatchTarget, Waiter {
+/** Holds replies until the binlog records behind them are durable. */
+export interface ReplyGate {
+  /** The connection has held output: release it after the next binlog flush. */
+  hold(c: Connection): void
+}
+
+export class Connection implements DispatchTarget, Waiter, Sink {
   readonly parser = new Parser()
   readonly session: Session
   putId = 0
@@ -43,6 +51,10 @@ export class Connection implements DispatchTarget, Waiter {
   private outputBlocked = false
   private readonly socket: Duplex
   private readonly host: ConnectionHost
+  /** Replies waiting for the binlog (only with a gate). */
+  private held: Buffer[] = []
+  /** Batches handed to the gate and not yet written. */
+  private gated = 0
 
   constructor(socket: Duplex, host: ConnectionHost) {
     this.socket = socket
@@ -70,7 +82,7 @@ export class Connection implements DispatchTarget, Waiter {
     const { out } = ctx
     const socket = this.socket
     socket.cork()
-    out.begin(socket)
+    out.begin(this)
     try {
       for (;;) {
         if (this.session.waiting || this.quitting) break
@@ -86,10 +98,11 @@ export class Connection implements DispatchTarget, Waiter {
     }
     const writable = out.end()
     socket.uncork()
-    if (this.quitting) return this.close()
+    if (this.quitting) return this.closeWhenFlushed()
     if (!writable) return this.blockOutput()
-    // After a half-close, everything the client sent has been answered: done.
-    if (this.inputEnded && !this.session.waiting && this.parser.buffered === 0) return this.close()
+    // After a half-close, everything the client sent has been answered: done
+    // (once replies waiting for the binlog are out).
+    if (this.inputEnded && !this.session.waiting && this.parser.buffered === 0) return this.closeWhenFlushed()
     if (this.inputEnded) return
     else if (this.readPaused && !this.session.waiting && this.parser.buffered < INPUT_LIMIT / 2) this.resumeReading()
   }
@@ -115,7 +128,7 @@ export class Connection implements DispatchTarget, Waiter {
   private deliveryOut(): Output {
     const out = this.host.ctx.deliveryOut
     this.socket.cork()
-    out.begin(this.socket)
+    out.begin(this)
     return out
   }
 
@@ -125,6 +138,40 @@ export class Connection implements DispatchTarget, Waiter {
     if (!writable) this.blockOutput()
     // Commands that arrived while waiting run on the next turn.
     this.host.scheduleRun(this)
+  }
+
+  /** Sink: a chunk of replies. With a binlog it waits for the records behind it. */
+  write(chunk: Buffer): boolean {
+    if (this.host.gate === null) return this.socket.write(chunk)
+    if (this.held.length === 0) this.host.gate.hold(this)
+    this.held.push(chunk)
+    return true
+  }
+
+  /**
+   * The gate flushed the binlog up to `seq`: write the held replies once
+   * that is durable (at once under -F and -f N; after the group fsync under -f 0).
+   */
+  release(seq: number, whenDurable: (seq: number, cb: () => void) => void): void {
+    const chunks = this.held
+    this.held = []
+    this.gated++
+    whenDurable(seq, () => {
+      this.gated--
+      if (this.closed) return
+      this.socket.cork()
+      let ok = true
+      for (const c of chunks) ok = this.socket.write(c) && ok
+      this.socket.uncork()
+      if (!ok) this.blockOutput()
+      else if (this.quitting) this.closeWhenFlushed()
+      else if (this.inputEnded) this.run()
+    })
+  }
+
+  /** Closes once no reply is waiting for the binlog (at once without one). */
+  private closeWhenFlushed(): void {
+    if (this.held.length === 0 && this.gated === 0) this.close()
   }
 
   private blockOutput(): void {

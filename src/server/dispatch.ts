@@ -6,7 +6,7 @@
 import { Op } from '../protocol/commands.js'
 import { Reply } from '../protocol/constants.js'
 import type { Parser } from '../protocol/parser.js'
-import { stats, statsJob, statsTube, tubeList, type ProcessInfo } from '../protocol/replies.js'
+import { stats, statsJob, statsTube, tubeList, type BinlogInfo, type ProcessInfo } from '../protocol/replies.js'
 import type { Registry } from '../queue/registry.js'
 import type { Session } from '../queue/session.js'
 import type { Output } from './output.js'
@@ -18,6 +18,8 @@ export interface ServerContext {
   readonly cmd: Float64Array
   readonly info: ProcessInfo
   readonly maxJobSize: number
+  /** Binlog figures for `stats` (zeros without a binlog). */
+  binlogStats(): BinlogInfo
   /** Replies of the running connection. */
   readonly out: Output
   /** Replies to a waiting connection, delivered while another one runs. */
@@ -61,6 +63,8 @@ export function dispatch(ctx: ServerContext, c: DispatchTarget, op: Op): void {
       if (r.draining) return out.fixed(Reply.DRAINING)
       const j = r.put(s, c.putId, p.pri, p.delay, p.ttr, p.body!)
       p.body = null
+      // No room in the binlog (disk full): the reference's answer, nothing kept.
+      if (j === null) return out.fixed(Reply.OUT_OF_MEMORY)
       return out.text(`INSERTED ${j.id}\r\n`)
     }
     case Op.PEEK: {
@@ -111,11 +115,11 @@ export function dispatch(ctx: ServerContext, c: DispatchTarget, op: Op): void {
       return out.fixed(r.kickJob(p.id) ? Reply.KICKED : Reply.NOT_FOUND)
     case Op.STATS:
       count(ctx, op)
-      return out.text(stats(r, ctx.cmd, ctx.info, r.clock.now()))
+      return out.text(stats(r, ctx.cmd, ctx.info, r.clock.now(), ctx.binlogStats()))
     case Op.STATS_JOB: {
       count(ctx, op)
       const j = r.peek(p.id)
-      return j === undefined ? out.fixed(Reply.NOT_FOUND) : out.text(statsJob(j, r.clock.now()))
+      return j === undefined ? out.fixed(Reply.NOT_FOUND) : out.text(statsJob(j, r.clock.now(), r.journal?.fileOf(j.id) ?? 0))
     }
     case Op.STATS_TUBE: {
       count(ctx, op)

@@ -16,12 +16,17 @@ import { Connection, type ConnectionHost } from './connection.js'
 import type { ServerContext } from './dispatch.js'
 import { Output } from './output.js'
 import { VERSION } from '../version.js'
+import type { Binlog } from '../binlog/binlog.js'
+import { NO_BINLOG } from '../protocol/replies.js'
+import { BinlogGate } from './reply-gate.js'
 
 export interface ServerOptions {
   readonly maxJobSize: number
   readonly binlogMaxSize: number
   readonly log: Logger
   readonly clock?: Clock
+  /** The opened binlog (-b), already replayed; the server restores its jobs. */
+  readonly binlog?: Binlog | undefined
 }
 
 /** Where to listen: a TCP host and port, or a Unix socket path. */
@@ -34,6 +39,7 @@ export class BeanstalkServer implements ConnectionHost {
   readonly ctx: ServerContext
   readonly log: Logger
   readonly registry: Registry
+  readonly gate: BinlogGate | null
   private readonly clock: Clock
   private readonly wheel: TimingWheel
   private readonly connections = new Set<Connection>()
@@ -49,6 +55,12 @@ export class BeanstalkServer implements ConnectionHost {
     this.wheel = new TimingWheel(this.clock.now())
     this.wheel.onWake = (tick) => this.arm(tick)
     this.registry = new Registry(this.clock, this.wheel)
+    const binlog = opts.binlog
+    this.gate = binlog === undefined ? null : new BinlogGate(binlog)
+    if (binlog !== undefined) {
+      this.registry.journal = binlog
+      this.registry.restore(binlog.recovered, binlog.nextId)
+    }
     this.ctx = {
       registry: this.registry,
       cmd: new Float64Array(32),
@@ -56,6 +68,7 @@ export class BeanstalkServer implements ConnectionHost {
       maxJobSize: opts.maxJobSize,
       out: new Output(),
       deliveryOut: new Output(4096),
+      binlogStats: binlog === undefined ? () => NO_BINLOG : () => binlog.stats(),
     }
   }
 
@@ -111,6 +124,8 @@ export class BeanstalkServer implements ConnectionHost {
     this.wheel.advance(this.clock.now())
     const next = this.wheel.nextWake()
     if (next !== null) this.arm(next)
+    // Timeouts are state changes too: their records go out this turn.
+    this.gate?.schedule()
   }
 
   /** Starts listening; resolves with the bound address. */
@@ -144,6 +159,7 @@ export class BeanstalkServer implements ConnectionHost {
     const srv = this.listener
     this.listener = null
     for (const c of this.connections) c.close()
+    this.gate?.commit()
     if (srv !== null) await new Promise<void>((resolve) => srv.close(() => resolve()))
   }
 }

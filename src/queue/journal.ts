@@ -1,0 +1,38 @@
+/**
+ * What the registry tells a persistence engine (the binlog) about every
+ * state change, synchronously, after the job's fields are updated. Declared
+ * here so the queue does not depend on any engine.
+ */
+import type { Job } from './job.js'
+
+export interface Journal {
+  /** Whether a put would be accepted now (false: the disk is full -> OUT_OF_MEMORY). */
+  canPut(): boolean
+  /** A new job (ready or delayed). */
+  put(job: Job): boolean
+  /** Reserve, release, bury, kick, TTR timeout: state, priority or counters changed. */
+  update(job: Job): void
+  delete(job: Job): void
+  /** A job restored from the journal now lives in the registry as `job`. */
+  adopt(job: Job): void
+  /** stats-job `file`. */
+  fileOf(jobId: number): number
+}
+
+/** A job as a journal gives it back at start (times already on the monotonic clock). */
+export interface RestoredJob {
+  readonly id: number
+  readonly tube: string
+  readonly pri: number
+  readonly delayMs: number
+  readonly ttrMs: number
+  readonly body: Buffer
+  readonly state: 'ready' | 'delayed' | 'buried'
+  readonly createdAt: number
+  readonly deadline: number
+  readonly reserves: number
+  readonly timeouts: number
+  readonly releases: number
+  readonly buries: number
+  readonly kicks: number
+}
