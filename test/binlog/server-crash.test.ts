@@ -136,7 +136,7 @@ it('survives 20 kill -9 under concurrent load with -f 0, losing nothing acknowle
   const rnd = prng(20261124)
   for (let round = 0; round < 20; round++) {
     const proc = spawnCli(['-b', dir, '-f', '0', '-s', '65536', '-p0', '-l127.0.0.1'])
-    const { port } = await proc.listening(10_000)
+    const port = (await proc.listening(10_000)).port!
     await verify(port)
     const clients = [0, 1, 2, 3].map((k) => load(port, round * 10 + k))
     await new Promise((r) => setTimeout(r, 100 + rnd.int(400)))
@@ -145,8 +145,7 @@ it('survives 20 kill -9 under concurrent load with -f 0, losing nothing acknowle
     await Promise.all(clients)
   }
   const proc = spawnCli(['-b', dir, '-f', '0', '-s', '65536', '-p0', '-l127.0.0.1'])
-  const { port } = await proc.listening(10_000)
-  await verify(port)
+  await verify((await proc.listening(10_000)).port!)
   expect(deleted.size).toBeGreaterThan(50)
   expect(live.size).toBeGreaterThan(5)
 })
