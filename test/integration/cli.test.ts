@@ -129,7 +129,7 @@ describe('flags', () => {
   it('-b DIR keeps jobs across a restart, and a second server on the same DIR exits 10', async () => {
     const dir = path.join(tmp, 'wal')
     const first = await serve(['-b', dir, '-p0', '-l127.0.0.1'])
-    const c = await connect(first.line.port)
+    const c = await connect(first.line.port!)
     expect(await c.call('put 3 0 60 4\r\nkeep\r\n')).toBe('INSERTED 1\r\n')
     const second = spawnCli(['-b', dir, '-p0', '-l127.0.0.1'])
     expect(await second.exited()).toEqual({ code: 10, signal: null })
@@ -138,7 +138,7 @@ describe('flags', () => {
     first.proc.signal('SIGTERM')
     expect(await first.proc.exited()).toEqual({ code: 0, signal: null })
     const again = await serve(['-b', dir, '-p0', '-l127.0.0.1'])
-    const d = await connect(again.line.port)
+    const d = await connect(again.line.port!)
     d.send('peek 1\r\n')
     expect(await d.read('FOUND 1 4\r\nkeep\r\n'.length)).toBe('FOUND 1 4\r\nkeep\r\n')
     expect(await d.call('put 0 0 60 1\r\nx\r\n')).toBe('INSERTED 2\r\n')
