@@ -80,8 +80,6 @@ export class Connection implements DispatchTarget, Waiter, Sink {
     if (this.closed || this.outputBlocked) return
     const { ctx } = this.host
     const { out } = ctx
-    const socket = this.socket
-    socket.cork()
     out.begin(this)
     try {
       for (;;) {
@@ -97,7 +95,6 @@ export class Connection implements DispatchTarget, Waiter, Sink {
       out.fixed(Reply.INTERNAL_ERROR)
     }
     const writable = out.end()
-    socket.uncork()
     if (this.quitting) return this.closeWhenFlushed()
     if (!writable) return this.blockOutput()
     // After a half-close, everything the client sent has been answered: done
@@ -127,14 +124,12 @@ export class Connection implements DispatchTarget, Waiter, Sink {
    */
   private deliveryOut(): Output {
     const out = this.host.ctx.deliveryOut
-    this.socket.cork()
     out.begin(this)
     return out
   }
 
   private endDelivery(): void {
     const writable = this.host.ctx.deliveryOut.end()
-    this.socket.uncork()
     if (!writable) this.blockOutput()
     // Commands that arrived while waiting run on the next turn.
     this.host.scheduleRun(this)
@@ -148,6 +143,15 @@ export class Connection implements DispatchTarget, Waiter, Sink {
     return true
   }
 
+  /** Sink: held output needs no cork; direct output corks the socket. */
+  cork(): void {
+    if (this.host.gate === null) this.socket.cork()
+  }
+
+  uncork(): void {
+    if (this.host.gate === null) this.socket.uncork()
+  }
+
   /**
    * The gate flushed the binlog up to `seq`: write the held replies once
    * that is durable (at once under -F and -f N; after the group fsync under -f 0).
@@ -159,10 +163,11 @@ export class Connection implements DispatchTarget, Waiter, Sink {
     whenDurable(seq, () => {
       this.gated--
       if (this.closed) return
-      this.socket.cork()
+      const many = chunks.length > 1
+      if (many) this.socket.cork()
       let ok = true
       for (const c of chunks) ok = this.socket.write(c) && ok
-      this.socket.uncork()
+      if (many) this.socket.uncork()
       if (!ok) this.blockOutput()
       else if (this.quitting) this.closeWhenFlushed()
       else if (this.inputEnded) this.run()

@@ -4,8 +4,9 @@
  * `socket.write` (PERFORMANCE.md: one write per read is the largest single
  * win). Only one connection runs at a time, so one scratch serves all of them
  * and an idle connection costs no output memory. Large job bodies are not
- * copied: the scratch is flushed and the body written as is, and both leave
- * together through the cork in Connection.
+ * copied: the scratch is flushed and the body written as is, both inside a
+ * cork so they leave in one writev. Without a large body there is exactly one
+ * write and no cork (corking a single write only adds work).
  */
 import type { Job } from '../queue/job.js'
 
@@ -15,12 +16,15 @@ const COPY_LIMIT = 2048
 export interface Sink {
   /** Returns false when the socket's buffer is full (backpressure). */
   write(chunk: Buffer): boolean
+  cork(): void
+  uncork(): void
 }
 
 export class Output {
   private buf: Buffer
   private len = 0
   private sink: Sink | null = null
+  private corked = false
   /** False once a write reported backpressure during this batch. */
   writable = true
 
@@ -37,6 +41,10 @@ export class Output {
   /** Sends what was assembled; returns false on backpressure. */
   end(): boolean {
     this.flush()
+    if (this.corked) {
+      this.corked = false
+      this.sink!.uncork()
+    }
     this.sink = null
     return this.writable
   }
@@ -58,6 +66,10 @@ export class Output {
     if (j.body.length < COPY_LIMIT) {
       this.fixed(j.body)
     } else {
+      if (!this.corked) {
+        this.corked = true
+        this.sink!.cork()
+      }
       this.flush()
       if (!this.sink!.write(j.body)) this.writable = false
     }
