@@ -29,12 +29,12 @@ export function statsJob(j: Job, now: number, file: number): string {
   )
 }
 
-export function statsTube(t: Tube, now: number): string {
+export function statsTube(t: Tube, now: number, waiting: number): string {
   return okYaml(
     `---\nname: ${t.name}\ncurrent-jobs-urgent: ${t.urgentCount}\ncurrent-jobs-ready: ${t.ready.size}\n` +
       `current-jobs-reserved: ${t.reservedCount}\ncurrent-jobs-delayed: ${t.delayed.size}\n` +
       `current-jobs-buried: ${t.buried.size}\ntotal-jobs: ${t.totalJobs}\ncurrent-using: ${t.usingCount}\n` +
-      `current-watching: ${t.watchingCount}\ncurrent-waiting: ${t.waiting.length}\ncmd-delete: ${t.cmdDelete}\n` +
+      `current-watching: ${t.watchingCount}\ncurrent-waiting: ${waiting}\ncmd-delete: ${t.cmdDelete}\n` +
       `cmd-pause-tube: ${t.cmdPause}\npause: ${t.pauseSecs}\n` +
       `pause-time-left: ${t.paused ? Math.max(0, secs(t.pauseUntil - now)) : 0}\n`,
   )

@@ -25,7 +25,7 @@ export class ReadyNode implements HeapItem {
 const nodeBefore = (a: ReadyNode, b: ReadyNode): boolean => byPriority(a.tube.ready.peek()!, b.tube.ready.peek()!)
 
 /** Below this many watched tubes a plain scan is cheaper than a heap walk. */
-const SCAN_LIMIT = 16
+export const SCAN_LIMIT = 16
 
 export class ReadyIndex {
   private readonly heap = new Heap<ReadyNode>(nodeBefore)

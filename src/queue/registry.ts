@@ -7,8 +7,12 @@
  * Invariants:
  * - After every public call, no unpaused tube has both a ready job and a
  *   waiting session (`processQueue` pairs them, best job first).
- * - `eligible` holds exactly the tubes with waiters, ready jobs and no pause,
- *   ordered by their best ready job.
+ * - `eligible` holds exactly the tubes with (per-tube) waiters, ready jobs and
+ *   no pause, ordered by their best ready job.
+ * - A waiting session that watches many tubes (more than WIDE_WATCH) is not
+ *   entered in each tube's waiting list, which would make every wait and wake
+ *   O(watched tubes) (beanstalkd #561): it waits in `wideWaiters`, and
+ *   processQueue finds its best job through the ready-tube index.
  * - Every delayed or reserved job has its timer scheduled at its deadline; a
  *   waiting session with a timeout or a held job has its wait timer scheduled.
  * - Global counters equal the sums of the per-tube ones.
@@ -16,12 +20,16 @@
 import { DEFAULT_TUBE, MIN_TTR_MS, Reply, SAFETY_MARGIN_MS, URGENT_THRESHOLD } from '../protocol/constants.js'
 import type { Clock } from '../util/clock.js'
 import { Heap } from './heap.js'
-import { Job, JobState } from './job.js'
+import { Job, JobState, byPriority } from './job.js'
 import type { Journal, RestoredJob } from './journal.js'
 import { Session, type WaitTimerHandler, type Waiter } from './session.js'
-import { ReadyIndex } from './ready-index.js'
+import { ReadyIndex, SCAN_LIMIT } from './ready-index.js'
 import { Tube, byTopJob, type TubeHandler } from './tube.js'
 import type { TimingWheel } from './timing-wheel.js'
+
+/** A session watching more tubes than this waits without entering each tube's list. */
+const WIDE_WATCH = SCAN_LIMIT
+const isWide = (s: Session): boolean => s.watching.length > WIDE_WATCH
 
 export class Registry implements TubeHandler, WaitTimerHandler {
   readonly clock: Clock
@@ -33,6 +41,8 @@ export class Registry implements TubeHandler, WaitTimerHandler {
   readonly defaultTube: Tube
   private readonly eligible = new Heap<Tube>(byTopJob)
   private readonly readyIndex = new ReadyIndex()
+  /** Waiting sessions that watch more than WIDE_WATCH tubes, in the order they began to wait. */
+  private readonly wideWaiters: Session[] = []
   private nextJobId = 1
   private nextSessionId = 1
 
@@ -381,9 +391,13 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     s.waiting = true
     s.waitUntil = until
     this.waitingCount++
-    for (const t of s.watching) {
-      t.waiting.push(s)
-      this.refresh(t)
+    if (isWide(s)) {
+      this.wideWaiters.push(s)
+    } else {
+      for (const t of s.watching) {
+        t.waiting.push(s)
+        this.refresh(t)
+      }
     }
     this.scheduleWait(s, now)
     // A watched tube may be unpaused with ready jobs only if the fast path in
@@ -403,6 +417,11 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     s.waiting = false
     this.waitingCount--
     this.wheel.cancel(s)
+    // A session's watch list cannot change while it waits, so it is where it was put.
+    if (isWide(s)) {
+      this.wideWaiters.splice(this.wideWaiters.indexOf(s), 1)
+      return
+    }
     for (const t of s.watching) {
       t.removeWaiter(s)
       this.refresh(t)
@@ -411,15 +430,33 @@ export class Registry implements TubeHandler, WaitTimerHandler {
 
   /** Pairs waiting sessions with ready jobs, best job first (ref:prot.c process_queue). */
   processQueue(): void {
-    let t: Tube | undefined
-    while ((t = this.eligible.peek()) !== undefined) {
-      const j = t.ready.peek()!
-      const s = t.takeWaiter()!
+    for (;;) {
+      const t = this.eligible.peek()
+      let j = t?.ready.peek()
+      let s: Session | undefined
+      // Wide waiters compete with per-tube ones: the best job goes first; on
+      // the same job, the tube's own waiter is served first.
+      for (const w of this.wideWaiters) {
+        const wj = this.readyIndex.bestFor(w.watching, (x) => w.watches(x))
+        if (wj !== undefined && (j === undefined || byPriority(wj, j))) {
+          j = wj
+          s = w
+        }
+      }
+      if (j === undefined) return
+      s ??= t!.takeWaiter()!
       this.stopWaiting(s)
       this.removeReady(j)
       this.reserve(s, j, this.clock.now())
       s.waiter.jobReserved(j)
     }
+  }
+
+  /** current-waiting of a tube: its own waiters and the wide waiters that watch it. */
+  waitingOn(t: Tube): number {
+    let n = t.waiting.length
+    for (const w of this.wideWaiters) if (w.watches(t)) n++
+    return n
   }
 
   waitTimerFired(s: Session, now: number): void {

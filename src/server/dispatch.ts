@@ -124,7 +124,7 @@ export function dispatch(ctx: ServerContext, c: DispatchTarget, op: Op): void {
     case Op.STATS_TUBE: {
       count(ctx, op)
       const t = r.tubes.get(p.name)
-      return t === undefined ? out.fixed(Reply.NOT_FOUND) : out.text(statsTube(t, r.clock.now()))
+      return t === undefined ? out.fixed(Reply.NOT_FOUND) : out.text(statsTube(t, r.clock.now(), r.waitingOn(t)))
     }
     case Op.USE:
       count(ctx, op)

@@ -319,3 +319,42 @@ describe('sessions watching many tubes', () => {
     }
   })
 })
+
+describe('waiting while watching many tubes', () => {
+  it('waits without entering every tube, yet gets the best job put into any of them', () => {
+    const [p] = session()
+    const [w, ww] = session()
+    for (let i = 0; i < 100; i++) r.watch(w, `t${i}`)
+    expect(r.reserveOrWait(w, -1)).toBeNull()
+    expect(r.tubeList.every((t) => t.waiting.length === 0)).toBe(true)
+    expect(r.waitingOn(r.tubes.get('t42')!)).toBe(1)
+    expect(r.waitingOn(r.tubes.get('default')!)).toBe(1)
+    r.use(p, 'elsewhere')
+    put(p) // job 1: not watched
+    expect(ww.events).toEqual([])
+    r.use(p, 't42')
+    put(p) // job 2
+    expect(ww.events).toEqual(['RESERVED 2'])
+    expect(r.waitingCount).toBe(0)
+    expect(r.waitingOn(r.tubes.get('t42')!)).toBe(0)
+  })
+
+  it('a job both could take goes to the tube’s own waiter; one only the wide waiter watches goes to it', () => {
+    const [p] = session()
+    const [wide, wideW] = session()
+    const [narrow, narrowW] = session()
+    for (let i = 0; i < 40; i++) r.watch(wide, `t${i}`)
+    r.watch(narrow, 't1')
+    r.ignore(narrow, 'default')
+    expect(r.reserveOrWait(wide, -1)).toBeNull()
+    expect(r.reserveOrWait(narrow, -1)).toBeNull()
+    r.use(p, 't1')
+    put(p, 5) // 1: both watch t1
+    expect(narrowW.events).toEqual(['RESERVED 1'])
+    expect(wideW.events).toEqual([])
+    r.use(p, 't2')
+    put(p, 5) // 2: only the wide waiter watches t2
+    expect(wideW.events).toEqual(['RESERVED 2'])
+  })
+
+})
