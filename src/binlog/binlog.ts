@@ -58,6 +58,7 @@
  */
 import path from 'node:path'
 import type { Logger } from 'pino'
+import type { RestoredJob } from '../queue/journal.js'
 import type { Clock } from '../util/clock.js'
 import { Compactor, newEntry, type LiveEntry } from './compactor.js'
 import { BinlogFsyncError, BinlogFullError, BinlogIoError } from './errors.js'
@@ -105,28 +106,11 @@ export interface BinlogOptions {
   readonly onFatal?: (err: Error) => void
 }
 
-export interface RecoveredJob {
-  readonly id: number
-  readonly tube: string
-  readonly pri: number
-  readonly delayMs: number
-  readonly ttrMs: number
-  /** Including the trailing CRLF. */
-  readonly body: Buffer
-  /** Reserved jobs come back ready, and so do delayed ones whose time has passed. */
-  readonly state: 'ready' | 'delayed' | 'buried'
+/** A replayed job, as the registry restores it, plus its wall-clock times. */
+export interface RecoveredJob extends RestoredJob {
   readonly createdAtWall: number
   /** Delayed: the original due time; otherwise 0. */
   readonly readyAtWall: number
-  /** createdAtWall on `opts.clock`: monotonic ms, may be negative for old jobs. */
-  readonly createdAt: number
-  /** Delayed: readyAtWall on `opts.clock`; otherwise 0. */
-  readonly deadline: number
-  readonly reserves: number
-  readonly timeouts: number
-  readonly releases: number
-  readonly buries: number
-  readonly kicks: number
 }
 
 export interface BinlogStats {

@@ -26,9 +26,13 @@ export interface RestoredJob {
   readonly pri: number
   readonly delayMs: number
   readonly ttrMs: number
+  /** Including the trailing CRLF. */
   readonly body: Buffer
+  /** Reserved jobs come back ready, and so do delayed ones whose time has passed. */
   readonly state: 'ready' | 'delayed' | 'buried'
+  /** Monotonic ms; negative for jobs older than this process. */
   readonly createdAt: number
+  /** Delayed: when it becomes ready (monotonic ms); otherwise 0. */
   readonly deadline: number
   readonly reserves: number
   readonly timeouts: number
