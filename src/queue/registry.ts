@@ -21,6 +21,7 @@ import { DEFAULT_TUBE, MIN_TTR_MS, Reply, SAFETY_MARGIN_MS, URGENT_THRESHOLD } f
 import type { Clock } from '../util/clock.js'
 import { Heap } from './heap.js'
 import { Job, JobState, byPriority } from './job.js'
+import { JobTable } from './job-table.js'
 import type { Journal, RestoredJob } from './journal.js'
 import { Session, type WaitTimerHandler, type Waiter } from './session.js'
 import { ReadyIndex, SCAN_LIMIT } from './ready-index.js'
@@ -37,7 +38,7 @@ export class Registry implements TubeHandler, WaitTimerHandler {
   readonly tubes = new Map<string, Tube>()
   /** Creation order with swap-remove, as `list-tubes` shows (REFERENCE.md 2.9). */
   readonly tubeList: Tube[] = []
-  readonly jobs = new Map<number, Job>()
+  readonly jobs = new JobTable()
   readonly defaultTube: Tube
   private readonly eligible = new Heap<Tube>(byTopJob)
   private readonly readyIndex = new ReadyIndex()
