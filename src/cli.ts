@@ -8,19 +8,28 @@ import { Command, CommanderError, Option } from 'commander'
 import { pino, type Logger } from 'pino'
 import { toConfig, UsageError, type Config, type RawFlags } from './config.js'
 import { BeanstalkServer } from './server/server.js'
-import { Binlog } from './binlog/binlog.js'
+import { convertDir } from './store/convert.js'
+import { openStore } from './store/open.js'
+import { ENGINES, type DurableStore, type Engine } from './store/store.js'
 import { systemClock } from './util/clock.js'
 import { VERSION } from './version.js'
 
 const EXIT_USAGE = 5
 const EXIT_SOCKET = 111
-/** Binlog exit codes: 10 is the reference's lock failure; the others are ours. */
+/** Store exit codes (-b, either engine): 10 is the reference's lock failure; the others are ours. */
 const EXIT_BINLOG: Record<string, number> = {
   TSB_ERR_BINLOG_LOCKED: 10,
+  TSB_ERR_STORE_LOCKED: 10,
   TSB_ERR_BINLOG_CORRUPT: 11,
+  TSB_ERR_STORE_CORRUPT: 11,
+  TSB_ERR_STORE_VERSION: 11,
   TSB_ERR_BINLOG_FULL: 12,
+  TSB_ERR_STORE_FULL: 12,
   TSB_ERR_BINLOG_IO: 13,
   TSB_ERR_BINLOG_FSYNC: 13,
+  TSB_ERR_STORE_IO: 13,
+  // DIR holds the other engine's data: a flag to fix, as a usage error is.
+  TSB_ERR_STORE_MISMATCH: EXIT_USAGE,
 }
 const EXIT_BINLOG_OTHER = 13
 
@@ -37,6 +46,7 @@ function program(): Command {
     .option('-u, --user <USER>', 'become user and group')
     .option('-z, --max-job-size <BYTES>', 'set the maximum job size in bytes (default is 65535, max 1073741824)')
     .option('-s, --binlog-size <BYTES>', 'set the size of each write-ahead log file (default is 10485760)')
+    .addOption(new Option('--store <ENGINE>', 'what keeps the jobs in the -b directory (default is binlog)').choices(ENGINES))
     .addOption(new Option('-c', 'compact the binlog (default; accepted and ignored)'))
     .addOption(new Option('-n', 'do not compact the binlog (accepted and ignored)'))
     .option('-V, --verbose', 'increase verbosity (repeatable)', (_v: string, prev: number) => prev + 1, 0)
@@ -48,10 +58,11 @@ function makeLogger(verbosity: number): Logger {
   return pino({ name: 'tsbeanstalkd', level }, pino.destination({ fd: 2, sync: true }))
 }
 
-/** -b: opens and replays the binlog, or exits with a clear log line and a code per error. */
-function openBinlog(config: Config, dir: string, log: Logger): Binlog {
+/** -b: opens and replays the store (--store), or exits with a clear log line and a code per error. */
+function openBinlog(config: Config, dir: string, log: Logger): DurableStore {
   try {
-    return Binlog.open({
+    return openStore({
+      engine: config.store,
       dir,
       fileSize: config.binlogSize,
       fsyncMs: config.fsyncMs,
@@ -61,13 +72,13 @@ function openBinlog(config: Config, dir: string, log: Logger): Binlog {
       clock: systemClock,
       // An fsync or write error after start: stop rather than acknowledge what may not be on disk.
       onFatal: (err) => {
-        log.fatal({ err }, 'binlog write or fsync failed; exiting (a restart replays everything acknowledged)')
+        log.fatal({ err }, `${config.store} write or fsync failed; exiting (a restart replays everything acknowledged)`)
         process.exit(EXIT_BINLOG[(err as { code?: string }).code ?? ''] ?? EXIT_BINLOG_OTHER)
       },
     })
   } catch (err) {
     const code = (err as { code?: string }).code ?? ''
-    log.fatal({ err, dir }, `cannot use the binlog directory: ${(err as Error).message}`)
+    log.fatal({ err, dir, store: config.store }, `cannot use the ${config.store} directory: ${(err as Error).message}`)
     process.exit(EXIT_BINLOG[code] ?? EXIT_BINLOG_OTHER)
   }
 }
@@ -106,7 +117,48 @@ async function listenDualStack(server: BeanstalkServer, config: Config): ReturnT
   }
 }
 
+/** `tsbeanstalkd convert --from binlog --to sqlite DIR` (and back): see src/store/convert.ts. */
+function convert(argv: string[]): void {
+  const engine = (flag: string): Option => new Option(`${flag} <ENGINE>`, 'binlog or sqlite').choices(ENGINES).makeOptionMandatory()
+  const cmd = new Command('tsbeanstalkd convert')
+    .description("Rewrites a stopped server's -b DIR for the other --store, keeping every job and the id high-water mark.")
+    .helpOption('-h, --help', 'show this help')
+    .addOption(engine('--from'))
+    .addOption(engine('--to'))
+    .option('-s, --binlog-size <BYTES>', 'with --to binlog: size of each binlog file (default is 10485760)')
+    .argument('<DIR>', 'the -b directory')
+    .allowExcessArguments(false)
+    .exitOverride()
+    .configureOutput({ writeOut: (str) => process.stderr.write(str) })
+  let raw: { from: Engine; to: Engine; binlogSize?: string }
+  try {
+    cmd.parse(argv, { from: 'user' })
+    raw = cmd.opts()
+  } catch (err) {
+    if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : EXIT_USAGE)
+    throw err
+  }
+  const dir = cmd.args[0]!
+  const log = makeLogger(0)
+  let size: number
+  try {
+    size = toConfig({ binlogDir: dir, ...(raw.binlogSize === undefined ? {} : { binlogSize: raw.binlogSize }) }, () => undefined).binlogSize
+  } catch (err) {
+    process.stderr.write(`tsbeanstalkd: ${(err as Error).message}\n`)
+    process.exit(EXIT_USAGE)
+  }
+  try {
+    const r = convertDir(dir, raw.from, raw.to, size, log)
+    log.info({ dir, from: raw.from, to: raw.to, ...r }, `converted ${r.jobs} jobs from ${raw.from} to ${raw.to}; the ${raw.from} files are kept in ${r.backup}`)
+  } catch (err) {
+    const code = (err as { code?: string }).code ?? ''
+    log.fatal({ err, dir }, `convert failed: ${(err as Error).message}`)
+    process.exit(EXIT_BINLOG[code] ?? EXIT_BINLOG_OTHER)
+  }
+}
+
 export async function main(argv: string[]): Promise<void> {
+  if (argv[2] === 'convert') return convert(argv.slice(3))
   // Like the reference, help and errors go to stderr.
   const cmd = program()
     .exitOverride()
@@ -161,6 +213,7 @@ export async function main(argv: string[]): Promise<void> {
       port: typeof bound === 'string' ? undefined : bound.port,
       maxJobSize: config.maxJobSize,
       binlogDir: config.binlogDir,
+      store: config.binlogDir === null ? undefined : config.store,
       version: VERSION,
     },
     'listening',

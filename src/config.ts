@@ -9,11 +9,14 @@ import {
   MAX_JOB_SIZE_LIMIT,
 } from './protocol/constants.js'
 import type { ListenAddress } from './server/server.js'
+import { ENGINES, MAX_JOB_SIZE_SQLITE, type Engine } from './store/store.js'
 
 export interface Config {
   readonly listen: ListenAddress
   readonly maxJobSize: number
   readonly binlogDir: string | null
+  /** --store: what keeps the jobs in binlogDir. */
+  readonly store: Engine
   /** fsync at most every this many ms; 0 = before every reply. */
   readonly fsyncMs: number
   readonly fsyncNever: boolean
@@ -37,6 +40,7 @@ export interface RawFlags {
   port?: string
   maxJobSize?: string
   binlogDir?: string
+  store?: string
   fsync?: string
   fsyncNever?: boolean
   binlogSize?: string
@@ -65,11 +69,19 @@ export function toConfig(f: RawFlags, warn: (msg: string) => void): Config {
     warn(`maximum job size was set to ${maxJobSize}; clamped to ${MAX_JOB_SIZE_LIMIT}`)
     maxJobSize = MAX_JOB_SIZE_LIMIT
   }
+  const store = (f.store ?? 'binlog') as Engine
+  if (!ENGINES.includes(store)) throw new UsageError(`invalid --store: ${f.store} (binlog or sqlite)`)
+  if (f.store !== undefined && f.binlogDir === undefined) warn('--store has no effect without -b')
+  if (store === 'sqlite' && f.binlogDir !== undefined && maxJobSize > MAX_JOB_SIZE_SQLITE) {
+    warn(`maximum job size was set to ${maxJobSize}; the SQLite store holds at most ${MAX_JOB_SIZE_SQLITE}: clamped`)
+    maxJobSize = MAX_JOB_SIZE_SQLITE
+  }
   const fsyncMs = f.fsync === undefined ? 50 : parseSize('-f', f.fsync)
   return {
     listen: listenAddress(f.listen, port),
     maxJobSize,
     binlogDir: f.binlogDir ?? null,
+    store,
     fsyncMs,
     // -f after -F turns fsync back on in the reference; commander keeps the last word of each flag only.
     fsyncNever: f.fsyncNever === true && f.fsync === undefined,

@@ -59,6 +59,7 @@
 import path from 'node:path'
 import type { Logger } from 'pino'
 import type { RestoredJob } from '../queue/journal.js'
+import type { DurableStore } from '../store/store.js'
 import type { Clock } from '../util/clock.js'
 import { Compactor, newEntry, type LiveEntry } from './compactor.js'
 import { BinlogFsyncError, BinlogFullError, BinlogIoError } from './errors.js'
@@ -136,7 +137,7 @@ interface Waiter {
 
 const STATE_NAME = { [RecState.READY]: 'ready', [RecState.DELAYED]: 'delayed', [RecState.BURIED]: 'buried' } as const
 
-export class Binlog {
+export class Binlog implements DurableStore {
   readonly recovered: RecoveredJob[]
   readonly nextId: number
   private readonly opts: BinlogOptions

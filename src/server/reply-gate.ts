@@ -1,19 +1,20 @@
 /**
- * Write-ahead for replies: with a binlog, the replies of every connection that
- * ran in one event-loop turn are held, the turn's records go out in one
- * binlog write, and each connection's replies leave once that write is
- * durable (at once under -F and -f N; after one shared fsync under -f 0).
+ * Write-ahead for replies: with a -b store (binlog or SQLite), the replies of
+ * every connection that ran in one event-loop turn are held, the turn's records
+ * go out in one write (one transaction), and each connection's replies leave
+ * once that is durable (at once under -F and -f N; after one shared fsync
+ * under -f 0).
  */
-import type { Binlog } from '../binlog/binlog.js'
+import type { DurableStore } from '../store/store.js'
 import type { Connection, ReplyGate } from './connection.js'
 
 export class BinlogGate implements ReplyGate {
-  private readonly binlog: Binlog
+  private readonly binlog: DurableStore
   private dirty: Connection[] = []
   private scheduled = false
   private readonly whenDurable: (seq: number, cb: () => void) => void
 
-  constructor(binlog: Binlog) {
+  constructor(binlog: DurableStore) {
     this.binlog = binlog
     this.whenDurable = (seq, cb) => binlog.whenDurable(seq, cb)
   }

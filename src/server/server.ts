@@ -16,7 +16,7 @@ import { Connection, type ConnectionHost } from './connection.js'
 import type { ServerContext } from './dispatch.js'
 import { Output } from './output.js'
 import { VERSION } from '../version.js'
-import type { Binlog } from '../binlog/binlog.js'
+import type { DurableStore } from '../store/store.js'
 import { NO_BINLOG } from '../protocol/replies.js'
 import { BinlogGate } from './reply-gate.js'
 
@@ -25,8 +25,8 @@ export interface ServerOptions {
   readonly binlogMaxSize: number
   readonly log: Logger
   readonly clock?: Clock
-  /** The opened binlog (-b), already replayed; the server restores its jobs. */
-  readonly binlog?: Binlog | undefined
+  /** The opened store (-b: the binlog or the SQLite store), already replayed; the server restores its jobs. */
+  readonly binlog?: DurableStore | undefined
 }
 
 /** Where to listen: a TCP host and port, or a Unix socket path. */

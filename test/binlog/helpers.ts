@@ -1,18 +1,21 @@
 /**
  * Binlog test helpers: temp directories (removed after each test), a pino
  * logger that captures records, and a small job model that makes the same
- * state changes the registry makes and tells the binlog about them.
+ * state changes the registry makes and tells the store about them (the
+ * binlog unless another engine is given: test/store/engines.ts).
  */
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { pino, type Logger } from 'pino'
 import { afterEach } from 'vitest'
-import { Binlog, type BinlogOptions, type JobView, type RecoveredJob } from '../../src/binlog/binlog.js'
+import type { Binlog, BinlogOptions, JobView, RecoveredJob } from '../../src/binlog/binlog.js'
+import type { DurableStore } from '../../src/store/store.js'
 import { ManualClock } from '../../src/util/clock.js'
+import { binlogEngine, type EngineFactory } from '../store/engines.js'
 
 const dirs: string[] = []
-const open = new Set<Binlog>()
+const open = new Set<DurableStore>()
 
 afterEach(() => {
   for (const b of open) {
@@ -69,10 +72,11 @@ export interface TestJob extends JobView {
 const WALL_BASE = 1_700_000_000_000
 
 /**
- * Jobs and a binlog, with the registry's transitions. Wall and monotonic
- * clocks move together (wall = base + mono) unless a test moves `wallSkew`.
+ * Jobs and a store (the binlog by default), with the registry's transitions.
+ * Wall and monotonic clocks move together (wall = base + mono) unless a test
+ * moves `wallSkew`.
  */
-export class Model {
+export class Model<S extends DurableStore = Binlog> {
   readonly clock = new ManualClock(5_000)
   wallSkew = 0
   readonly now = (): number => WALL_BASE + this.wallSkew + this.clock.now()
@@ -80,13 +84,15 @@ export class Model {
   /** Ids of buried jobs in bury order, as the tube's buried list holds them. */
   buried: number[] = []
   nextId = 1
-  bl!: Binlog
+  bl!: S
+  readonly engine: EngineFactory<S>
   readonly dir: string
   readonly lines: LogLine[]
   readonly overrides: Partial<BinlogOptions>
   private readonly log: Logger
 
-  constructor(dir = tmpDir(), overrides: Partial<BinlogOptions> = {}) {
+  constructor(dir = tmpDir(), overrides: Partial<BinlogOptions> = {}, engine?: EngineFactory<S>) {
+    this.engine = engine ?? (binlogEngine as unknown as EngineFactory<S>)
     this.dir = dir
     this.overrides = overrides
     const c = captureLog()
@@ -110,15 +116,15 @@ export class Model {
     }
   }
 
-  open(): Binlog {
-    this.bl = Binlog.open(this.options())
+  open(): S {
+    this.bl = this.engine.open(this.options())
     open.add(this.bl)
     if (this.bl.nextId > this.nextId) this.nextId = this.bl.nextId
     return this.bl
   }
 
   /** close(), then open again and rebuild the jobs from `recovered`, as the server would. */
-  restart(): RecoveredJob[] {
+  restart(): readonly RecoveredJob[] {
     this.bl.close()
     open.delete(this.bl)
     this.jobs.clear()
@@ -252,7 +258,7 @@ export class Model {
 }
 
 /** What `recovered` should be: non-buried jobs by id, then buried ones in bury order. */
-export function expectedAll(m: Model): Omit<RecoveredJob, 'createdAt' | 'deadline'>[] {
+export function expectedAll(m: Model<DurableStore>): Omit<RecoveredJob, 'createdAt' | 'deadline'>[] {
   const plainJobs = [...m.jobs.values()].filter((j) => j.state !== JS.BURIED).sort((a, b) => a.id - b.id)
   return [...plainJobs, ...m.buried.map((id) => m.jobs.get(id)!)].map((j) => m.expected(j))
 }

@@ -1,6 +1,7 @@
 /**
  * The whole server with `-b -f 0` under concurrent load, killed with SIGKILL
- * at random moments and restarted on the same directory, 20 times: every job
+ * at random moments and restarted on the same directory, 20 times, for each
+ * engine (`--store binlog`, `--store sqlite`): every job
  * acknowledged as INSERTED and not acknowledged as DELETED comes back with the
  * same body, priority and state class; no acknowledged delete comes back; new
  * ids are above every id ever acknowledged.
@@ -8,10 +9,11 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { RawClient } from '../helpers/client.js'
 import { ensureBuilt, killAll, spawnCli } from '../helpers/process.js'
 import { prng } from '../helpers/prng.js'
+import { ENGINES } from '../store/engines.js'
 
 type StateClass = 'ready' | 'delayed' | 'buried'
 interface Expected {
@@ -20,26 +22,29 @@ interface Expected {
   state: StateClass
 }
 
-let dir: string
+const dirs: string[] = []
 beforeAll(() => {
   ensureBuilt()
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsb-crash-'))
 })
 afterEach(async () => {
   await killAll()
 })
 afterAll(() => {
-  fs.rmSync(dir, { recursive: true, force: true })
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true })
 })
 
-const live = new Map<number, Expected>()
-const deleted = new Set<number>()
-/** Jobs with a delete, bury or release in flight when the server died: either outcome is right. */
-const uncertain = new Set<number>()
-let maxId = 0
+/** What the clients were told, across every round of one engine's run. */
+class Truth {
+  readonly live = new Map<number, Expected>()
+  readonly deleted = new Set<number>()
+  /** Jobs with a delete, bury or release in flight when the server died: either outcome is right. */
+  readonly uncertain = new Set<number>()
+  maxId = 0
+}
 
 /** One client's load until its connection dies: put, delete, reserve then bury or release with delay. */
-async function load(port: number, seed: number): Promise<void> {
+async function load(t: Truth, port: number, seed: number): Promise<void> {
+  const { live, deleted, uncertain } = t
   const rnd = prng(seed)
   let c: RawClient
   try {
@@ -60,7 +65,7 @@ async function load(port: number, seed: number): Promise<void> {
         const reply = await c.call(`put ${pri} ${delay} 100 ${body.length}\r\n${body}\r\n`, 5000)
         const id = Number(/^INSERTED (\d+)\r\n$/.exec(reply)![1])
         live.set(id, { body, pri, state: delay > 0 ? 'delayed' : 'ready' })
-        maxId = Math.max(maxId, id)
+        t.maxId = Math.max(t.maxId, id)
       } else if (roll < 0.85) {
         const ids = [...live.keys()]
         const id = ids[rnd.int(ids.length)]!
@@ -99,7 +104,8 @@ async function load(port: number, seed: number): Promise<void> {
   }
 }
 
-async function verify(port: number): Promise<void> {
+async function verify(t: Truth, port: number): Promise<void> {
+  const { live, deleted, uncertain } = t
   const c = await RawClient.connect(port)
   for (const id of uncertain) {
     const e = live.get(id)
@@ -126,26 +132,33 @@ async function verify(port: number): Promise<void> {
   for (const id of deleted) expect(await c.call(`peek ${id}\r\n`), `deleted job ${id}`).toBe('NOT_FOUND\r\n')
   const reply = await c.call('put 0 0 10 1\r\nz\r\n')
   const id = Number(/^INSERTED (\d+)\r\n$/.exec(reply)![1])
-  expect(id).toBeGreaterThan(maxId)
+  expect(id).toBeGreaterThan(t.maxId)
   expect(await c.call(`delete ${id}\r\n`)).toBe('DELETED\r\n')
-  maxId = id
+  t.maxId = id
   c.close()
 }
 
-it('survives 20 kill -9 under concurrent load with -f 0, losing nothing acknowledged', { timeout: 120_000 }, async () => {
-  const rnd = prng(20261124)
-  for (let round = 0; round < 20; round++) {
-    const proc = spawnCli(['-b', dir, '-f', '0', '-s', '65536', '-p0', '-l127.0.0.1'])
-    const port = (await proc.listening(10_000)).port!
-    await verify(port)
-    const clients = [0, 1, 2, 3].map((k) => load(port, round * 10 + k))
-    await new Promise((r) => setTimeout(r, 100 + rnd.int(400)))
-    proc.signal('SIGKILL')
-    await proc.exited(10_000)
-    await Promise.all(clients)
-  }
-  const proc = spawnCli(['-b', dir, '-f', '0', '-s', '65536', '-p0', '-l127.0.0.1'])
-  await verify((await proc.listening(10_000)).port!)
-  expect(deleted.size).toBeGreaterThan(50)
-  expect(live.size).toBeGreaterThan(5)
+describe.each(ENGINES)('$name', (engine) => {
+  it('survives 20 kill -9 under concurrent load with -f 0, losing nothing acknowledged', { timeout: 120_000 }, async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsb-crash-'))
+    dirs.push(dir)
+    const args = ['-b', dir, ...engine.flags, '-f', '0', '-s', '65536', '-p0', '-l127.0.0.1']
+    const t = new Truth()
+    const rnd = prng(20261124)
+    for (let round = 0; round < 20; round++) {
+      const proc = spawnCli(args)
+      const port = (await proc.listening(10_000)).port!
+      await verify(t, port)
+      const clients = [0, 1, 2, 3].map((k) => load(t, port, round * 10 + k))
+      await new Promise((r) => setTimeout(r, 100 + rnd.int(400)))
+      proc.signal('SIGKILL')
+      await proc.exited(10_000)
+      await Promise.all(clients)
+    }
+    const last = await spawnCli(args).listening(10_000)
+    expect(last['store']).toBe(engine.name)
+    await verify(t, last.port!)
+    expect(t.deleted.size).toBeGreaterThan(50)
+    expect(t.live.size).toBeGreaterThan(5)
+  })
 })

@@ -1,0 +1,21 @@
+/**
+ * Opens the engine chosen with --store on a `-b DIR`, after checking that
+ * DIR does not hold the other engine's data (layout.ts). The one place that
+ * knows both engines' option sets.
+ */
+import { Binlog } from '../binlog/binlog.js'
+import { checkLayout } from './layout.js'
+import { SqliteStore } from './sqlite-store.js'
+import type { DurableStore, Engine, StoreOptions } from './store.js'
+
+export interface OpenStoreOptions extends StoreOptions {
+  readonly engine: Engine
+  /** -s: the binlog's file size (the SQLite store has no files to rotate). */
+  readonly fileSize: number
+}
+
+export function openStore(o: OpenStoreOptions): DurableStore {
+  checkLayout(o.dir, o.engine)
+  const { engine, fileSize, ...common } = o
+  return engine === 'sqlite' ? SqliteStore.open(common) : Binlog.open({ ...common, fileSize })
+}

@@ -1,0 +1,118 @@
+/**
+ * The persistence boundary the server talks to, whichever engine is behind
+ * it: the binlog (src/binlog/binlog.ts, the default) or the SQLite store
+ * (sqlite-store.ts). The registry sees it only as its Journal; the reply gate
+ * flushes it once per event-loop turn and sends replies from whenDurable; the
+ * CLI opens it, wires onFatal and closes it.
+ *
+ * The contract, the same for every engine (binlog.ts's header has the call
+ * order in detail):
+ * - `recovered` and `nextId` hold what replay found at open: non-buried jobs
+ *   by id, then buried jobs in bury order; reserved jobs come back ready,
+ *   delayed ones keep their wall-clock due time; ids are never reused.
+ * - put/update/delete/adopt are synchronous and never do I/O that can fail a
+ *   reply; `put` answers false only when nothing can be stored (the server
+ *   answers OUT_OF_MEMORY) and `canPut()` asks the same question first.
+ * - `flush()` stores everything queued since the last flush as one unit and
+ *   returns a sequence number covering it; `whenDurable(seq, cb)` calls back
+ *   once that unit is as durable as the -f/-F level promises. A unit that
+ *   cannot be stored (disk full, database locked) stays queued, its callbacks
+ *   wait, and the engine retries on its own timer.
+ * - `close()` stores what is queued, makes it durable whatever the level,
+ *   and releases the directory.
+ */
+import type { Logger } from 'pino'
+import type { RestoredJob } from '../queue/journal.js'
+import type { Clock } from '../util/clock.js'
+
+/** The fields an engine stores, read from the registry's Job at each call. */
+export interface JobView {
+  readonly id: number
+  readonly tube: { readonly name: string }
+  pri: number
+  delayMs: number
+  ttrMs: number
+  /** Including the trailing CRLF. */
+  body: Buffer
+  /** The queue's JobState number: 1 ready, 2 reserved, 3 buried, 4 delayed. */
+  state: number
+  /** Monotonic ms. */
+  createdAt: number
+  /** Delayed: when it becomes ready; reserved: TTR end (monotonic ms). */
+  deadline: number
+  reserves: number
+  timeouts: number
+  releases: number
+  buries: number
+  kicks: number
+}
+
+/** A replayed job, as the registry restores it, plus its wall-clock times (the binlog's RecoveredJob). */
+export interface RecoveredJob extends RestoredJob {
+  readonly createdAtWall: number
+  /** Delayed: the original due time; otherwise 0. */
+  readonly readyAtWall: number
+}
+
+/** What `stats` shows (the binlog-* keys) and what operators and tests look at. */
+export interface StoreStats {
+  /** Binlog file indices; 0 for an engine without numbered files. */
+  readonly oldestIndex: number
+  readonly currentIndex: number
+  /** State changes stored, the ones queued in this turn included. */
+  readonly recordsWritten: number
+  readonly recordsMigrated: number
+  readonly liveJobs: number
+  /** The disk is full: puts are refused. */
+  readonly noSpace: boolean
+  readonly fsyncs: number
+}
+
+export interface DurableStore {
+  readonly recovered: readonly RecoveredJob[]
+  readonly nextId: number
+  /** Whether a put would be accepted now (false: answer OUT_OF_MEMORY). */
+  canPut(): boolean
+  put(job: JobView): boolean
+  update(job: JobView): void
+  delete(job: JobView): void
+  /** A recovered job now lives in the registry as `job`. */
+  adopt(job: JobView): void
+  /** stats-job `file`: the binlog file holding the job; 0 where there is none. */
+  fileOf(jobId: number): number
+  flush(): number
+  whenDurable(seq: number, cb: () => void): void
+  close(): void
+  stats(): StoreStats
+}
+
+/** The options every engine takes (each adds its own). */
+export interface StoreOptions {
+  readonly dir: string
+  /** -f: fsync at most every this many ms; 0 = before every acknowledgement (group commit). */
+  readonly fsyncMs: number
+  /** -F: never fsync while running. */
+  readonly fsyncNever: boolean
+  /** -z: larger bodies still replay, with a warning. */
+  readonly maxJobSize: number
+  readonly log: Logger
+  /** Monotonic ms, as the queue's Job times are. */
+  readonly clock: Clock
+  /** Wall-clock ms (tests); default Date.now. */
+  readonly now?: () => number
+  /** Size of DIR/reserve, the space given up when the disk fills. */
+  readonly reserveBytes?: number
+  /** How often to retry while the disk is full or the store locked, ms; default 1000. */
+  readonly retryMs?: number
+  /** A fatal error found outside a call (a background fsync); default: thrown (an uncaught exception). */
+  readonly onFatal?: (err: Error) => void
+}
+
+export const ENGINES = ['binlog', 'sqlite'] as const
+export type Engine = (typeof ENGINES)[number]
+
+/**
+ * Largest -z the SQLite store takes: SQLite refuses a row over 10^9 bytes
+ * (SQLITE_MAX_LENGTH, which better-sqlite3 keeps), body and other columns together.
+ */
+export const MAX_JOB_SIZE_SQLITE = 999_000_000

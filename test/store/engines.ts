@@ -1,0 +1,20 @@
+/**
+ * The two engines behind DurableStore, for tests that run against both
+ * (describe.each(ENGINES)): each opens its store from the binlog test
+ * options (the SQLite store ignores the binlog-only ones: fileSize, fs).
+ */
+import { Binlog, type BinlogOptions } from '../../src/binlog/binlog.js'
+import { SqliteStore } from '../../src/store/sqlite-store.js'
+import type { DurableStore, Engine } from '../../src/store/store.js'
+
+export interface EngineFactory<S extends DurableStore = DurableStore> {
+  readonly name: Engine
+  /** The CLI flags that choose it. */
+  readonly flags: readonly string[]
+  open(o: BinlogOptions): S
+}
+
+export const binlogEngine: EngineFactory<Binlog> = { name: 'binlog', flags: [], open: (o) => Binlog.open(o) }
+export const sqliteEngine: EngineFactory<SqliteStore> = { name: 'sqlite', flags: ['--store', 'sqlite'], open: (o) => SqliteStore.open(o) }
+
+export const ENGINES: readonly EngineFactory[] = [binlogEngine, sqliteEngine]
