@@ -58,6 +58,7 @@
  */
 import path from 'node:path'
 import type { Logger } from 'pino'
+import { DurableWaiters } from '../store/durable-waiters.js'
 import type { RestoredJob } from '../queue/journal.js'
 import type { DurableStore } from '../store/store.js'
 import type { Clock } from '../util/clock.js'
@@ -130,10 +131,6 @@ export interface BinlogStats {
   readonly fsyncs: number
 }
 
-interface Waiter {
-  readonly seq: number
-  readonly cb: () => void
-}
 
 const STATE_NAME = { [RecState.READY]: 'ready', [RecState.DELAYED]: 'delayed', [RecState.BURIED]: 'buried' } as const
 
@@ -159,7 +156,7 @@ export class Binlog implements DurableStore {
   private appBytes = 0
 
   private lastSeq = 0
-  private waiters: Waiter[] = []
+  private readonly waiters = new DurableWaiters()
   private hwm: number
   private nextBuryKey = 1
   private noSpace = false
@@ -356,13 +353,7 @@ export class Binlog implements DurableStore {
   /** Calls `cb` once everything flushed up to `seq` is durable per the fsync policy. */
   whenDurable(seq: number, cb: () => void): void {
     this.check()
-    if (seq <= this.ackedSeq) {
-      cb()
-      return
-    }
-    let i = this.waiters.length
-    while (i > 0 && this.waiters[i - 1]!.seq > seq) i--
-    this.waiters.splice(i, 0, { seq, cb })
+    this.waiters.add(seq, cb, this.ackedSeq)
   }
 
   /** Writes what is queued, fsyncs (even under -F), removes what compaction freed, releases the lock. */
@@ -506,20 +497,7 @@ export class Binlog implements DurableStore {
   }
 
   private releaseWaiters(): void {
-    const upto = this.ackedSeq
-    let n = 0
-    while (n < this.waiters.length && this.waiters[n]!.seq <= upto) n++
-    if (n === 0) return
-    const due = this.waiters.splice(0, n)
-    let first: unknown = null
-    for (const w of due) {
-      try {
-        w.cb()
-      } catch (err) {
-        first ??= err
-      }
-    }
-    if (first !== null) throw first
+    this.waiters.release(this.ackedSeq)
   }
 
   /** Removes the oldest files no live job needs, once what was moved out of them is durable. */

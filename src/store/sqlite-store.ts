@@ -57,6 +57,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import type { Logger } from 'pino'
+import { DurableWaiters } from './durable-waiters.js'
 import type { Statement } from 'better-sqlite3'
 import { DirLock } from '../binlog/lock.js'
 import { nodeFs } from '../binlog/io.js'
@@ -100,10 +101,6 @@ interface Pending {
   op: Op
 }
 
-interface Waiter {
-  readonly seq: number
-  readonly cb: () => void
-}
 
 const BURIED = 3
 const PAGE_SIZE = 4096
@@ -153,7 +150,7 @@ export class SqliteStore implements DurableStore {
   private lastSeq = 0
   private committedSeq = 0
   private syncedSeq = 0
-  private waiters: Waiter[] = []
+  private readonly waiters = new DurableWaiters()
   private noSpace = false
   /** The last commit failed (no space even after the reserve, or locked): the retry timer commits. */
   private stalled = false
@@ -358,13 +355,7 @@ export class SqliteStore implements DurableStore {
 
   whenDurable(seq: number, cb: () => void): void {
     this.check()
-    if (seq <= this.committedSeq) {
-      cb()
-      return
-    }
-    let i = this.waiters.length
-    while (i > 0 && this.waiters[i - 1]!.seq > seq) i--
-    this.waiters.splice(i, 0, { seq, cb })
+    this.waiters.add(seq, cb, this.committedSeq)
   }
 
   /** Commits what is pending, makes everything durable (even under -F), releases the directory. */
@@ -557,20 +548,7 @@ export class SqliteStore implements DurableStore {
   }
 
   private releaseWaiters(): void {
-    const upto = this.committedSeq
-    let n = 0
-    while (n < this.waiters.length && this.waiters[n]!.seq <= upto) n++
-    if (n === 0) return
-    const due = this.waiters.splice(0, n)
-    let first: unknown = null
-    for (const w of due) {
-      try {
-        w.cb()
-      } catch (err) {
-        first ??= err
-      }
-    }
-    if (first !== null) throw first
+    this.waiters.release(this.committedSeq)
   }
 
   // --- -f N: our fsync of the WAL ------------------------------------------------------
