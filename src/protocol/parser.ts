@@ -25,6 +25,8 @@
 import { CR, LF, LINE_MAX, NAME_CHAR, NAME_MAX, Reply, SPACE, U32_MAX } from './constants.js'
 import { Op } from './commands.js'
 
+const EMPTY = Buffer.alloc(0)
+
 const Mode = { LINE: 0, DISCARD: 1, BODY: 2, SKIP: 3 } as const
 type Mode = (typeof Mode)[keyof typeof Mode]
 
@@ -92,6 +94,23 @@ for (const v of VERBS) VERBS_BY_FIRST[v.bytes[0]!]!.push(v)
 const isCSpace = (b: number): boolean => b === SPACE || (b >= 0x09 && b <= 0x0d)
 const isDigit = (b: number): boolean => b >= 0x30 && b <= 0x39
 
+/**
+ * The usual case of strtoul/strtol input: optional C spaces and sign, 1 to 15
+ * digits, then anything. Returns the signed value, or NaN for everything else
+ * (no digits, longer numbers), which the exact BigInt path then handles.
+ */
+function smallInt(buf: Buffer, p: number, end: number): number {
+  while (p < end && isCSpace(buf[p]!)) p++
+  let neg = false
+  if (p < end && (buf[p] === 0x2b || buf[p] === 0x2d)) neg = buf[p++] === 0x2d
+  const first = p
+  let v = 0
+  while (p < end && isDigit(buf[p]!)) v = v * 10 + (buf[p++]! - 0x30)
+  const digits = p - first
+  if (digits === 0 || digits > 15) return NaN
+  return neg ? -v : v
+}
+
 const U64_MAX_DIGITS = Buffer.from('18446744073709551615', 'latin1')
 
 /** Whether the 20 digits at buf[p] spell a number above 2**64-1. */
@@ -121,8 +140,13 @@ export class Parser {
   name = ''
   /** pause-tube: the name breaks a rule checked after counting (BAD_FORMAT). */
   badName = false
-  /** PUT_BODY / PUT_BODY_BAD: the body including its last two bytes. */
-  body: Buffer | null = null
+  /**
+   * PUT_BODY / PUT_BODY_BAD: the body including its last two bytes, at
+   * bodyBuf[bodyOff, bodyEnd): wherever expectBody was told to read it to.
+   */
+  bodyBuf: Buffer = EMPTY
+  bodyOff = 0
+  bodyEnd = 0
   /** ERROR: the reply. */
   errorReply: Buffer = Reply.BAD_FORMAT
 
@@ -153,11 +177,21 @@ export class Parser {
     return this.mode === Mode.BODY || this.mode === Mode.SKIP
   }
 
-  /** After PUT: read the body (n bytes plus CRLF) next. */
-  expectBody(bytes: number): void {
+  /**
+   * After PUT: read the body (n bytes plus CRLF) next, into `into` at `at`
+   * (the job store's space, so a body is copied once), or into a new Buffer.
+   */
+  expectBody(bytes: number, into: Buffer = Buffer.allocUnsafe(bytes + 2), at = 0): void {
     this.mode = Mode.BODY
-    this.body = Buffer.allocUnsafe(bytes + 2)
-    this.bodyFill = 0
+    this.bodyBuf = into
+    this.bodyOff = at
+    this.bodyEnd = at + bytes + 2
+    this.bodyFill = at
+  }
+
+  /** The last body read (a view; for tests and tools). */
+  get body(): Buffer {
+    return this.bodyBuf.subarray(this.bodyOff, this.bodyEnd)
   }
 
   /** After PUT: swallow n bytes, then yield PUT_SKIPPED. */
@@ -213,15 +247,15 @@ export class Parser {
   }
 
   private readBody(chunk: Buffer): Op {
-    const body = this.body!
-    const n = Math.min(body.length - this.bodyFill, chunk.length - this.pos)
+    const body = this.bodyBuf
+    const end = this.bodyEnd
+    const n = Math.min(end - this.bodyFill, chunk.length - this.pos)
     chunk.copy(body, this.bodyFill, this.pos, this.pos + n)
     this.bodyFill += n
     this.consume(n)
-    if (this.bodyFill < body.length) return Op.NEED_MORE
+    if (this.bodyFill < end) return Op.NEED_MORE
     this.mode = Mode.LINE
-    const len = body.length
-    return body[len - 2] === CR && body[len - 1] === LF ? Op.PUT_BODY : Op.PUT_BODY_BAD
+    return body[end - 2] === CR && body[end - 1] === LF ? Op.PUT_BODY : Op.PUT_BODY_BAD
   }
 
   /**
@@ -287,8 +321,8 @@ export class Parser {
   /** Parses one command line `buf[start, end)` (CRLF excluded). */
   parseLine(buf: Buffer, start: number, end: number): Op {
     // The reference handles the line as a C string: a NUL anywhere is BAD_FORMAT.
-    const nul = buf.indexOf(0, start)
-    if (nul !== -1 && nul < end) return this.fail(Reply.BAD_FORMAT)
+    // (A loop: lines are short, and indexOf's native call costs more.)
+    for (let i = start; i < end; i++) if (buf[i] === 0) return this.fail(Reply.BAD_FORMAT)
     const v = start < end ? this.matchVerb(buf, start, end) : undefined
     if (v === undefined) return this.fail(Reply.UNKNOWN_COMMAND)
     const p = start + v.bytes.length
@@ -401,6 +435,12 @@ export class Parser {
    * 32 bits; only "no digits" and overflow past 2**64-1 are BAD_FORMAT.
    */
   private parseKick(buf: Buffer, p: number, end: number): boolean {
+    const small = smallInt(buf, p, end)
+    if (small === small) {
+      // ToUint32 is strtoul's wrap of a negative and the truncation to 32 bits.
+      this.count = small >>> 0
+      return true
+    }
     const v = this.strtoInt(buf, p, end, 18446744073709551615n, 18446744073709551615n)
     if (v === null) return false
     this.count = Number(BigInt.asUintN(32, v))
@@ -413,6 +453,13 @@ export class Parser {
    * so a negative result (e.g. -1 or 2147483648) waits forever.
    */
   private parseTimeout(buf: Buffer, p: number, end: number): boolean {
+    const small = smallInt(buf, p, end)
+    if (small === small) {
+      // ToInt32 is the truncation to a C int.
+      const t = small | 0
+      this.timeout = t < 0 ? -1 : t
+      return true
+    }
     const v = this.strtoInt(buf, p, end, 9223372036854775807n, 9223372036854775808n, true)
     if (v === null) return false
     const t = Number(BigInt.asIntN(32, v))

@@ -18,13 +18,20 @@ export function okYaml(yaml: string): string {
 
 /** Whole seconds between two monotonic ms values, truncated toward zero like C. */
 const secs = (ms: number): number => Math.trunc(ms / 1000) || 0
+/**
+ * Whole seconds until `at`, as the reference divides nanoseconds: its clock
+ * has always moved on since it set the deadline, so right after a reserve
+ * with ttr 2 it says 1. The clock here counts whole milliseconds and can read
+ * the same value twice, which would say 2: count from just after `now`.
+ */
+const secsLeft = (at: number, now: number): number => secs(at - now - 1)
 
 export function statsJob(j: Job, now: number, file: number): string {
   const timed = j.state === JobState.RESERVED || j.state === JobState.DELAYED
   return okYaml(
     `---\nid: ${j.id}\ntube: ${j.tube.name}\nstate: ${STATE_NAMES[j.state]}\npri: ${j.pri}\n` +
       `age: ${secs(now - j.createdAt)}\ndelay: ${secs(j.delayMs)}\nttr: ${secs(j.ttrMs)}\n` +
-      `time-left: ${timed ? secs(j.deadline - now) : 0}\nfile: ${file}\nreserves: ${j.reserves}\n` +
+      `time-left: ${timed ? secsLeft(j.deadline, now) : 0}\nfile: ${file}\nreserves: ${j.reserves}\n` +
       `timeouts: ${j.timeouts}\nreleases: ${j.releases}\nburies: ${j.buries}\nkicks: ${j.kicks}\n`,
   )
 }
@@ -36,7 +43,7 @@ export function statsTube(t: Tube, now: number, waiting: number): string {
       `current-jobs-buried: ${t.buried.size}\ntotal-jobs: ${t.totalJobs}\ncurrent-using: ${t.usingCount}\n` +
       `current-watching: ${t.watchingCount}\ncurrent-waiting: ${waiting}\ncmd-delete: ${t.cmdDelete}\n` +
       `cmd-pause-tube: ${t.cmdPause}\npause: ${t.pauseSecs}\n` +
-      `pause-time-left: ${t.paused ? Math.max(0, secs(t.pauseUntil - now)) : 0}\n`,
+      `pause-time-left: ${t.paused ? Math.max(0, secsLeft(t.pauseUntil, now)) : 0}\n`,
   )
 }
 

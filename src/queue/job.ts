@@ -5,6 +5,7 @@
  * `prev`/`next`, which otherwise link the session's reserved jobs in reserve
  * order). Its one timer (delay end or TTR end) lives in the same object.
  */
+import type { BodyHolder, Slab } from './body-arena.js'
 import type { HeapItem } from './heap.js'
 import type { TimerEntry } from './timing-wheel.js'
 import type { Tube } from './tube.js'
@@ -26,14 +27,16 @@ export interface JobTimerHandler {
   jobTimerFired(job: Job, nowMs: number): void
 }
 
-export class Job implements HeapItem, TimerEntry {
+export class Job implements HeapItem, TimerEntry, BodyHolder {
   readonly id: number
   pri: number
   /** Last delay asked for (put or release), ms. */
   delayMs: number
   readonly ttrMs: number
-  /** The body including its trailing CRLF, stored once. */
-  readonly body: Buffer
+  /** The body including its trailing CRLF, stored once in a shared slab. */
+  slab: Slab
+  bodyOff: number
+  readonly bodyLen: number
   readonly tube: Tube
   readonly createdAt: number
   state: JobState = JobState.INVALID
@@ -42,10 +45,8 @@ export class Job implements HeapItem, TimerEntry {
   reserver: Session | null = null
 
   reserves = 0
-  timeouts = 0
-  releases = 0
-  buries = 0
-  kicks = 0
+  /** The rarer counters, allocated on first use: most jobs never need them (memory per job). */
+  private history: JobHistory | null = null
 
   heapIndex = -1
   prev: Job | null = null
@@ -56,19 +57,72 @@ export class Job implements HeapItem, TimerEntry {
   timerNext: TimerEntry | null = null
   timerSlot = -1
 
-  constructor(id: number, pri: number, delayMs: number, ttrMs: number, body: Buffer, tube: Tube, now: number) {
+  constructor(
+    id: number,
+    pri: number,
+    delayMs: number,
+    ttrMs: number,
+    slab: Slab,
+    bodyOff: number,
+    bodyLen: number,
+    tube: Tube,
+    now: number,
+  ) {
     this.id = id
     this.pri = pri
     this.delayMs = delayMs
     this.ttrMs = ttrMs
-    this.body = body
+    this.slab = slab
+    this.bodyOff = bodyOff
+    this.bodyLen = bodyLen
     this.tube = tube
     this.createdAt = now
+  }
+
+  get timeouts(): number {
+    return this.history === null ? 0 : this.history.timeouts
+  }
+  set timeouts(n: number) {
+    if (n !== 0 || this.history !== null) this.hist().timeouts = n
+  }
+  get releases(): number {
+    return this.history === null ? 0 : this.history.releases
+  }
+  set releases(n: number) {
+    if (n !== 0 || this.history !== null) this.hist().releases = n
+  }
+  get buries(): number {
+    return this.history === null ? 0 : this.history.buries
+  }
+  set buries(n: number) {
+    if (n !== 0 || this.history !== null) this.hist().buries = n
+  }
+  get kicks(): number {
+    return this.history === null ? 0 : this.history.kicks
+  }
+  set kicks(n: number) {
+    if (n !== 0 || this.history !== null) this.hist().kicks = n
+  }
+
+  private hist(): JobHistory {
+    return (this.history ??= new JobHistory())
+  }
+
+  /** The body with its CRLF, as a view (for stores and cold paths; replies copy from the slab). */
+  get body(): Buffer {
+    return this.slab.buf.subarray(this.bodyOff, this.bodyOff + this.bodyLen)
   }
 
   onTimer(nowMs: number): void {
     this.tube.handler.jobTimerFired(this, nowMs)
   }
+}
+
+class JobHistory {
+  timeouts = 0
+  releases = 0
+  buries = 0
+  kicks = 0
 }
 
 /** Ready order: priority, then id (older first). */

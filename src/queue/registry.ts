@@ -19,6 +19,7 @@
  */
 import { DEFAULT_TUBE, MIN_TTR_MS, Reply, SAFETY_MARGIN_MS, URGENT_THRESHOLD } from '../protocol/constants.js'
 import type { Clock } from '../util/clock.js'
+import { BodyArena, type Slab } from './body-arena.js'
 import { Heap } from './heap.js'
 import { Job, JobState, byPriority } from './job.js'
 import { JobTable } from './job-table.js'
@@ -39,6 +40,8 @@ export class Registry implements TubeHandler, WaitTimerHandler {
   /** Creation order with swap-remove, as `list-tubes` shows (REFERENCE.md 2.9). */
   readonly tubeList: Tube[] = []
   readonly jobs = new JobTable()
+  /** Job bodies, packed into shared slabs. */
+  readonly bodies: BodyArena
   readonly defaultTube: Tube
   private readonly eligible = new Heap<Tube>(byTopJob)
   private readonly readyIndex = new ReadyIndex()
@@ -64,9 +67,10 @@ export class Registry implements TubeHandler, WaitTimerHandler {
   /** Where state changes are recorded before their replies leave (the binlog), if anywhere. */
   journal: Journal | null = null
 
-  constructor(clock: Clock, wheel: TimingWheel) {
+  constructor(clock: Clock, wheel: TimingWheel, bodies = new BodyArena()) {
     this.clock = clock
     this.wheel = wheel
+    this.bodies = bodies
     this.defaultTube = this.tube(DEFAULT_TUBE)
   }
 
@@ -200,13 +204,19 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     return this.nextJobId++
   }
 
-  /** A new job, or null when the journal has no room (OUT_OF_MEMORY). */
-  put(s: Session, id: number, pri: number, delaySecs: number, ttrSecs: number, body: Buffer): Job | null {
-    if (this.journal !== null && !this.journal.canPut()) return null
+  /**
+   * A new job whose body (with its CRLF) was read into `slab` at `off`, or
+   * null when the journal has no room (OUT_OF_MEMORY; the space is released).
+   */
+  put(s: Session, id: number, pri: number, delaySecs: number, ttrSecs: number, slab: Slab, off: number, len: number): Job | null {
+    if (this.journal !== null && !this.journal.canPut()) {
+      this.bodies.release(slab, len)
+      return null
+    }
     const now = this.clock.now()
     const ttrMs = Math.max(ttrSecs * 1000, MIN_TTR_MS)
     const t = s.used
-    const job = new Job(id, pri, delaySecs * 1000, ttrMs, body, t, now)
+    const job = new Job(id, pri, delaySecs * 1000, ttrMs, slab, off, len, t, now)
     this.jobs.set(id, job)
     t.totalJobs++
     this.totalJobs++
@@ -218,6 +228,12 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     return job
   }
 
+  /** put with a body from elsewhere (tests, tools): copies it into the arena. */
+  putBody(s: Session, id: number, pri: number, delaySecs: number, ttrSecs: number, body: Buffer): Job | null {
+    const { slab, off } = this.bodies.copyIn(body)
+    return this.put(s, id, pri, delaySecs, ttrSecs, slab, off, body.length)
+  }
+
   /**
    * Rebuilds the queue from a journal at start: jobs in the order given
    * (buried ones in bury order), no counters bumped, ids continuing at `nextId`.
@@ -225,7 +241,8 @@ export class Registry implements TubeHandler, WaitTimerHandler {
   restore(jobs: readonly RestoredJob[], nextId: number): void {
     for (const rec of jobs) {
       const t = this.tube(rec.tube)
-      const j = new Job(rec.id, rec.pri, rec.delayMs, rec.ttrMs, rec.body, t, rec.createdAt)
+      const { slab, off } = this.bodies.copyIn(rec.body)
+      const j = new Job(rec.id, rec.pri, rec.delayMs, rec.ttrMs, slab, off, rec.body.length, t, rec.createdAt)
       j.reserves = rec.reserves
       j.timeouts = rec.timeouts
       j.releases = rec.releases
@@ -525,6 +542,8 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     this.journal?.delete(j)
     j.tube.cmdDelete++
     this.dropIfUnused(j.tube)
+    this.bodies.release(j.slab, j.bodyLen)
+    if (this.bodies.needsCompaction()) this.bodies.compact(this.jobs.values())
     return true
   }
 

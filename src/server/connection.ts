@@ -16,10 +16,11 @@ import type { Logger } from 'pino'
 import { Op } from '../protocol/commands.js'
 import { Reply } from '../protocol/constants.js'
 import { Parser } from '../protocol/parser.js'
+import type { Slab } from '../queue/body-arena.js'
 import type { Job } from '../queue/job.js'
 import type { Session, Waiter } from '../queue/session.js'
 import { dispatch, type DispatchTarget, type ServerContext } from './dispatch.js'
-import type { Output, Sink } from './output.js'
+import { Word, type Output, type Sink } from './output.js'
 
 /** Buffered unparsed input beyond which a connection stops reading. */
 const INPUT_LIMIT = 256 * 1024
@@ -44,6 +45,7 @@ export class Connection implements DispatchTarget, Waiter, Sink {
   readonly parser = new Parser()
   readonly session: Session
   putId = 0
+  putSlab: Slab | null = null
   quitting = false
   inputEnded = false
   private closed = false
@@ -107,7 +109,7 @@ export class Connection implements DispatchTarget, Waiter, Sink {
   /** Waiter: a job was reserved while this connection waited. */
   jobReserved(job: Job): void {
     if (this.closed) return
-    this.deliveryOut().job('RESERVED', job)
+    this.deliveryOut().job(Word.RESERVED, job)
     this.endDelivery()
   }
 
@@ -150,6 +152,11 @@ export class Connection implements DispatchTarget, Waiter, Sink {
 
   uncork(): void {
     if (this.host.gate === null) this.socket.uncork()
+  }
+
+  /** Sink: nothing written is held (by the socket's queue or for the binlog). */
+  consumed(): boolean {
+    return this.host.gate === null && this.socket.writableLength === 0
   }
 
   /**
@@ -214,17 +221,21 @@ export class Connection implements DispatchTarget, Waiter, Sink {
 
   close(): void {
     if (this.closed) return
-    this.closed = true
-    this.host.ctx.registry.closeSession(this.session)
-    this.host.forget(this)
+    this.forgetSession()
     this.socket.end()
   }
 
   private onClose(): void {
-    if (!this.closed) {
-      this.closed = true
-      this.host.ctx.registry.closeSession(this.session)
-      this.host.forget(this)
-    }
+    if (!this.closed) this.forgetSession()
+  }
+
+  private forgetSession(): void {
+    this.closed = true
+    const { registry } = this.host.ctx
+    // A body cut off mid-read: its space goes back.
+    if (this.putSlab !== null) registry.bodies.release(this.putSlab, this.parser.bodyEnd - this.parser.bodyOff)
+    this.putSlab = null
+    registry.closeSession(this.session)
+    this.host.forget(this)
   }
 }

@@ -9,7 +9,8 @@ import type { Parser } from '../protocol/parser.js'
 import { stats, statsJob, statsTube, tubeList, type BinlogInfo, type ProcessInfo } from '../protocol/replies.js'
 import type { Registry } from '../queue/registry.js'
 import type { Session } from '../queue/session.js'
-import type { Output } from './output.js'
+import type { Slab } from '../queue/body-arena.js'
+import { Word, type Output } from './output.js'
 
 /** What every connection shares. */
 export interface ServerContext {
@@ -32,6 +33,8 @@ export interface DispatchTarget {
   readonly parser: Parser
   /** Id taken by the put whose body is being read. */
   putId: number
+  /** Where that body is being read to. */
+  putSlab: Slab | null
   /** Set by `quit`. */
   quitting: boolean
   /** The client half-closed: a reserve must not wait for more. */
@@ -53,31 +56,37 @@ export function dispatch(ctx: ServerContext, c: DispatchTarget, op: Op): void {
       if (p.trailingJunk) return out.fixed(Reply.BAD_FORMAT)
       r.markProducer(s)
       c.putId = r.allocateId()
-      return p.expectBody(p.bytes)
+      // The body is read straight into its place in the job store.
+      c.putSlab = r.bodies.slabFor(p.bytes + 2)
+      return p.expectBody(p.bytes, c.putSlab.buf, c.putSlab.take(p.bytes + 2))
     case Op.PUT_SKIPPED:
       return out.fixed(Reply.JOB_TOO_BIG)
     case Op.PUT_BODY_BAD:
+      r.bodies.release(takeSlab(c), p.bodyEnd - p.bodyOff)
       return out.fixed(Reply.EXPECTED_CRLF)
     case Op.PUT_BODY: {
+      const slab = takeSlab(c)
       // Drain mode is decided after the body is read (REFERENCE.md 2.4).
-      if (r.draining) return out.fixed(Reply.DRAINING)
-      const j = r.put(s, c.putId, p.pri, p.delay, p.ttr, p.body!)
-      p.body = null
+      if (r.draining) {
+        r.bodies.release(slab, p.bodyEnd - p.bodyOff)
+        return out.fixed(Reply.DRAINING)
+      }
+      const j = r.put(s, c.putId, p.pri, p.delay, p.ttr, slab, p.bodyOff, p.bodyEnd - p.bodyOff)
       // No room in the binlog (disk full): the reference's answer, nothing kept.
       if (j === null) return out.fixed(Reply.OUT_OF_MEMORY)
-      return out.text(`INSERTED ${j.id}\r\n`)
+      return out.numbered(Word.INSERTED, j.id)
     }
     case Op.PEEK: {
       count(ctx, op)
       const j = r.peek(p.id)
-      return j === undefined ? out.fixed(Reply.NOT_FOUND) : out.job('FOUND', j)
+      return j === undefined ? out.fixed(Reply.NOT_FOUND) : out.job(Word.FOUND, j)
     }
     case Op.PEEK_READY:
     case Op.PEEK_DELAYED:
     case Op.PEEK_BURIED: {
       count(ctx, op)
       const j = op === Op.PEEK_READY ? r.peekReady(s) : op === Op.PEEK_DELAYED ? r.peekDelayed(s) : r.peekBuried(s)
-      return j === undefined ? out.fixed(Reply.NOT_FOUND) : out.job('FOUND', j)
+      return j === undefined ? out.fixed(Reply.NOT_FOUND) : out.job(Word.FOUND, j)
     }
     case Op.RESERVE:
     case Op.RESERVE_TIMEOUT: {
@@ -88,12 +97,12 @@ export function dispatch(ctx: ServerContext, c: DispatchTarget, op: Op): void {
         if (c.inputEnded && r.cancelWait(s)) out.fixed(Reply.TIMED_OUT)
         return // otherwise waiting: the Waiter answers later
       }
-      return Buffer.isBuffer(res) ? out.fixed(res) : out.job('RESERVED', res)
+      return Buffer.isBuffer(res) ? out.fixed(res) : out.job(Word.RESERVED, res)
     }
     case Op.RESERVE_JOB: {
       count(ctx, op)
       const j = r.reserveById(s, p.id)
-      return j === null ? out.fixed(Reply.NOT_FOUND) : out.job('RESERVED', j)
+      return j === null ? out.fixed(Reply.NOT_FOUND) : out.job(Word.RESERVED, j)
     }
     case Op.DELETE:
       count(ctx, op)
@@ -109,7 +118,7 @@ export function dispatch(ctx: ServerContext, c: DispatchTarget, op: Op): void {
       return out.fixed(r.touch(s, p.id) ? Reply.TOUCHED : Reply.NOT_FOUND)
     case Op.KICK:
       count(ctx, op)
-      return out.text(`KICKED ${r.kick(s, p.count)}\r\n`)
+      return out.numbered(Word.KICKED, r.kick(s, p.count))
     case Op.KICK_JOB:
       count(ctx, op)
       return out.fixed(r.kickJob(p.id) ? Reply.KICKED : Reply.NOT_FOUND)
@@ -128,21 +137,21 @@ export function dispatch(ctx: ServerContext, c: DispatchTarget, op: Op): void {
     }
     case Op.USE:
       count(ctx, op)
-      return out.text(`USING ${r.use(s, p.name).name}\r\n`)
+      return out.named(Word.USING, r.use(s, p.name).name)
     case Op.WATCH:
       count(ctx, op)
-      return out.text(`WATCHING ${r.watch(s, p.name)}\r\n`)
+      return out.numbered(Word.WATCHING, r.watch(s, p.name))
     case Op.IGNORE: {
       count(ctx, op)
       const n = r.ignore(s, p.name)
-      return n < 0 ? out.fixed(Reply.NOT_IGNORED) : out.text(`WATCHING ${n}\r\n`)
+      return n < 0 ? out.fixed(Reply.NOT_IGNORED) : out.numbered(Word.WATCHING, n)
     }
     case Op.LIST_TUBES:
       count(ctx, op)
       return out.text(tubeList(r.tubeList))
     case Op.LIST_TUBE_USED:
       count(ctx, op)
-      return out.text(`USING ${s.used.name}\r\n`)
+      return out.named(Word.USING, s.used.name)
     case Op.LIST_TUBES_WATCHED:
       count(ctx, op)
       return out.text(tubeList(s.watching))
@@ -154,6 +163,12 @@ export function dispatch(ctx: ServerContext, c: DispatchTarget, op: Op): void {
       c.quitting = true
       return
   }
+}
+
+function takeSlab(c: DispatchTarget): Slab {
+  const slab = c.putSlab!
+  c.putSlab = null
+  return slab
 }
 
 function count(ctx: ServerContext, op: Op): void {

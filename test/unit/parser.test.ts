@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest'
 import { Op } from '../../src/protocol/commands.js'
 import { Parser } from '../../src/protocol/parser.js'
+import { prng } from '../helpers/prng.js'
 
 const OP_NAMES = Object.fromEntries(Object.entries(Op).map(([k, v]) => [v, k])) as Record<number, string>
 
@@ -183,5 +184,57 @@ describe('parser', () => {
     p.push(b('\r\nstats\r\n'))
     expect(p.next()).toBe(Op.PUT_SKIPPED)
     expect(p.next()).toBe(Op.STATS)
+  })
+
+  it('reads a put body into the space it is given', () => {
+    const p = new Parser()
+    const space = Buffer.alloc(20, 0x2e)
+    p.push(b('put 0 0 1 3\r\nab'))
+    expect(p.next()).toBe(Op.PUT)
+    p.expectBody(3, space, 7)
+    expect(p.next()).toBe(Op.NEED_MORE)
+    p.push(b('c\r\n'))
+    expect(p.next()).toBe(Op.PUT_BODY)
+    expect(space.toString('latin1')).toBe('.......abc\r\n........')
+    expect([p.bodyOff, p.bodyEnd]).toEqual([7, 12])
+  })
+})
+
+/**
+ * kick (strtoul) and reserve-with-timeout (strtol) numbers against a BigInt
+ * model of the C functions: the parser's fast path for short numbers and its
+ * exact path for long ones must agree with it everywhere.
+ */
+describe('C number parsing', () => {
+  const U64 = 2n ** 64n
+  const modelKick = (arg: string): string => {
+    const m = /^[ \t\n\v\f\r]*([+-]?)(\d*)/.exec(arg)!
+    if (m[2] === '') return 'ERROR BAD_FORMAT'
+    const mag = BigInt(m[2]!)
+    if (mag >= U64) return 'ERROR BAD_FORMAT'
+    const v = m[1] === '-' ? (U64 - mag) % U64 : mag
+    return `KICK ${BigInt.asUintN(32, v)}`
+  }
+  const modelTimeout = (arg: string): string => {
+    const m = /^[ \t\n\v\f\r]*([+-]?)(\d*)/.exec(arg)!
+    if (m[2] === '') return 'RESERVE_TIMEOUT 0'
+    const mag = BigInt(m[2]!)
+    if (mag > (m[1] === '-' ? 2n ** 63n : 2n ** 63n - 1n)) return 'ERROR BAD_FORMAT'
+    const t = Number(BigInt.asIntN(32, m[1] === '-' ? -mag : mag))
+    return `RESERVE_TIMEOUT ${t < 0 ? -1 : t}`
+  }
+  const rnd = prng(20261124)
+  const args: string[] = ['0', '-0', '+7', ' 12', '999999999999999', '1000000000000000', '-999999999999999', '4294967295', '4294967296', '-2147483648', '2147483647', '2147483648']
+  for (let i = 0; i < 400; i++) {
+    const digits = Array.from({ length: 1 + rnd.int(22) }, () => String(rnd.int(10))).join('')
+    args.push(`${rnd.pick(['', ' ', '  '])}${rnd.pick(['', '', '-', '+'])}${digits}${rnd.pick(['', '', 'x', ' 5'])}`)
+  }
+
+  it('kick <n> as strtoul', () => {
+    for (const a of args) expect(trace([b(`kick ${a}\r\n`)]), a).toEqual([modelKick(` ${a}`)])
+  })
+
+  it('reserve-with-timeout <n> as strtol truncated to an int', () => {
+    for (const a of args) expect(trace([b(`reserve-with-timeout ${a}\r\n`)]), a).toEqual([modelTimeout(` ${a}`)])
   })
 })

@@ -43,7 +43,7 @@ function session(): [Session, RecordingWaiter] {
 }
 
 function put(s: Session, pri = 0, delay = 0, ttr = 60, body = 'x'): Job {
-  return r.put(s, r.allocateId(), pri, delay, ttr, Buffer.from(`${body}\r\n`))!
+  return r.putBody(s, r.allocateId(), pri, delay, ttr, Buffer.from(`${body}\r\n`))!
 }
 
 const reservedId = (res: Job | Buffer | null): number | string | null =>
