@@ -8,6 +8,15 @@
  * order from its root, which finds the answer after visiting only the tubes
  * with better jobs that it does not watch. The walk is bounded by the number
  * of watched tubes, so it is never worse than the scan.
+ *
+ * Each node carries a copy of its tube's best ready (priority, id), set by
+ * `refresh`, and the heap orders nodes by that copy alone. Comparing through
+ * the tube instead (node -> tube -> ready heap -> items -> job) made every
+ * sift a chain of dependent loads across thousands of tubes: with 10,000
+ * watched tubes it was the largest single cost of a reserve. The copy is
+ * exact because a ready job's priority never changes (release and bury set
+ * it while the job is reserved) and every change of a tube's ready heap is
+ * followed by `refresh`.
  */
 import { Heap, type HeapItem } from './heap.js'
 import { byPriority, type Job } from './job.js'
@@ -16,13 +25,17 @@ import type { Tube } from './tube.js'
 /** A tube's membership in the index (a tube's own heapIndex serves another heap). */
 export class ReadyNode implements HeapItem {
   heapIndex = -1
+  /** (priority, id) of the tube's best ready job; current while the node is in the index. */
+  pri = 0
+  id = 0
   readonly tube: Tube
   constructor(tube: Tube) {
     this.tube = tube
   }
 }
 
-const nodeBefore = (a: ReadyNode, b: ReadyNode): boolean => byPriority(a.tube.ready.peek()!, b.tube.ready.peek()!)
+/** byPriority on the copied keys. Also the order of the registry's eligible heap (`byTopJob`). */
+export const nodeBefore = (a: ReadyNode, b: ReadyNode): boolean => a.pri < b.pri || (a.pri === b.pri && a.id < b.id)
 
 /** Below this many watched tubes a plain scan is cheaper than a heap walk. */
 export const SCAN_LIMIT = 16
@@ -35,9 +48,19 @@ export class ReadyIndex {
   /** Re-files a tube after its ready jobs or its pause changed. */
   refresh(t: Tube): void {
     const node = t.readyNode
-    if (t.ready.size > 0 && !t.paused) {
-      if (node.heapIndex === -1) this.heap.push(node)
-      else this.heap.update(node)
+    const top = t.ready.peek()
+    if (top !== undefined && !t.paused) {
+      if (node.heapIndex === -1) {
+        node.pri = top.pri
+        node.id = top.id
+        this.heap.push(node)
+      } else if (node.pri !== top.pri || node.id !== top.id) {
+        node.pri = top.pri
+        node.id = top.id
+        this.heap.update(node)
+      }
+      // Else the best job is the same (a job queued behind it, or another left):
+      // the node is in place, and re-sifting it would only touch its neighbours.
     } else if (node.heapIndex !== -1) {
       this.heap.remove(node)
     }

@@ -7,7 +7,7 @@
 import { Heap, type HeapItem } from './heap.js'
 import { byDeadline, byPriority, type Job, type JobTimerHandler } from './job.js'
 import { JobList } from './job-list.js'
-import { ReadyNode } from './ready-index.js'
+import { ReadyNode, nodeBefore } from './ready-index.js'
 import type { Session } from './session.js'
 import type { TimerEntry } from './timing-wheel.js'
 
@@ -94,5 +94,10 @@ export class Tube implements HeapItem, TimerEntry {
   }
 }
 
-/** Tubes that can hand out a job, best ready job first. */
-export const byTopJob = (a: Tube, b: Tube): boolean => byPriority(a.ready.peek()!, b.ready.peek()!)
+/**
+ * Tubes that can hand out a job, best ready job first: by the (priority, id)
+ * copy in each tube's ReadyNode. An eligible tube has ready jobs and no pause,
+ * so it is in the ready index, whose refresh the registry runs before it
+ * re-files the tube here: the copy is current.
+ */
+export const byTopJob = (a: Tube, b: Tube): boolean => nodeBefore(a.readyNode, b.readyNode)

@@ -13,12 +13,16 @@ import { prng } from '../helpers/prng.js'
 const SIZES = { slabSize: 4096, compactMin: 8192 }
 
 class Holder implements BodyHolder {
-  constructor(
-    public slab: Slab,
-    public bodyOff: number,
-    readonly bodyLen: number,
-    readonly expected: Buffer,
-  ) {}
+  slab: Slab
+  bodyOff: number
+  readonly bodyLen: number
+  readonly expected: Buffer
+  constructor(slab: Slab, bodyOff: number, bodyLen: number, expected: Buffer) {
+    this.slab = slab
+    this.bodyOff = bodyOff
+    this.bodyLen = bodyLen
+    this.expected = expected
+  }
   bytes(): Buffer {
     return this.slab.buf.subarray(this.bodyOff, this.bodyOff + this.bodyLen)
   }

@@ -318,6 +318,53 @@ describe('sessions watching many tubes', () => {
       r.delete(w, expected.id)
     }
   })
+
+  it('stays exact while jobs come back with new priorities, are buried and kicked, and tubes pause', () => {
+    // The ready index orders tubes by a copy of each tube's best (priority,
+    // id); this mixes every way a tube's best job changes under it.
+    const rnd = prng(11)
+    const [p] = session()
+    const [w] = session()
+    const names = Array.from({ length: 60 }, (_, i) => `t${i}`)
+    for (const n of names.slice(0, 40)) r.watch(w, n)
+    const buried: number[] = []
+    let reserves = 0
+    for (let step = 0; step < 3000; step++) {
+      const op = rnd.int(10)
+      if (op < 4) {
+        r.use(p, rnd.pick(names))
+        put(p, rnd.int(20))
+      } else if (op === 4 && buried.length > 0) {
+        r.kickJob(buried.splice(rnd.int(buried.length), 1)[0]!)
+      } else if (op === 5) {
+        r.pause(rnd.pick(names), rnd.int(3))
+      } else if (op === 6) {
+        advance(500)
+      } else {
+        let expected: Job | undefined
+        for (const t of w.watching) {
+          const j = t.paused ? undefined : t.ready.peek()
+          if (j !== undefined && (expected === undefined || j.pri < expected.pri || (j.pri === expected.pri && j.id < expected.id))) expected = j
+        }
+        const got = r.reserveOrWait(w, 0)
+        if (expected === undefined) {
+          expect(got).toBeNull()
+          r.cancelWait(w)
+          continue
+        }
+        expect(reservedId(got)).toBe(expected.id)
+        reserves++
+        const next = rnd.int(3)
+        if (next === 0) r.delete(w, expected.id)
+        else if (next === 1) r.release(w, expected.id, rnd.int(20), 0)
+        else {
+          r.bury(w, expected.id, rnd.int(20))
+          buried.push(expected.id)
+        }
+      }
+    }
+    expect(reserves).toBeGreaterThan(500)
+  })
 })
 
 describe('waiting while watching many tubes', () => {
