@@ -12,11 +12,11 @@
  * Each node carries a copy of its tube's best ready (priority, id), set by
  * `refresh`, and the heap orders nodes by that copy alone. Comparing through
  * the tube instead (node -> tube -> ready heap -> items -> job) made every
- * sift a chain of dependent loads across thousands of tubes: with 10,000
- * watched tubes it was the largest single cost of a reserve. The copy is
- * exact because a ready job's priority never changes (release and bury set
- * it while the job is reserved) and every change of a tube's ready heap is
- * followed by `refresh`.
+ * sift a chain of dependent loads across thousands of tubes: with one worker
+ * watching 10,000 tubes it was the server's costliest JS function (bench
+ * `tubes-10k`). The copy is exact because a ready job's priority never
+ * changes (release and bury set it while the job is reserved) and every
+ * change of a tube's ready heap is followed by `refresh`.
  */
 import { Heap, type HeapItem } from './heap.js'
 import { byPriority, type Job } from './job.js'
@@ -90,11 +90,18 @@ export class ReadyIndex {
    * watched tube has one, or null when the budget ran out (caller scans).
    */
   private walk(watches: (t: Tube) => boolean, budget: number): Job | undefined | null {
+    const size = this.heap.size
+    if (size === 0) return undefined
+    // The root first, without the frontier: a session that watches the tube
+    // with the best job (one watching every tube always does) is answered by
+    // one check, and the frontier array is not filled and emptied per reserve.
+    const root = this.heap.at(0)!.tube
+    if (watches(root)) return root.ready.peek()
     const f = this.frontier
     f.length = 0
-    if (this.heap.size === 0) return undefined
-    f.push(0)
-    for (let visited = 0; f.length > 0; visited++) {
+    if (size > 1) this.pushFrontier(1)
+    if (size > 2) this.pushFrontier(2)
+    for (let visited = 1; f.length > 0; visited++) {
       if (visited >= budget) return null
       const i = this.popFrontier()
       const node = this.heap.at(i)!
