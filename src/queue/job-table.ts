@@ -2,7 +2,9 @@
  * Jobs by id. Ids are handed out densely and in order, so jobs live in pages
  * of PAGE slots indexed by id: about 8 bytes a job where a Map costs about 40
  * (PERFORMANCE.md: "ids in paged arrays instead of a Map"). A page is dropped
- * when its last job goes, so long-gone ids cost nothing.
+ * when its last job goes, so long-gone ids cost nothing; except the newest
+ * page, which new ids still fill: with a short queue (each job deleted
+ * before the next put) dropping it would allocate 32 KiB per put.
  */
 import type { Job } from './job.js'
 
@@ -11,6 +13,8 @@ const PAGE = 4096
 export class JobTable {
   private readonly pages = new Map<number, (Job | undefined)[]>()
   private readonly live = new Map<number, number>()
+  /** The highest page ever made: never dropped. */
+  private newest = -1
   size = 0
 
   get(id: number): Job | undefined {
@@ -24,6 +28,11 @@ export class JobTable {
       page = new Array<Job | undefined>(PAGE).fill(undefined)
       this.pages.set(p, page)
       this.live.set(p, 0)
+      if (p > this.newest) {
+        // The previous newest page may have emptied while it was kept.
+        if (this.live.get(this.newest) === 0) this.dropPage(this.newest)
+        this.newest = p
+      }
     }
     if (page[id % PAGE] === undefined) {
       this.size++
@@ -39,12 +48,18 @@ export class JobTable {
     page[id % PAGE] = undefined
     this.size--
     const n = this.live.get(p)! - 1
-    if (n === 0) {
-      this.pages.delete(p)
-      this.live.delete(p)
-    } else {
-      this.live.set(p, n)
-    }
+    this.live.set(p, n)
+    if (n === 0 && p !== this.newest) this.dropPage(p)
+  }
+
+  private dropPage(p: number): void {
+    this.pages.delete(p)
+    this.live.delete(p)
+  }
+
+  /** Pages held (memory: 32 KiB each). */
+  get pageCount(): number {
+    return this.pages.size
   }
 
   *values(): IterableIterator<Job> {

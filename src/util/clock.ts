@@ -9,28 +9,14 @@ export interface Clock {
  * deadline is never early): integers stay small integers inside V8, where a
  * fractional time costs every job a 16-byte heap number per time field
  * (until about 24.8 days of uptime, when the values outgrow that range).
- *
- * Read once per callback: the first call in a callback reads the system
- * clock and the value holds until the microtask queue runs, i.e. until that
- * callback returns. Every command of one socket read then shares one reading
- * (a batch takes microseconds) instead of paying a clock call each.
+ * Read afresh each call: caching a reading per callback needs a microtask
+ * per callback, whose allocations cost more than the clock call.
  */
-class CallbackClock implements Clock {
-  private cached = -1
-  private readonly expire = (): void => {
-    this.cached = -1
-  }
-
+export const systemClock: Clock = {
   now(): number {
-    if (this.cached < 0) {
-      this.cached = Math.ceil(performance.now())
-      queueMicrotask(this.expire)
-    }
-    return this.cached
-  }
+    return Math.ceil(performance.now())
+  },
 }
-
-export const systemClock: Clock = new CallbackClock()
 
 /** A clock that only moves when told to: tests drive time with advance(), never sleep. */
 export class ManualClock implements Clock {
