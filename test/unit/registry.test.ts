@@ -290,6 +290,16 @@ it('DEADLINE_SOON reply constant is what reserve returns', () => {
   expect(r.reserveOrWait(s, 0)).toBe(Reply.DEADLINE_SOON)
 })
 
+/** The model: the best ready job over every watched, unpaused tube, by a plain scan. */
+function bestByScan(w: Session): Job | undefined {
+  let best: Job | undefined
+  for (const t of w.watching) {
+    const j = t.paused ? undefined : t.ready.peek()
+    if (j !== undefined && (best === undefined || j.pri < best.pri || (j.pri === best.pri && j.id < best.id))) best = j
+  }
+  return best
+}
+
 describe('sessions watching many tubes', () => {
   it('reserve picks the same job a scan of every watched tube would', () => {
     const rnd = prng(7)
@@ -304,11 +314,7 @@ describe('sessions watching many tubes', () => {
     }
     r.pause('t3', 100)
     for (let i = 0; i < 300; i++) {
-      let expected: Job | undefined
-      for (const t of w.watching) {
-        const j = t.paused ? undefined : t.ready.peek()
-        if (j !== undefined && (expected === undefined || j.pri < expected.pri || (j.pri === expected.pri && j.id < expected.id))) expected = j
-      }
+      const expected = bestByScan(w)
       const got = r.reserveOrWait(w, 0)
       if (expected === undefined) {
         expect(got).toBeNull()
@@ -341,11 +347,7 @@ describe('sessions watching many tubes', () => {
       } else if (op === 6) {
         advance(500)
       } else {
-        let expected: Job | undefined
-        for (const t of w.watching) {
-          const j = t.paused ? undefined : t.ready.peek()
-          if (j !== undefined && (expected === undefined || j.pri < expected.pri || (j.pri === expected.pri && j.id < expected.id))) expected = j
-        }
+        const expected = bestByScan(w)
         const got = r.reserveOrWait(w, 0)
         if (expected === undefined) {
           expect(got).toBeNull()
