@@ -21,8 +21,8 @@ import type { Job } from '../queue/job.js'
 /** Bodies at least this large are written directly instead of copied. */
 const COPY_LIMIT = 2048
 const CHUNK = 64 * 1024
-/** Up to this many bytes are copied by a loop rather than Buffer#copy. */
-const SHORT_COPY = 32
+/** Up to this many bytes are copied by a loop rather than Buffer#copy (10 bytes: 38 vs 60 ns; 24 bytes: 93 vs 60 ns). */
+const SHORT_COPY = 16
 const SP = 0x20
 const CR = 0x0d
 const LF = 0x0a
