@@ -12,8 +12,10 @@
  *
  * Deleting jobs leaves holes. A slab with no live bytes is dropped at once;
  * when the holes add up to more than the live bytes (and at least
- * COMPACT_MIN), `compact` copies the survivors of mostly-empty slabs into the
- * current one, so one long-lived job cannot pin a whole slab forever.
+ * COMPACT_MIN), a compaction copies the survivors of mostly-empty slabs into
+ * the current one, so one long-lived job cannot pin a whole slab forever.
+ * It can run in steps (begin, relocate each holder, end), so a queue of
+ * millions of jobs never stops for the whole walk.
  */
 
 /** Slab size: large enough that per-slab overhead is nothing, small enough to free memory in steps. Bodies over 1/8 of it get a slab of their own (never compacted). */
@@ -72,6 +74,10 @@ export class BodyArena {
   private liveBytes = 0
   /** Dead bytes needed before the next compaction. */
   private compactAt: number
+  /** Compactions finished. */
+  private compactions = 0
+  /** During a compaction: the slabs being emptied. */
+  private sparse: Set<Slab> | null = null
 
   constructor(sizes: ArenaSizes = { slabSize: SLAB_SIZE, compactMin: COMPACT_MIN }) {
     this.slabSize = sizes.slabSize
@@ -119,46 +125,62 @@ export class BodyArena {
   }
 
   /**
-   * True when enough space is dead that `compact` is worth a walk over the
+   * True when enough space is dead that a compaction is worth a walk over the
    * jobs: more dead than live bytes (beyond one slab: below that every slab
    * may be half full and there is nothing to move), and at least compactMin
    * more dead bytes than right after the last compaction, so each walk is
-   * paid for by that many bytes of deletes.
+   * paid for by that many bytes of deletes. False while one is under way.
    */
   needsCompaction(): boolean {
+    if (this.sparse !== null) return false
     const dead = this.allocated - this.liveBytes
     return dead > this.compactAt && dead > this.liveBytes + this.slabSize
   }
 
   /**
-   * Moves the bodies of the given holders that sit in sparse slabs into the
-   * current slab. The caller passes every live holder; slabs left with no
-   * live bytes are then dropped by `release`.
+   * Starts a compaction: picks the slabs to empty (less than half live). The
+   * caller then passes every live holder to `relocate`, over as many calls as
+   * it likes (new bodies never go to those slabs), and calls `endCompaction`.
+   * Returns false, and ends at once, when no slab qualifies.
    */
-  compact(holders: Iterable<BodyHolder>): void {
+  beginCompaction(): boolean {
     const sparse = new Set<Slab>()
     for (const s of this.slabs) {
       if (s !== this.current && s.buf.length === this.slabSize && s.live < s.buf.length * SPARSE) sparse.add(s)
     }
-    if (sparse.size > 0) this.move(holders, sparse)
+    this.sparse = sparse
+    if (sparse.size > 0) return true
+    this.endCompaction()
+    return false
+  }
+
+  /** Moves the holder's body to the current slab if it sits in a slab being emptied. */
+  relocate(h: BodyHolder): void {
+    const from = h.slab
+    if (!this.sparse!.has(from)) return
+    const to = this.slabFor(h.bodyLen)
+    // A new current slab is never in `sparse`, so nothing moves twice.
+    const off = to.take(h.bodyLen)
+    from.buf.copy(to.buf, off, h.bodyOff, h.bodyOff + h.bodyLen)
+    h.slab = to
+    h.bodyOff = off
+    this.release(from, h.bodyLen)
+  }
+
+  endCompaction(): void {
+    this.sparse = null
+    this.compactions++
     this.compactAt = this.allocated - this.liveBytes + this.compactMin
   }
 
-  private move(holders: Iterable<BodyHolder>, sparse: Set<Slab>): void {
-    for (const h of holders) {
-      const from = h.slab
-      if (!sparse.has(from)) continue
-      const to = this.slabFor(h.bodyLen)
-      // A new current slab is never in `sparse`, so nothing moves twice.
-      const off = to.take(h.bodyLen)
-      from.buf.copy(to.buf, off, h.bodyOff, h.bodyOff + h.bodyLen)
-      h.slab = to
-      h.bodyOff = off
-      this.release(from, h.bodyLen)
-    }
+  /** A whole compaction in one call (tools and tests; the registry spreads it over deletes). */
+  compact(holders: Iterable<BodyHolder>): void {
+    if (!this.beginCompaction()) return
+    for (const h of holders) this.relocate(h)
+    this.endCompaction()
   }
 
-  stats(): { slabs: number; allocated: number; live: number } {
-    return { slabs: this.slabs.size, allocated: this.allocated, live: this.liveBytes }
+  stats(): { slabs: number; allocated: number; live: number; compactions: number } {
+    return { slabs: this.slabs.size, allocated: this.allocated, live: this.liveBytes, compactions: this.compactions }
   }
 }

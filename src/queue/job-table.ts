@@ -62,7 +62,45 @@ export class JobTable {
     return this.pages.size
   }
 
+  /** A walk over the jobs present now, in steps (jobs added later may be missed). */
+  walk(): JobWalk {
+    return new JobWalk(this.pages)
+  }
+
   *values(): IterableIterator<Job> {
     for (const page of this.pages.values()) for (const j of page) if (j !== undefined) yield j
+  }
+}
+
+/** A resumable walk over the pages that existed when it began. */
+export class JobWalk {
+  private readonly pages: Map<number, (Job | undefined)[]>
+  private readonly keys: number[]
+  private k = 0
+  private slot = 0
+
+  constructor(pages: Map<number, (Job | undefined)[]>) {
+    this.pages = pages
+    this.keys = [...pages.keys()]
+  }
+
+  /** Visits up to n slots; false once every page has been visited. */
+  step(n: number, visit: (job: Job) => void): boolean {
+    while (n > 0 && this.k < this.keys.length) {
+      const page = this.pages.get(this.keys[this.k]!)
+      // A page dropped since the walk began has no jobs left to visit.
+      const end = page === undefined ? this.slot : Math.min(PAGE, this.slot + n)
+      for (let i = this.slot; i < end; i++) {
+        const j = page![i]
+        if (j !== undefined) visit(j)
+      }
+      n -= end - this.slot
+      this.slot = end
+      if (page === undefined || end === PAGE) {
+        this.k++
+        this.slot = 0
+      }
+    }
+    return this.k < this.keys.length
   }
 }

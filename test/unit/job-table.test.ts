@@ -50,3 +50,31 @@ it('keeps the page new ids go to, even empty, and drops the ones behind it', () 
   expect(t.pageCount).toBe(1)
   expect(t.get(30000)?.id).toBe(30000)
 })
+
+it('walks in steps over the jobs present when the walk began, while jobs come and go', () => {
+  const rnd = prng(5)
+  const t = new JobTable()
+  for (let id = 1; id <= 30000; id++) if (rnd.chance(0.5)) t.set(id, fakeJob(id))
+  const before = new Set([...t.values()].map((j) => j.id))
+  const walk = t.walk()
+  const seen = new Map<number, number>()
+  const deleted = new Set<number>()
+  let next = 30001
+  let steps = 0
+  while (walk.step(1 + rnd.int(3000), (j) => seen.set(j.id, (seen.get(j.id) ?? 0) + 1))) {
+    steps++
+    // Between steps: some jobs go (whole pages among them), new ones come.
+    for (let k = 0; k < 200; k++) {
+      const id = 1 + rnd.int(30000)
+      if (t.get(id) !== undefined) {
+        t.delete(id)
+        deleted.add(id)
+      }
+      t.set(next, fakeJob(next++))
+    }
+  }
+  expect(steps).toBeGreaterThan(10)
+  for (const n of seen.values()) expect(n).toBe(1)
+  // Every job there at the start and never deleted was visited.
+  for (const id of before) if (!deleted.has(id)) expect(seen.has(id)).toBe(true)
+})
