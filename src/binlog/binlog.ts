@@ -59,8 +59,7 @@
 import path from 'node:path'
 import type { Logger } from 'pino'
 import { DurableWaiters } from '../store/durable-waiters.js'
-import type { RestoredJob } from '../queue/journal.js'
-import type { DurableStore } from '../store/store.js'
+import { recoverJob, recoveryOrder, type DurableStore, type RecoveredJob } from '../store/store.js'
 import type { Clock } from '../util/clock.js'
 import { Compactor, newEntry, type LiveEntry } from './compactor.js'
 import { BinlogFsyncError, BinlogFullError, BinlogIoError } from './errors.js'
@@ -109,11 +108,7 @@ export interface BinlogOptions {
 }
 
 /** A replayed job, as the registry restores it, plus its wall-clock times. */
-export interface RecoveredJob extends RestoredJob {
-  readonly createdAtWall: number
-  /** Delayed: the original due time; otherwise 0. */
-  readonly readyAtWall: number
-}
+export type { RecoveredJob } from '../store/store.js'
 
 export interface BinlogStats {
   readonly oldestIndex: number
@@ -132,7 +127,7 @@ export interface BinlogStats {
 }
 
 
-const STATE_NAME = { [RecState.READY]: 'ready', [RecState.DELAYED]: 'delayed', [RecState.BURIED]: 'buried' } as const
+const STATE_NAME = { [RecState.READY]: 'ready', [RecState.RESERVED]: 'reserved', [RecState.DELAYED]: 'delayed', [RecState.BURIED]: 'buried' } as const
 
 export class Binlog implements DurableStore {
   readonly recovered: RecoveredJob[]
@@ -246,29 +241,10 @@ export class Binlog implements DurableStore {
     const buried: { key: number; job: RecoveredJob }[] = []
     let oversized = 0
     for (const j of jobs.values()) {
-      let state: RecoveredJob['state'] = STATE_NAME[j.state === RecState.RESERVED ? RecState.READY : j.state]
-      if (state === 'delayed' && j.readyAtWall <= wallNow) state = 'ready'
+      const rec = recoverJob(j, STATE_NAME[j.state], monoNow, wallNow)
       if (j.body.length > this.opts.maxJobSize + 2) oversized++
-      const delayed = state === 'delayed'
-      const rec: RecoveredJob = {
-        id: j.id,
-        tube: j.tube,
-        pri: j.pri,
-        delayMs: j.delayMs,
-        ttrMs: j.ttrMs,
-        body: j.body,
-        state,
-        createdAtWall: j.createdAtWall,
-        readyAtWall: delayed ? j.readyAtWall : 0,
-        createdAt: monoNow - (wallNow - j.createdAtWall),
-        deadline: delayed ? monoNow + (j.readyAtWall - wallNow) : 0,
-        reserves: j.reserves,
-        timeouts: j.timeouts,
-        releases: j.releases,
-        buries: j.buries,
-        kicks: j.kicks,
-      }
-      const stateNum = delayed ? RecState.DELAYED : state === 'buried' ? RecState.BURIED : RecState.READY
+      const { state } = rec
+      const stateNum = state === 'delayed' ? RecState.DELAYED : state === 'buried' ? RecState.BURIED : RecState.READY
       const view: JobView = { ...rec, tube: { name: j.tube }, state: stateNum }
       const e = newEntry(j.id, view, fullRecordSize(Buffer.byteLength(j.tube, 'latin1'), j.body.length), stateNum === RecState.BURIED ? j.buryKey : 0)
       this.live.addPlaced(e, j.file)
@@ -279,9 +255,7 @@ export class Binlog implements DurableStore {
     if (oversized > 0) {
       this.log.warn({ jobs: oversized, maxJobSize: this.opts.maxJobSize }, 'binlog: replayed jobs larger than the current -z')
     }
-    plain.sort((a, b) => a.id - b.id)
-    buried.sort((a, b) => a.key - b.key || a.job.id - b.job.id)
-    return [...plain, ...buried.map((b) => b.job)]
+    return recoveryOrder(plain, buried)
   }
 
   // --- mutations: queue records, synchronously ---------------------------------

@@ -232,12 +232,6 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     return job
   }
 
-  /** put with a body from elsewhere (tests, tools): copies it into the arena. */
-  putBody(s: Session, id: number, pri: number, delaySecs: number, ttrSecs: number, body: Buffer): Job | null {
-    const { slab, off } = this.bodies.copyIn(body)
-    return this.put(s, id, pri, delaySecs, ttrSecs, slab, off, body.length)
-  }
-
   /**
    * Rebuilds the queue from a journal at start: jobs in the order given
    * (buried ones in bury order), no counters bumped, ids continuing at `nextId`.

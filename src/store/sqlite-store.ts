@@ -79,7 +79,7 @@ import {
   type Db,
   type StoredJob,
 } from './schema.js'
-import type { DurableStore, JobView, RecoveredJob, StoreOptions, StoreStats } from './store.js'
+import { recoverJob, recoveryOrder, type DurableStore, type JobView, type RecoveredJob, type StoreOptions, type StoreStats } from './store.js'
 import { fsyncDir } from './sync.js'
 
 export interface SqliteStoreOptions extends StoreOptions {
@@ -248,29 +248,9 @@ export class SqliteStore implements DurableStore {
     const buried: { key: number; job: RecoveredJob }[] = []
     let oversized = 0
     for (const j of jobs) {
-      let state: RecoveredJob['state'] = j.state === 'reserved' ? 'ready' : j.state
-      if (state === 'delayed' && j.readyAtWall <= wallNow) state = 'ready'
+      const rec = recoverJob(j, j.state, monoNow, wallNow)
       if (j.body.length > this.opts.maxJobSize + 2) oversized++
-      const delayed = state === 'delayed'
-      const rec: RecoveredJob = {
-        id: j.id,
-        tube: j.tube,
-        pri: j.pri,
-        delayMs: j.delayMs,
-        ttrMs: j.ttrMs,
-        body: j.body,
-        state,
-        createdAtWall: j.createdAtWall,
-        readyAtWall: delayed ? j.readyAtWall : 0,
-        createdAt: monoNow - (wallNow - j.createdAtWall),
-        deadline: delayed ? monoNow + (j.readyAtWall - wallNow) : 0,
-        reserves: j.reserves,
-        timeouts: j.timeouts,
-        releases: j.releases,
-        buries: j.buries,
-        kicks: j.kicks,
-      }
-      if (state === 'buried') {
+      if (rec.state === 'buried') {
         this.buryKeys.set(j.id, j.buryKey)
         if (j.buryKey >= this.nextBuryKey) this.nextBuryKey = j.buryKey + 1
         buried.push({ key: j.buryKey, job: rec })
@@ -281,8 +261,7 @@ export class SqliteStore implements DurableStore {
     if (oversized > 0) {
       this.log.warn({ jobs: oversized, maxJobSize: this.opts.maxJobSize }, 'sqlite store: stored jobs larger than the current -z')
     }
-    buried.sort((a, b) => a.key - b.key || a.job.id - b.job.id)
-    return [...plain, ...buried.map((b) => b.job)]
+    return recoveryOrder(plain, buried)
   }
 
   // --- mutations: note the job, synchronously ------------------------------------

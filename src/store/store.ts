@@ -47,11 +47,59 @@ export interface JobView {
   kicks: number
 }
 
-/** A replayed job, as the registry restores it, plus its wall-clock times (the binlog's RecoveredJob). */
+/** A replayed job, as the registry restores it, plus its wall-clock times. */
 export interface RecoveredJob extends RestoredJob {
   readonly createdAtWall: number
   /** Delayed: the original due time; otherwise 0. */
   readonly readyAtWall: number
+}
+
+/** What every engine keeps of a job: the restored fields, with wall-clock times. */
+export interface StoredFields extends Omit<RestoredJob, 'state' | 'createdAt' | 'deadline'> {
+  readonly createdAtWall: number
+  /** Delayed: the due time. */
+  readonly readyAtWall: number
+}
+
+/**
+ * A stored job as the registry restores it (the contract above): a reserved
+ * job comes back ready, so does a delayed one whose due time has passed, and
+ * wall-clock times become monotonic ones against the `monoNow`/`wallNow` pair.
+ */
+export function recoverJob(
+  j: StoredFields,
+  stored: 'ready' | 'reserved' | 'buried' | 'delayed',
+  monoNow: number,
+  wallNow: number,
+): RecoveredJob {
+  let state: RecoveredJob['state'] = stored === 'reserved' ? 'ready' : stored
+  if (state === 'delayed' && j.readyAtWall <= wallNow) state = 'ready'
+  const delayed = state === 'delayed'
+  return {
+    id: j.id,
+    tube: j.tube,
+    pri: j.pri,
+    delayMs: j.delayMs,
+    ttrMs: j.ttrMs,
+    body: j.body,
+    state,
+    createdAtWall: j.createdAtWall,
+    readyAtWall: delayed ? j.readyAtWall : 0,
+    createdAt: monoNow - (wallNow - j.createdAtWall),
+    deadline: delayed ? monoNow + (j.readyAtWall - wallNow) : 0,
+    reserves: j.reserves,
+    timeouts: j.timeouts,
+    releases: j.releases,
+    buries: j.buries,
+    kicks: j.kicks,
+  }
+}
+
+/** The contract's `recovered` order: non-buried jobs by id, then buried ones by bury key. */
+export function recoveryOrder(plain: RecoveredJob[], buried: { key: number; job: RecoveredJob }[]): RecoveredJob[] {
+  plain.sort((a, b) => a.id - b.id)
+  buried.sort((a, b) => a.key - b.key || a.job.id - b.job.id)
+  return [...plain, ...buried.map((b) => b.job)]
 }
 
 /** What `stats` shows (the binlog-* keys) and what operators and tests look at. */

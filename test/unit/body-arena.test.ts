@@ -9,6 +9,7 @@ import { Registry } from '../../src/queue/registry.js'
 import { TimingWheel } from '../../src/queue/timing-wheel.js'
 import { ManualClock } from '../../src/util/clock.js'
 import { prng } from '../helpers/prng.js'
+import { putBody } from '../helpers/put-body.js'
 
 const SIZES = { slabSize: 4096, compactMin: 8192 }
 
@@ -132,7 +133,7 @@ describe('Registry bodies', () => {
     const bodies = new Map<number, Buffer>()
     for (let i = 0; i < 20000; i++) {
       const body = Buffer.concat([bodyOf(i, 10 + (i % 90)), Buffer.from('\r\n')])
-      const j = r.putBody(s, r.allocateId(), 0, 0, 60, body)!
+      const j = putBody(r, s, 0, 0, 60, body)!
       bodies.set(j.id, body)
       // Delete all but every 10th earlier job: slabs become sparse.
       if (i % 10 !== 0) {

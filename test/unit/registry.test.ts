@@ -10,6 +10,7 @@ import type { Session, Waiter } from '../../src/queue/session.js'
 import { TimingWheel } from '../../src/queue/timing-wheel.js'
 import { ManualClock } from '../../src/util/clock.js'
 import { prng } from '../helpers/prng.js'
+import { putBody } from '../helpers/put-body.js'
 
 class RecordingWaiter implements Waiter {
   readonly events: string[] = []
@@ -43,7 +44,7 @@ function session(): [Session, RecordingWaiter] {
 }
 
 function put(s: Session, pri = 0, delay = 0, ttr = 60, body = 'x'): Job {
-  return r.putBody(s, r.allocateId(), pri, delay, ttr, Buffer.from(`${body}\r\n`))!
+  return putBody(r, s, pri, delay, ttr, Buffer.from(`${body}\r\n`))!
 }
 
 const reservedId = (res: Job | Buffer | null): number | string | null =>
