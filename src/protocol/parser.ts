@@ -172,6 +172,27 @@ export class Parser {
     }
   }
 
+  /**
+   * The caller reuses the buffer behind `shared` for its next read: copy
+   * out of it whatever is not parsed yet. Nothing is copied when the read
+   * was parsed to its end (the usual case).
+   */
+  retain(shared: ArrayBufferLike): void {
+    const c = this.chunk
+    if (c === null) return
+    if (this.pos >= c.length && this.queue.length === 0) {
+      this.chunk = null
+      this.pos = 0
+      return
+    }
+    if (c.buffer === shared) {
+      this.chunk = Buffer.from(c.subarray(this.pos))
+      this.pos = 0
+    }
+    const q = this.queue
+    for (let i = 0; i < q.length; i++) if (q[i]!.buffer === shared) q[i] = Buffer.from(q[i]!)
+  }
+
   /** True while a put body is being read or swallowed (the connection closing now loses it). */
   get inBody(): boolean {
     return this.mode === Mode.BODY || this.mode === Mode.SKIP

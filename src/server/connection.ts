@@ -21,6 +21,7 @@ import type { Job } from '../queue/job.js'
 import type { Session, Waiter } from '../queue/session.js'
 import { dispatch, type DispatchTarget, type ServerContext } from './dispatch.js'
 import { Word, type Output, type Sink } from './output.js'
+import { SocketWriter, sharedReadBuffer, startReading } from './socket-io.js'
 
 /** Buffered unparsed input beyond which a connection stops reading. */
 const INPUT_LIMIT = 256 * 1024
@@ -52,6 +53,7 @@ export class Connection implements DispatchTarget, Waiter, Sink {
   private readPaused = false
   private outputBlocked = false
   private readonly socket: Duplex
+  private readonly writer: SocketWriter
   private readonly host: ConnectionHost
   /** Replies waiting for the binlog (only with a gate). */
   private held: Buffer[] = []
@@ -62,18 +64,20 @@ export class Connection implements DispatchTarget, Waiter, Sink {
     this.socket = socket
     this.host = host
     this.session = host.ctx.registry.openSession(this)
-    socket.on('data', (chunk: Buffer) => this.onData(chunk))
     socket.on('end', () => this.onEnd())
-    socket.on('drain', () => this.onDrain())
     socket.on('close', () => this.onClose())
     socket.on('error', (err: NodeJS.ErrnoException) => {
       if (host.log.isLevelEnabled('debug')) host.log.debug({ err, conn: this.session.id }, 'connection error')
     })
+    const direct = startReading(socket, (chunk) => this.onData(chunk))
+    this.writer = new SocketWriter(socket, () => this.onDrain(), direct)
   }
 
   private onData(chunk: Buffer): void {
     this.parser.push(chunk)
     this.run()
+    // The next read reuses the buffer: keep what is not parsed yet.
+    this.parser.retain(sharedReadBuffer.buffer)
     if (!this.readPaused && this.parser.buffered > INPUT_LIMIT) this.pauseReading()
   }
 
@@ -139,7 +143,7 @@ export class Connection implements DispatchTarget, Waiter, Sink {
 
   /** Sink: a chunk of replies. With a binlog it waits for the records behind it. */
   write(chunk: Buffer): boolean {
-    if (this.host.gate === null) return this.socket.write(chunk)
+    if (this.host.gate === null) return this.writer.write(chunk)
     if (this.held.length === 0) this.host.gate.hold(this)
     this.held.push(chunk)
     return true
@@ -147,16 +151,16 @@ export class Connection implements DispatchTarget, Waiter, Sink {
 
   /** Sink: held output needs no cork; direct output corks the socket. */
   cork(): void {
-    if (this.host.gate === null) this.socket.cork()
+    if (this.host.gate === null) this.writer.cork()
   }
 
   uncork(): void {
-    if (this.host.gate === null) this.socket.uncork()
+    if (this.host.gate === null) this.writer.uncork()
   }
 
   /** Sink: nothing written is held (by the socket's queue or for the binlog). */
   consumed(): boolean {
-    return this.host.gate === null && this.socket.writableLength === 0
+    return this.host.gate === null && this.writer.idle
   }
 
   /**
@@ -171,10 +175,10 @@ export class Connection implements DispatchTarget, Waiter, Sink {
       this.gated--
       if (this.closed) return
       const many = chunks.length > 1
-      if (many) this.socket.cork()
+      if (many) this.writer.cork()
       let ok = true
-      for (const c of chunks) ok = this.socket.write(c) && ok
-      if (many) this.socket.uncork()
+      for (const c of chunks) ok = this.writer.write(c) && ok
+      if (many) this.writer.uncork()
       if (!ok) this.blockOutput()
       else if (this.quitting) this.closeWhenFlushed()
       else if (this.inputEnded) this.run()

@@ -130,7 +130,7 @@ export class BeanstalkServer implements ConnectionHost {
 
   /** Starts listening; resolves with the bound address. */
   async listen(addr: ListenAddress): Promise<net.AddressInfo | string> {
-    const srv = net.createServer({ allowHalfOpen: true, noDelay: true, keepAlive: true }, (socket) => {
+    const srv = net.createServer({ allowHalfOpen: true, noDelay: true, keepAlive: true, pauseOnConnect: true }, (socket) => {
       this.handle(socket)
     })
     srv.maxConnections = Infinity

@@ -9,8 +9,12 @@ import { prng } from '../helpers/prng.js'
 
 const OP_NAMES = Object.fromEntries(Object.entries(Op).map(([k, v]) => [v, k])) as Record<number, string>
 
-/** Feeds chunks and returns a readable trace, acting on puts as dispatch does (max job size 10). */
-function trace(chunks: Buffer[], maxJobSize = 10): string[] {
+/**
+ * Feeds chunks and returns a readable trace, acting on puts as dispatch does (max job size 10).
+ * With `shared`, each chunk arrives in that one buffer, as socket reads do, and the
+ * buffer is overwritten with junk once the parser was told to retain what it needs.
+ */
+function trace(chunks: Buffer[], maxJobSize = 10, shared?: Buffer): string[] {
   const p = new Parser()
   const out: string[] = []
   const drain = (): void => {
@@ -65,8 +69,16 @@ function trace(chunks: Buffer[], maxJobSize = 10): string[] {
     }
   }
   for (const c of chunks) {
-    p.push(c)
+    if (shared === undefined) {
+      p.push(c)
+      drain()
+      continue
+    }
+    c.copy(shared)
+    p.push(shared.subarray(0, c.length))
     drain()
+    p.retain(shared.buffer)
+    shared.fill(0x58)
   }
   return out
 }
@@ -136,7 +148,36 @@ describe('parser', () => {
       }
       expect(trace([...data].map((x) => Buffer.from([x])))).toEqual(expected)
     })
+    it(`parses ${label} split at every offset, read into one reused buffer`, () => {
+      const shared = Buffer.allocUnsafeSlow(data.length)
+      for (let i = 1; i < data.length; i++) {
+        expect(trace([data.subarray(0, i), data.subarray(i)], 10, shared), `split at ${i}`).toEqual(expected)
+      }
+    })
   }
+
+  it('keeps unparsed input out of a reused read buffer (a connection waiting in reserve)', () => {
+    const p = new Parser()
+    const shared = Buffer.allocUnsafeSlow(64)
+    const read = (s: string): void => {
+      shared.fill(0x58)
+      p.push(shared.subarray(0, shared.write(s, 'latin1')))
+    }
+    read('reserve\r\nstats\r\nuse x\r\nwat')
+    expect(p.next()).toBe(Op.RESERVE)
+    // The connection stops running here; the next read reuses the buffer.
+    p.retain(shared.buffer)
+    read('ch y\r\n')
+    p.retain(shared.buffer)
+    shared.fill(0x58)
+    expect(p.next()).toBe(Op.STATS)
+    expect(p.next()).toBe(Op.USE)
+    expect(p.name).toBe('x')
+    expect(p.next()).toBe(Op.WATCH)
+    expect(p.name).toBe('y')
+    expect(p.next()).toBe(Op.NEED_MORE)
+    expect(p.buffered).toBe(0)
+  })
 
   it('yields nothing for an incomplete line and keeps its bytes', () => {
     const p = new Parser()

@@ -1,0 +1,163 @@
+/**
+ * Socket I/O that skips Node's stream machinery on the hot path.
+ *
+ * An unpipelined client costs one read and one write per command, and
+ * net.Socket's fixed cost around each (a Buffer allocated per read, push /
+ * 'data', a WriteWrap, callbacks and ticks per write) is what kept the server
+ * below the C reference (PERFORMANCE.md, and our own profiles: the server's
+ * own JavaScript was under 10% of a put). So:
+ * - Reads land in one static buffer shared by every connection. This is
+ *   net.Socket's own `onread` mode, which Node only offers for sockets it
+ *   creates for a client: an accepted socket is switched into it. Only one
+ *   callback runs at a time, and the parser copies out whatever it has not
+ *   parsed before the next read (`Parser.retain`).
+ * - A write goes straight to the libuv handle when nothing is queued before
+ *   it. The kernel nearly always takes it whole: no WriteWrap, callback or
+ *   tick. When it takes only part, libuv keeps the rest, and the write
+ *   reports backpressure until the kernel took it all.
+ * Everything else (half-close, errors, close, cork, writes behind queued
+ * bytes) stays with net.Socket, which libuv keeps in order with ours. Where
+ * these internals are missing (another Node version, a non-socket stream),
+ * reads and writes go through the stream API as before.
+ */
+import type { Duplex } from 'node:stream'
+
+/** The read buffer all connections share (Node's own read size). */
+const READ_SIZE = 64 * 1024
+export const sharedReadBuffer: Buffer = Buffer.allocUnsafeSlow(READ_SIZE)
+
+interface StreamHandle {
+  writeBuffer(req: object, data: Buffer): number
+  useUserBuffer(buf: Uint8Array): void
+}
+
+interface WriteReq {
+  oncomplete: ((status: number) => void) | null
+  handle: StreamHandle | null
+  buffer: Buffer | null
+}
+
+interface StreamWrapBinding {
+  WriteWrap: new () => WriteReq
+  streamBaseState: Int32Array
+  kLastWriteWasAsync: number
+}
+
+/** Node's stream_wrap binding (still reachable through process.binding in Node 20), or null. */
+const binding: StreamWrapBinding | null = (() => {
+  try {
+    const b = (process as unknown as { binding(name: string): unknown }).binding('stream_wrap') as StreamWrapBinding
+    if (typeof b.WriteWrap !== 'function' || !(b.streamBaseState instanceof Int32Array)) return null
+    if (typeof b.kLastWriteWasAsync !== 'number') return null
+    return b
+  } catch {
+    return null
+  }
+})()
+
+function handleOf(socket: Duplex): StreamHandle | null {
+  const h = (socket as unknown as { _handle?: unknown })._handle
+  if (h === null || typeof h !== 'object') return null
+  const sh = h as Partial<StreamHandle>
+  return typeof sh.writeBuffer === 'function' && typeof sh.useUserBuffer === 'function' ? (h as StreamHandle) : null
+}
+
+/** net.Socket's private symbol for a property set to null in its constructor, found by name. */
+function socketSymbol(socket: Duplex, name: string): symbol | null {
+  for (const s of Object.getOwnPropertySymbols(socket)) if (s.description === name) return s
+  return null
+}
+
+/**
+ * Starts reading `socket` (created paused) so that each read calls
+ * `onBytes(view of sharedReadBuffer)`; falls back to 'data' events.
+ * Returns true when reads use the shared buffer.
+ */
+export function startReading(socket: Duplex, onBytes: (chunk: Buffer) => void): boolean {
+  const handle = handleOf(socket)
+  const kBuffer = socketSymbol(socket, 'kBuffer')
+  const kBufferCb = socketSymbol(socket, 'kBufferCb')
+  const fast = binding !== null && handle !== null && kBuffer !== null && kBufferCb !== null
+  if (fast) {
+    const s = socket as unknown as Record<symbol, unknown>
+    s[kBuffer] = sharedReadBuffer
+    s[kBufferCb] = (nread: number, buf: Buffer): void => onBytes(buf.subarray(0, nread))
+    handle.useUserBuffer(sharedReadBuffer)
+  } else {
+    socket.on('data', onBytes)
+  }
+  socket.resume()
+  return fast
+}
+
+/** Writes to one socket: straight to its handle when nothing is queued, else through the stream. */
+export class SocketWriter {
+  private readonly socket: Duplex
+  private readonly onDrain: () => void
+  /** Direct writes the kernel has not taken whole yet. */
+  private inFlight = 0
+  /** The request of the direct write in flight: kept referenced until libuv is done with it. */
+  private current: WriteReq | null = null
+  /** A request object for the next direct write; used only if that write goes async. */
+  private spare: WriteReq | null
+  private readonly complete: (status: number) => void
+
+  constructor(socket: Duplex, onDrain: () => void, direct: boolean) {
+    this.socket = socket
+    this.onDrain = onDrain
+    this.spare = direct && binding !== null ? new binding.WriteWrap() : null
+    this.complete = (status) => this.onComplete(status)
+    socket.on('drain', () => {
+      if (this.inFlight === 0) onDrain()
+    })
+  }
+
+  /** Returns false on backpressure: `onDrain` is called once everything is taken. */
+  write(chunk: Buffer): boolean {
+    const s = this.socket
+    const req = this.spare
+    if (req === null || this.inFlight > 0 || s.writableLength > 0 || s.writableCorked > 0 || !s.writable) {
+      return s.write(chunk)
+    }
+    const handle = handleOf(s)
+    if (handle === null) return s.write(chunk)
+    const err = handle.writeBuffer(req, chunk)
+    if (err !== 0) {
+      // EPIPE, ECONNRESET: the peer is gone. 'close' follows and ends the session.
+      s.destroy()
+      return true
+    }
+    if (binding!.streamBaseState[binding!.kLastWriteWasAsync] === 0) return true
+    // The kernel took part; libuv writes the rest and then calls oncomplete.
+    req.handle = handle
+    req.buffer = chunk
+    req.oncomplete = this.complete
+    this.current = req
+    this.spare = new binding!.WriteWrap()
+    this.inFlight++
+    return false
+  }
+
+  /** Nothing written is held by libuv or the stream. */
+  get idle(): boolean {
+    return this.inFlight === 0 && this.socket.writableLength === 0
+  }
+
+  cork(): void {
+    this.socket.cork()
+  }
+
+  uncork(): void {
+    this.socket.uncork()
+  }
+
+  private onComplete(status: number): void {
+    this.inFlight--
+    this.current = null
+    if (status < 0) {
+      this.socket.destroy()
+      return
+    }
+    if (this.idle) this.onDrain()
+  }
+}
