@@ -19,7 +19,7 @@
  *   bytes and then yields PUT_SKIPPED (JOB_TOO_BIG).
  *
  * Invariants: `carryLen > 0` only while a window straddles chunks; bytes are
- * copied only then (into the fixed `carry` buffer) and into put bodies, which
+ * copied only then (into the `carry` buffer, made on first use) and into put bodies, which
  * never alias a socket chunk (a job must not pin a 64 KiB read buffer).
  */
 import { CR, LF, LINE_MAX, NAME_CHAR, NAME_MAX, Reply, SPACE, U32_MAX } from './constants.js'
@@ -153,7 +153,8 @@ export class Parser {
   private readonly queue: Buffer[] = []
   private chunk: Buffer | null = null
   private pos = 0
-  private readonly carry = Buffer.allocUnsafe(LINE_MAX)
+  /** Made on first use: most connections never split a line across reads. */
+  private carry: Buffer | null = null
   private carryLen = 0
   private mode: Mode = Mode.LINE
   private bodyFill = 0
@@ -300,21 +301,22 @@ export class Parser {
         this.mode = Mode.DISCARD
         return Op.NEED_MORE
       }
-      chunk.copy(this.carry, 0, start, start + avail)
+      chunk.copy((this.carry ??= Buffer.allocUnsafe(LINE_MAX)), 0, start, start + avail)
       this.carryLen = avail
       this.consume(avail)
       return Op.NEED_MORE
     }
     // The window straddles chunks: top up the carry buffer and search it.
     const had = this.carryLen
+    const carry = this.carry!
     const take = Math.min(LINE_MAX - had, chunk.length - this.pos)
-    chunk.copy(this.carry, had, this.pos, this.pos + take)
+    chunk.copy(carry, had, this.pos, this.pos + take)
     const len = had + take
-    const cr = this.carry.indexOf(CR)
-    if (cr !== -1 && cr < len - 1 && this.carry[cr + 1] === LF) {
+    const cr = carry.indexOf(CR)
+    if (cr !== -1 && cr < len - 1 && carry[cr + 1] === LF) {
       this.consume(cr + 2 - had)
       this.carryLen = 0
-      return this.lineDone(this.carry, 0, cr)
+      return this.lineDone(carry, 0, cr)
     }
     this.consume(take)
     if (len === LINE_MAX) {

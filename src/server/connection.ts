@@ -23,6 +23,8 @@ import { dispatch, type DispatchTarget, type ServerContext } from './dispatch.js
 import { Word, type Output, type Sink } from './output.js'
 import { SocketWriter, sharedReadBuffer, startReading } from './socket-io.js'
 
+const SHARED_READ = sharedReadBuffer.buffer
+
 /** Buffered unparsed input beyond which a connection stops reading. */
 const INPUT_LIMIT = 256 * 1024
 
@@ -77,7 +79,7 @@ export class Connection implements DispatchTarget, Waiter, Sink {
     this.parser.push(chunk)
     this.run()
     // The next read reuses the buffer: keep what is not parsed yet.
-    this.parser.retain(sharedReadBuffer.buffer)
+    this.parser.retain(SHARED_READ)
     if (!this.readPaused && this.parser.buffered > INPUT_LIMIT) this.pauseReading()
   }
 

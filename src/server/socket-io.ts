@@ -90,6 +90,13 @@ export function startReading(socket: Duplex, onBytes: (chunk: Buffer) => void): 
   return fast
 }
 
+/**
+ * The request object for the next direct write of any connection. A write
+ * the kernel takes whole never touches it, so one serves everyone; a write
+ * that goes async keeps it, and a new one is made.
+ */
+let spareReq: WriteReq | null = binding === null ? null : new binding.WriteWrap()
+
 /** Writes to one socket: straight to its handle when nothing is queued, else through the stream. */
 export class SocketWriter {
   private readonly socket: Duplex
@@ -98,14 +105,13 @@ export class SocketWriter {
   private inFlight = 0
   /** The request of the direct write in flight: kept referenced until libuv is done with it. */
   private current: WriteReq | null = null
-  /** A request object for the next direct write; used only if that write goes async. */
-  private spare: WriteReq | null
+  private readonly direct: boolean
   private readonly complete: (status: number) => void
 
   constructor(socket: Duplex, onDrain: () => void, direct: boolean) {
     this.socket = socket
     this.onDrain = onDrain
-    this.spare = direct && binding !== null ? new binding.WriteWrap() : null
+    this.direct = direct && spareReq !== null
     this.complete = (status) => this.onComplete(status)
     socket.on('drain', () => {
       if (this.inFlight === 0) onDrain()
@@ -115,8 +121,8 @@ export class SocketWriter {
   /** Returns false on backpressure: `onDrain` is called once everything is taken. */
   write(chunk: Buffer): boolean {
     const s = this.socket
-    const req = this.spare
-    if (req === null || this.inFlight > 0 || s.writableLength > 0 || s.writableCorked > 0 || !s.writable) {
+    const req = spareReq
+    if (!this.direct || req === null || this.inFlight > 0 || s.writableLength > 0 || s.writableCorked > 0 || !s.writable) {
       return s.write(chunk)
     }
     const handle = handleOf(s)
@@ -133,7 +139,7 @@ export class SocketWriter {
     req.buffer = chunk
     req.oncomplete = this.complete
     this.current = req
-    this.spare = new binding!.WriteWrap()
+    spareReq = new binding!.WriteWrap()
     this.inFlight++
     return false
   }
