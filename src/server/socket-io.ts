@@ -97,7 +97,16 @@ export function startReading(socket: Duplex, onBytes: (chunk: Buffer) => void): 
  */
 let spareReq: WriteReq | null = binding === null ? null : new binding.WriteWrap()
 
-/** Writes to one socket: straight to its handle when nothing is queued, else through the stream. */
+/**
+ * Writes to one socket: straight to its handle when nothing is queued, else
+ * through the stream.
+ *
+ * Backpressure: once a write returns false, `onDrain` is called exactly once,
+ * when nothing written is held any more. That moment can come from a direct
+ * write libuv finished or from the last stream write queued behind it, so
+ * both report back here; the stream's own 'drain' would miss the case where
+ * the stream writes behind a direct one stayed under its high-water mark.
+ */
 export class SocketWriter {
   private readonly socket: Duplex
   private readonly onDrain: () => void
@@ -105,17 +114,18 @@ export class SocketWriter {
   private inFlight = 0
   /** The request of the direct write in flight: kept referenced until libuv is done with it. */
   private current: WriteReq | null = null
+  /** A write returned false and onDrain has not been called since. */
+  private owed = false
   private readonly direct: boolean
   private readonly complete: (status: number) => void
+  private readonly streamWritten: (err?: Error | null) => void
 
   constructor(socket: Duplex, onDrain: () => void, direct: boolean) {
     this.socket = socket
     this.onDrain = onDrain
     this.direct = direct && spareReq !== null
     this.complete = (status) => this.onComplete(status)
-    socket.on('drain', () => {
-      if (this.inFlight === 0) onDrain()
-    })
+    this.streamWritten = () => this.settled()
   }
 
   /** Returns false on backpressure: `onDrain` is called once everything is taken. */
@@ -123,10 +133,10 @@ export class SocketWriter {
     const s = this.socket
     const req = spareReq
     if (!this.direct || req === null || this.inFlight > 0 || s.writableLength > 0 || s.writableCorked > 0 || !s.writable) {
-      return s.write(chunk)
+      return this.streamWrite(chunk)
     }
     const handle = handleOf(s)
-    if (handle === null) return s.write(chunk)
+    if (handle === null) return this.streamWrite(chunk)
     const err = handle.writeBuffer(req, chunk)
     if (err !== 0) {
       // EPIPE, ECONNRESET: the peer is gone. 'close' follows and ends the session.
@@ -141,6 +151,7 @@ export class SocketWriter {
     this.current = req
     spareReq = new binding!.WriteWrap()
     this.inFlight++
+    this.owed = true
     return false
   }
 
@@ -157,6 +168,12 @@ export class SocketWriter {
     this.socket.uncork()
   }
 
+  private streamWrite(chunk: Buffer): boolean {
+    if (this.socket.write(chunk, this.streamWritten)) return true
+    this.owed = true
+    return false
+  }
+
   private onComplete(status: number): void {
     this.inFlight--
     this.current = null
@@ -164,6 +181,13 @@ export class SocketWriter {
       this.socket.destroy()
       return
     }
-    if (this.idle) this.onDrain()
+    this.settled()
+  }
+
+  /** A write finished: if backpressure was reported and nothing is held now, say so. */
+  private settled(): void {
+    if (!this.owed || !this.idle) return
+    this.owed = false
+    this.onDrain()
   }
 }

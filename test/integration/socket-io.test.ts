@@ -10,7 +10,7 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { sharedReadBuffer, startReading } from '../../src/server/socket-io.js'
+import { SocketWriter, sharedReadBuffer, startReading } from '../../src/server/socket-io.js'
 import { RawClient } from '../helpers/client.js'
 import { withTimeout } from '../helpers/process.js'
 import { startServer, type TestServer } from '../helpers/server.js'
@@ -65,6 +65,59 @@ describe('socket fast path', () => {
       expect(unix).toBe(true)
     } finally {
       fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('SocketWriter', () => {
+  it('reports drain once a direct write the kernel took in part and the stream writes queued behind it are all out', async () => {
+    const srv = net.createServer({ pauseOnConnect: true })
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()))
+    const port = (srv.address() as net.AddressInfo).port
+    const accepted = new Promise<net.Socket>((r) => srv.once('connection', r))
+    const client = net.connect(port, '127.0.0.1')
+    client.on('error', () => undefined)
+    client.pause() // reads nothing for now
+    const server = await withTimeout(accepted, 5000, 'accept')
+    try {
+      let drains = 0
+      let drained: () => void = () => undefined
+      const drainedOnce = new Promise<void>((r) => (drained = r))
+      const direct = startReading(server, () => undefined)
+      const w = new SocketWriter(server, () => {
+        drains++
+        drained()
+      }, direct)
+      expect(direct).toBe(true)
+      // Direct writes until the kernel takes one only in part.
+      const big = Buffer.alloc(1 << 20, 0x61)
+      let sent = 0
+      for (let i = 0; i < 64; i++) {
+        sent += big.length
+        if (!w.write(big)) break
+      }
+      expect(w.idle).toBe(false)
+      // A small write behind it goes through the stream and fits its buffer.
+      expect(w.write(Buffer.from('tail'))).toBe(true)
+      sent += 4
+      let got = 0
+      client.on('data', (d: Buffer) => (got += d.length))
+      client.resume()
+      await withTimeout(drainedOnce, 10_000, 'drain after the queued writes')
+      expect(w.idle).toBe(true)
+      expect(drains).toBe(1)
+      await withTimeout(
+        (async () => {
+          while (got < sent) await new Promise((r) => setTimeout(r, 10))
+        })(),
+        10_000,
+        'all bytes at the client',
+      )
+      expect(got).toBe(sent)
+    } finally {
+      client.destroy()
+      server.destroy()
+      await new Promise<void>((r) => srv.close(() => r()))
     }
   })
 })
