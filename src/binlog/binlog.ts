@@ -59,7 +59,7 @@
 import path from 'node:path'
 import type { Logger } from 'pino'
 import { DurableWaiters } from '../store/durable-waiters.js'
-import { recoverJob, recoveryOrder, type DurableStore, type RecoveredJob } from '../store/store.js'
+import { recoverJob, recoveryOrder, type DurableStore, type RecoveredJob, type StoreOptions } from '../store/store.js'
 import type { Clock } from '../util/clock.js'
 import { Compactor, newEntry, type LiveEntry } from './compactor.js'
 import { BinlogFsyncError, BinlogFullError, BinlogIoError } from './errors.js'
@@ -82,29 +82,13 @@ export type { JobView } from './types.js'
 export { BinlogCorruptError, BinlogFsyncError, BinlogFullError, BinlogIoError, BinlogLockedError } from './errors.js'
 export type { BinlogFs } from './io.js'
 
-export interface BinlogOptions {
-  readonly dir: string
+export interface BinlogOptions extends StoreOptions {
   /** -s: rotate before a batch that would take a file past this many bytes. */
   readonly fileSize: number
-  /** -f: fsync at most every this many ms; 0 = before every acknowledgement (group commit). */
-  readonly fsyncMs: number
-  /** -F: never fsync while running. */
-  readonly fsyncNever: boolean
-  /** -z: larger bodies still replay, with a warning. */
-  readonly maxJobSize: number
-  readonly log: Logger
-  /** Monotonic ms, as the queue's Job times are. */
-  readonly clock: Clock
-  /** Wall-clock ms (tests); default Date.now. */
-  readonly now?: () => number
   /** File-system calls (tests inject failures); default node:fs. */
   readonly fs?: BinlogFs
   /** Size of DIR/reserve; default fileSize + 1 MiB. */
   readonly reserveBytes?: number
-  /** How often to retry while the disk is full, ms; default 1000. */
-  readonly retryMs?: number
-  /** A fatal error from the background fsync; default: thrown (an uncaught exception). */
-  readonly onFatal?: (err: Error) => void
 }
 
 /** A replayed job, as the registry restores it, plus its wall-clock times. */
