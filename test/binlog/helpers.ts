@@ -12,6 +12,7 @@ import { afterEach } from 'vitest'
 import type { Binlog, BinlogOptions, JobView, RecoveredJob } from '../../src/binlog/binlog.js'
 import type { DurableStore } from '../../src/store/store.js'
 import { ManualClock } from '../../src/util/clock.js'
+import { prng } from '../helpers/prng.js'
 import { binlogEngine, type EngineFactory } from '../store/engines.js'
 
 const dirs: string[] = []
@@ -266,4 +267,43 @@ export function expectedAll(m: Model<DurableStore>): Omit<RecoveredJob, 'created
 /** `recovered` without the monotonic fields (they depend on the clock at open). */
 export function plain(r: readonly RecoveredJob[]): Omit<RecoveredJob, 'createdAt' | 'deadline'>[] {
   return r.map(({ createdAt: _c, deadline: _d, ...rest }) => rest)
+}
+
+/**
+ * Churn (the reference's #622): fast put/delete traffic among 100 long-delayed,
+ * 50 buried and 20 repeatedly released jobs. Commits every `commitEvery`
+ * iterations; every `sampleEvery` it commits and calls `sample`. Returns the
+ * body bytes put.
+ */
+export async function churn<S extends DurableStore>(
+  m: Model<S>,
+  iterations: number,
+  opts: { commitEvery: number; sampleEvery: number; sample: (i: number) => void },
+): Promise<number> {
+  const rnd = prng(622)
+  for (let i = 0; i < 100; i++) m.put('delayed '.repeat(25), { delayMs: 86_400_000 })
+  for (let i = 0; i < 50; i++) {
+    const j = m.put('buried '.repeat(30))!
+    m.reserve(j)
+    m.bury(j)
+  }
+  const bouncing: TestJob[] = []
+  for (let i = 0; i < 20; i++) bouncing.push(m.put('bounce '.repeat(20))!)
+  const fast: TestJob[] = []
+  let written = 0
+  for (let i = 0; i < iterations; i++) {
+    const j = m.put('x'.repeat(100 + rnd.int(900)))!
+    written += j.body.length
+    fast.push(j)
+    if (fast.length > 30) m.delete(fast.splice(rnd.int(fast.length), 1)[0]!)
+    const b = bouncing[i % bouncing.length]!
+    m.reserve(b)
+    m.release(b, rnd.int(1000))
+    if (i % opts.commitEvery === opts.commitEvery - 1) await m.commit()
+    if (i % opts.sampleEvery === 0) {
+      await m.commit()
+      opts.sample(i)
+    }
+  }
+  return written
 }

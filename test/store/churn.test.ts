@@ -10,8 +10,7 @@ import Database from 'better-sqlite3'
 import { describe, expect, it } from 'vitest'
 import { SQLITE_FILE } from '../../src/store/layout.js'
 import type { SqliteStore } from '../../src/store/sqlite-store.js'
-import { prng } from '../helpers/prng.js'
-import { Model, expectedAll, plain, tmpDir, type TestJob } from '../binlog/helpers.js'
+import { Model, churn, expectedAll, plain, tmpDir, type TestJob } from '../binlog/helpers.js'
 import { sqliteEngine } from './engines.js'
 
 const PAGES = 256 // WAL checkpoint interval in pages (1 MiB)
@@ -37,33 +36,9 @@ const rowCount = (m: Model<SqliteStore>): number => {
   }
 }
 
-/** Put/delete traffic among long-delayed, buried and bouncing jobs (the binlog churn test's mix). */
-async function churn(m: Model<SqliteStore>, iterations: number, sample: (i: number) => void): Promise<number> {
-  const rnd = prng(622)
-  for (let i = 0; i < 100; i++) m.put('delayed '.repeat(25), { delayMs: 86_400_000 })
-  for (let i = 0; i < 50; i++) {
-    const j = m.put('buried '.repeat(30))!
-    m.reserve(j)
-    m.bury(j)
-  }
-  const bouncing: TestJob[] = []
-  for (let i = 0; i < 20; i++) bouncing.push(m.put('bounce '.repeat(20))!)
-  const fast: TestJob[] = []
-  let written = 0
-  for (let i = 0; i < iterations; i++) {
-    const j = m.put('x'.repeat(100 + rnd.int(900)))!
-    written += j.body.length
-    fast.push(j)
-    if (fast.length > 30) m.delete(fast.splice(rnd.int(fast.length), 1)[0]!)
-    const b = bouncing[i % bouncing.length]!
-    m.reserve(b)
-    m.release(b, rnd.int(1000))
-    if (i % 10 === 9) await m.commit()
-    if (i % 500 === 0) {
-      await m.commit()
-      sample(i)
-    }
-  }
+/** The binlog churn test's mix, sampled every 500 iterations, then committed. */
+async function churnSqlite(m: Model<SqliteStore>, iterations: number, sample: (i: number) => void): Promise<number> {
+  const written = await churn(m, iterations, { commitEvery: 10, sampleEvery: 500, sample })
   await m.commit()
   return written
 }
@@ -72,7 +47,7 @@ describe('churn keeps the SQLite store bounded', () => {
   it('20k puts and deletes: rows = live jobs, file and WAL flat after warm-up, replay exact', async () => {
     const m = model()
     const sizes: number[] = []
-    const written = await churn(m, 20_000, () => {
+    const written = await churnSqlite(m, 20_000, () => {
       expect(rowCount(m)).toBe(m.jobs.size) // deleted jobs leave no rows
       sizes.push(diskBytes(m))
     })
@@ -92,7 +67,7 @@ describe('churn keeps the SQLite store bounded', () => {
     const reader = new Database(path.join(m.dir, SQLITE_FILE), { readonly: true })
     reader.exec('BEGIN')
     reader.prepare('SELECT count(*) FROM jobs').get() // the snapshot is taken here
-    await churn(m, 4000, () => undefined)
+    await churnSqlite(m, 4000, () => undefined)
     const held = m.bl.fileStats().walBytes
     expect(held).toBeGreaterThan(2 * PAGES * 4096)
     reader.exec('COMMIT')
