@@ -59,6 +59,7 @@
 import path from 'node:path'
 import type { Logger } from 'pino'
 import { DurableWaiters } from '../store/durable-waiters.js'
+import { RetryTimer } from '../store/retry-timer.js'
 import { recoverJob, recoveryOrder, type DurableStore, type RecoveredJob, type StoreOptions } from '../store/store.js'
 import type { Clock } from '../util/clock.js'
 import { Compactor, newEntry, type LiveEntry } from './compactor.js'
@@ -141,7 +142,7 @@ export class Binlog implements DurableStore {
   private noSpace = false
   /** The last write found no space; the queue waits for a retry. */
   private writeFailed = false
-  private retryTimer: NodeJS.Timeout | null = null
+  private readonly retryTimer: RetryTimer
   private fatal: Error | null = null
   private closed = false
   private recordsWritten = 0
@@ -161,6 +162,7 @@ export class Binlog implements DurableStore {
 
   private constructor(opts: BinlogOptions, io: BinlogFs, lock: DirLock) {
     this.opts = opts
+    this.retryTimer = new RetryTimer(opts.retryMs ?? 1000, () => this.retry(), (err) => this.asyncFailure(err))
     this.log = opts.log
     this.clock = opts.clock
     this.wall = opts.now ?? Date.now
@@ -317,8 +319,7 @@ export class Binlog implements DurableStore {
   /** Writes what is queued, fsyncs (even under -F), removes what compaction freed, releases the lock. */
   close(): void {
     if (this.closed) return
-    if (this.retryTimer !== null) clearTimeout(this.retryTimer)
-    this.retryTimer = null
+    this.retryTimer.cancel()
     try {
       if (this.fatal === null) {
         if (this.bytes > 0) {
@@ -476,16 +477,8 @@ export class Binlog implements DurableStore {
   }
 
   private armRetry(): void {
-    if (this.retryTimer !== null || this.closed || this.fatal !== null) return
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = null
-      try {
-        this.retry()
-      } catch (err) {
-        this.asyncFailure(err)
-      }
-    }, this.opts.retryMs ?? 1000)
-    this.retryTimer.unref()
+    if (this.closed || this.fatal !== null) return
+    this.retryTimer.arm()
   }
 
   private retry(): void {
@@ -505,8 +498,7 @@ export class Binlog implements DurableStore {
     if (this.fatal !== null) return
     this.fatal = err
     this.writer.abandon()
-    if (this.retryTimer !== null) clearTimeout(this.retryTimer)
-    this.retryTimer = null
+    this.retryTimer.cancel()
     this.log.fatal({ err }, 'binlog: fatal I/O error; stop the server and let replay recover')
     this.opts.onFatal?.(err)
   }

@@ -81,6 +81,7 @@ import {
 } from './schema.js'
 import { recoverJob, recoveryOrder, type DurableStore, type JobView, type RecoveredJob, type StoreOptions, type StoreStats } from './store.js'
 import { fsyncDir } from './sync.js'
+import { RetryTimer } from './retry-timer.js'
 
 export interface SqliteStoreOptions extends StoreOptions {
   /** How long a statement waits for another connection's lock, ms (the event loop waits too); default 20. */
@@ -155,7 +156,7 @@ export class SqliteStore implements DurableStore {
   /** The last commit failed (no space even after the reserve, or locked): the retry timer commits. */
   private stalled = false
   private locked = false
-  private retryTimer: NodeJS.Timeout | null = null
+  private readonly retryTimer: RetryTimer
   private syncTimer: NodeJS.Timeout | null = null
   private maintenanceTimer: NodeJS.Timeout | null = null
   private syncing = false
@@ -180,6 +181,7 @@ export class SqliteStore implements DurableStore {
 
   private constructor(opts: SqliteStoreOptions, lock: DirLock) {
     this.opts = opts
+    this.retryTimer = new RetryTimer(opts.retryMs ?? 1000, () => this.retry(), (err) => this.asyncFailure(err))
     this.log = opts.log
     this.clock = opts.clock
     this.wall = opts.now ?? Date.now
@@ -606,16 +608,8 @@ export class SqliteStore implements DurableStore {
   }
 
   private armRetry(): void {
-    if (this.retryTimer !== null || this.closed || this.fatal !== null) return
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = null
-      try {
-        this.retry()
-      } catch (err) {
-        this.asyncFailure(err)
-      }
-    }, this.opts.retryMs ?? 1000)
-    this.retryTimer.unref()
+    if (this.closed || this.fatal !== null) return
+    this.retryTimer.arm()
   }
 
   private retry(): void {
@@ -671,9 +665,9 @@ export class SqliteStore implements DurableStore {
   }
 
   private stopTimers(): void {
-    for (const t of [this.retryTimer, this.syncTimer]) if (t !== null) clearTimeout(t)
+    this.retryTimer.cancel()
+    if (this.syncTimer !== null) clearTimeout(this.syncTimer)
     if (this.maintenanceTimer !== null) clearInterval(this.maintenanceTimer)
-    this.retryTimer = null
     this.syncTimer = null
     this.maintenanceTimer = null
   }
