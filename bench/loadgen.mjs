@@ -436,14 +436,24 @@ function mustOpen(g, want) {
   if (g.ready < want) throw new Error(`only ${g.ready} of ${want} connections became ready`)
 }
 
-async function scPut() {
-  const g = await openGroup(engines, 'prod', C.conns, { pipe: C.pipe, tubes: C.tubes })
+/**
+ * Opens C.conns connections in `role` and runs one measured stage of `n` jobs
+ * on them: server counters before, process snapshots around the stage.
+ * @param {string} role @param {string} stage @param {number} n
+ */
+async function measuredStage(role, stage, n) {
+  const g = await openGroup(engines, role, C.conns, { pipe: C.pipe, tubes: C.tubes })
   mustOpen(g, C.conns)
   const before = await counts()
   const a = snap(C.pid)
-  const r = await runStage([g], 'put', C.n)
+  const r = await runStage([g], stage, n)
   const b = snap(C.pid)
   absorb(r)
+  return { r, a, b, before }
+}
+
+async function scPut() {
+  const { r, a, b, before } = await measuredStage('prod', 'put', C.n)
   reportCommon(a, b, r.G.putsOk ?? 0, r.G.putsReplied ?? 0, r.rtt)
   await verify(before, { ready: r.G.putsOk ?? 0, puts: r.G.putsReplied ?? 0 })
   reportTail()
@@ -461,13 +471,7 @@ async function prefill(n) {
 
 async function scReserveDelete() {
   const pf = await prefill(C.n)
-  const g = await openGroup(engines, 'wrd', C.conns, { pipe: C.pipe, tubes: C.tubes })
-  mustOpen(g, C.conns)
-  const before = await counts()
-  const a = snap(C.pid)
-  const r = await runStage([g], 'rd', pf.ok)
-  const b = snap(C.pid)
-  absorb(r)
+  const { r, a, b, before } = await measuredStage('wrd', 'rd', pf.ok)
   reportCommon(a, b, r.G.jobsDone ?? 0, r.G.cmdsDone ?? 0, r.rtt, {
     prefill_s: pf.secs.toFixed(2),
     prefill_ops_per_s: (pf.ok / pf.secs).toFixed(0),
@@ -477,26 +481,14 @@ async function scReserveDelete() {
 }
 
 async function scCycle() {
-  const g = await openGroup(engines, 'cyc', C.conns, { pipe: C.pipe, tubes: C.tubes })
-  mustOpen(g, C.conns)
-  const before = await counts()
-  const a = snap(C.pid)
-  const r = await runStage([g], 'cycle', C.n)
-  const b = snap(C.pid)
-  absorb(r)
+  const { r, a, b, before } = await measuredStage('cyc', 'cycle', C.n)
   reportCommon(a, b, r.G.jobsDone ?? 0, r.G.cmdsDone ?? 0, r.rtt, { lost: r.G.lost ?? 0 })
   await verify(before, { puts: r.G.putsReplied ?? 0, deletes: r.G.jobsDone ?? 0 })
   reportTail(r.G.timeouts)
 }
 
 async function scPutDelete() {
-  const g = await openGroup(engines, 'pd', C.conns, { pipe: C.pipe, tubes: C.tubes })
-  mustOpen(g, C.conns)
-  const before = await counts()
-  const a = snap(C.pid)
-  const r = await runStage([g], 'pd', C.n)
-  const b = snap(C.pid)
-  absorb(r)
+  const { r, a, b, before } = await measuredStage('pd', 'pd', C.n)
   reportCommon(a, b, r.G.jobsDone ?? 0, r.G.cmdsDone ?? 0, r.rtt)
   await verify(before, { puts: r.G.putsReplied ?? 0, deletes: r.G.jobsDone ?? 0 })
   reportTail()
