@@ -3,6 +3,7 @@
  * `code` the CLI maps to an exit status (the binlog's numbers where the
  * meaning is the same), the file, and the SQLite or system error as `cause`.
  * The directory lock is the binlog's (BinlogLockedError, TSB_ERR_BINLOG_LOCKED).
+ * Errors both engines meet (the lock, raw I/O, no space) are at the end.
  */
 
 /** The database file is damaged, or is not a tsbeanstalkd store. */
@@ -100,3 +101,40 @@ export function sqliteCode(err: unknown): string {
 export const isFull = (err: unknown): boolean => sqliteCode(err) === 'SQLITE_FULL'
 export const isBusy = (err: unknown): boolean => /^SQLITE_(BUSY|LOCKED)/.test(sqliteCode(err))
 export const isCorrupt = (err: unknown): boolean => /^SQLITE_(CORRUPT|NOTADB)/.test(sqliteCode(err))
+
+/** Another live process holds the directory's lock. */
+export class BinlogLockedError extends Error {
+  readonly code = 'TSB_ERR_BINLOG_LOCKED'
+  readonly dir: string
+  /** The holder's pid as it wrote it into DIR/lock, when readable. */
+  readonly holderPid: number | null
+  constructor(dir: string, holderPid: number | null, hint: string | null = null, options?: ErrorOptions) {
+    const who = holderPid === null ? 'another process' : `process ${holderPid}`
+    super(
+      `${dir}: binlog directory is in use by ${who}; stop it first, or give this server another -b directory` +
+        (hint === null ? '' : ` (${hint})`),
+      options,
+    )
+    this.name = 'BinlogLockedError'
+    this.dir = dir
+    this.holderPid = holderPid
+  }
+}
+
+/** Any other I/O failure (EIO, EACCES, EROFS, ...): fatal, like fsync. */
+export class BinlogIoError extends Error {
+  readonly code = 'TSB_ERR_BINLOG_IO'
+  readonly file: string
+  constructor(file: string, detail: string, options?: ErrorOptions) {
+    super(`${file}: ${detail}`, options)
+    this.name = 'BinlogIoError'
+    this.file = file
+  }
+}
+
+const NO_SPACE = new Set(['ENOSPC', 'EDQUOT', 'EFBIG'])
+
+/** True for the errno codes that mean "no room", which the binlog survives. */
+export function isNoSpace(err: unknown): boolean {
+  return err instanceof Error && NO_SPACE.has((err as NodeJS.ErrnoException).code ?? '')
+}

@@ -3,9 +3,9 @@
  * DIR does not hold the other engine's data (layout.ts). The one place that
  * knows both engines' option sets.
  */
-import { Binlog } from '../binlog/binlog.js'
+import { Binlog } from './binlog/binlog.js'
 import { checkLayout } from './layout.js'
-import { SqliteStore } from './sqlite-store.js'
+import { SqliteStore } from './sqlite/sqlite-store.js'
 import type { DurableStore, Engine, StoreOptions } from './store.js'
 
 export interface OpenStoreOptions extends StoreOptions {

@@ -1,7 +1,7 @@
 /**
  * The persistence boundary the server talks to, whichever engine is behind
- * it: the binlog (src/binlog/binlog.ts, the default) or the SQLite store
- * (sqlite-store.ts). The registry sees it only as its Journal; the reply gate
+ * it: the binlog (src/store/binlog/binlog.ts, the default) or the SQLite store
+ * (sqlite/sqlite-store.ts). The registry sees it only as its Journal; the reply gate
  * flushes it once per event-loop turn and sends replies from whenDurable; the
  * CLI opens it, wires onFatal and closes it.
  *

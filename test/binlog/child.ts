@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url'
 import ts from 'typescript'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
-const SOURCES = ['src/binlog', 'src/store', 'src/util/clock.ts', 'test/helpers/prng.ts', 'test/binlog/fixtures']
+const SOURCES = ['src/store', 'src/util/clock.ts', 'test/helpers/prng.ts', 'test/binlog/fixtures']
 
 export class ChildBuild {
   readonly dir: string
@@ -27,7 +27,9 @@ export class ChildBuild {
     fs.writeFileSync(path.join(this.dir, 'package.json'), '{"type":"module"}\n')
     for (const s of SOURCES) {
       const abs = path.join(ROOT, s)
-      const files = fs.statSync(abs).isDirectory() ? fs.readdirSync(abs).filter((f) => f.endsWith('.ts')).map((f) => path.join(s, f)) : [s]
+      const files = fs.statSync(abs).isDirectory()
+        ? fs.readdirSync(abs, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts')).map((f) => path.join(s, f))
+        : [s]
       for (const f of files) {
         const out = ts.transpileModule(fs.readFileSync(path.join(ROOT, f), 'utf8'), {
           compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022, verbatimModuleSyntax: true },

@@ -7,8 +7,8 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { BinlogFullError } from '../../src/binlog/errors.js'
-import { nodeFs, type BinlogFs } from '../../src/binlog/io.js'
+import { BinlogFullError } from '../../src/store/binlog/errors.js'
+import { nodeFs, type BinlogFs } from '../../src/store/io.js'
 import { Model, WARN, tmpDir } from './helpers.js'
 
 const enospc = (): Error => Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' })

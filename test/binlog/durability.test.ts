@@ -6,7 +6,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { nodeFs, type BinlogFs } from '../../src/binlog/io.js'
+import { nodeFs, type BinlogFs } from '../../src/store/io.js'
 import { Model, tmpDir } from './helpers.js'
 
 /** Async fsyncs are counted and, while `hold` is on, parked until released. */

@@ -6,7 +6,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { BinlogLockedError } from '../../src/binlog/errors.js'
+import { BinlogLockedError } from '../../src/store/binlog/errors.js'
 import { ChildBuild } from './child.js'
 import { Model, tmpDir } from './helpers.js'
 

@@ -18,8 +18,8 @@ import {
   findIntactRecord,
   fullRecordSize,
   type JobFields,
-} from '../../src/binlog/record.js'
-import type { JobView } from '../../src/binlog/binlog.js'
+} from '../../src/store/binlog/record.js'
+import type { JobView } from '../../src/store/binlog/binlog.js'
 import { JobState, type Job } from '../../src/queue/job.js'
 
 /** Compile-time: the queue's Job is a JobView, so the registry can pass its jobs as they are. */

@@ -7,8 +7,8 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { BinlogCorruptError } from '../../src/binlog/errors.js'
-import { HEADER_SIZE, decodeRecord } from '../../src/binlog/record.js'
+import { BinlogCorruptError } from '../../src/store/binlog/errors.js'
+import { HEADER_SIZE, decodeRecord } from '../../src/store/binlog/record.js'
 import { Model, WARN, binlogFiles, tmpDir } from './helpers.js'
 
 /** Offsets of the records in a binlog file. */

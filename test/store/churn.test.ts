@@ -9,7 +9,7 @@ import path from 'node:path'
 import Database from 'better-sqlite3'
 import { describe, expect, it } from 'vitest'
 import { SQLITE_FILE } from '../../src/store/layout.js'
-import type { SqliteStore } from '../../src/store/sqlite-store.js'
+import type { SqliteStore } from '../../src/store/sqlite/sqlite-store.js'
 import { Model, churn, expectedAll, plain, tmpDir, type TestJob } from '../binlog/helpers.js'
 import { sqliteEngine } from './engines.js'
 

@@ -3,8 +3,8 @@
  * (describe.each(ENGINES)): each opens its store from the binlog test
  * options (the SQLite store ignores the binlog-only ones: fileSize, fs).
  */
-import { Binlog, type BinlogOptions } from '../../src/binlog/binlog.js'
-import { SqliteStore } from '../../src/store/sqlite-store.js'
+import { Binlog, type BinlogOptions } from '../../src/store/binlog/binlog.js'
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js'
 import type { DurableStore, Engine } from '../../src/store/store.js'
 
 export interface EngineFactory<S extends DurableStore = DurableStore> {

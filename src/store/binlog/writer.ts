@@ -24,7 +24,7 @@
 import path from 'node:path'
 import type { Logger } from 'pino'
 import { BinlogFsyncError, BinlogFullError, BinlogIoError, isNoSpace } from './errors.js'
-import { writeAll, type BinlogFs } from './io.js'
+import { writeAll, type BinlogFs } from '../io.js'
 import { FORMAT_VERSION, HEADER_SIZE, HeaderFlag, encodeHeader } from './record.js'
 import { fileName } from './replay.js'
 

@@ -2,8 +2,10 @@
  * The binlog's environment errors: each has a stable `code` the CLI maps to
  * an exit status, the context an operator needs (file, offset, directory),
  * and the underlying system error as `cause`. Client mistakes and bugs are
- * not here (STYLE.md, Errors).
+ * not here (STYLE.md, Errors). The lock and I/O errors both engines meet
+ * live in ../errors.ts and are re-exported here.
  */
+export { BinlogIoError, BinlogLockedError, isNoSpace } from '../errors.js'
 
 /** A record or file header that is damaged somewhere other than a torn tail. */
 export class BinlogCorruptError extends Error {
@@ -21,25 +23,6 @@ export class BinlogCorruptError extends Error {
     this.name = 'BinlogCorruptError'
     this.file = file
     this.offset = offset
-  }
-}
-
-/** Another live process holds the directory's lock. */
-export class BinlogLockedError extends Error {
-  readonly code = 'TSB_ERR_BINLOG_LOCKED'
-  readonly dir: string
-  /** The holder's pid as it wrote it into DIR/lock, when readable. */
-  readonly holderPid: number | null
-  constructor(dir: string, holderPid: number | null, hint: string | null = null, options?: ErrorOptions) {
-    const who = holderPid === null ? 'another process' : `process ${holderPid}`
-    super(
-      `${dir}: binlog directory is in use by ${who}; stop it first, or give this server another -b directory` +
-        (hint === null ? '' : ` (${hint})`),
-      options,
-    )
-    this.name = 'BinlogLockedError'
-    this.dir = dir
-    this.holderPid = holderPid
   }
 }
 
@@ -71,22 +54,4 @@ export class BinlogFullError extends Error {
     this.name = 'BinlogFullError'
     this.dir = dir
   }
-}
-
-/** Any other I/O failure (EIO, EACCES, EROFS, ...): fatal, like fsync. */
-export class BinlogIoError extends Error {
-  readonly code = 'TSB_ERR_BINLOG_IO'
-  readonly file: string
-  constructor(file: string, detail: string, options?: ErrorOptions) {
-    super(`${file}: ${detail}`, options)
-    this.name = 'BinlogIoError'
-    this.file = file
-  }
-}
-
-const NO_SPACE = new Set(['ENOSPC', 'EDQUOT', 'EFBIG'])
-
-/** True for the errno codes that mean "no room", which the binlog survives. */
-export function isNoSpace(err: unknown): boolean {
-  return err instanceof Error && NO_SPACE.has((err as NodeJS.ErrnoException).code ?? '')
 }

@@ -57,14 +57,14 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import type { Logger } from 'pino'
-import { DurableWaiters } from './durable-waiters.js'
+import { DurableWaiters } from '../durable-waiters.js'
 import type { Statement } from 'better-sqlite3'
-import { DirLock } from '../binlog/lock.js'
-import { nodeFs } from '../binlog/io.js'
-import { SpaceReserve } from '../binlog/reserve.js'
-import type { Clock } from '../util/clock.js'
-import { StoreCorruptError, StoreIoError, isBusy, isCorrupt, isFull, sqliteCode } from './errors.js'
-import { sqlitePath } from './layout.js'
+import { DirLock } from '../lock.js'
+import { nodeFs } from '../io.js'
+import { SpaceReserve } from '../reserve.js'
+import type { Clock } from '../../util/clock.js'
+import { StoreCorruptError, StoreIoError, isBusy, isCorrupt, isFull, sqliteCode } from '../errors.js'
+import { sqlitePath } from '../layout.js'
 import {
   DELETE_JOB,
   INSERT_JOB,
@@ -79,9 +79,9 @@ import {
   type Db,
   type StoredJob,
 } from './schema.js'
-import { recoverJob, recoveryOrder, type DurableStore, type JobView, type RecoveredJob, type StoreOptions, type StoreStats } from './store.js'
-import { fsyncDir } from './sync.js'
-import { RetryTimer } from './retry-timer.js'
+import { recoverJob, recoveryOrder, type DurableStore, type JobView, type RecoveredJob, type StoreOptions, type StoreStats } from '../store.js'
+import { fsyncDir } from '../sync.js'
+import { RetryTimer } from '../retry-timer.js'
 
 export interface SqliteStoreOptions extends StoreOptions {
   /** How long a statement waits for another connection's lock, ms (the event loop waits too); default 20. */

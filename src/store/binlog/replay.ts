@@ -21,7 +21,7 @@
  */
 import path from 'node:path'
 import { BinlogCorruptError } from './errors.js'
-import type { BinlogFs } from './io.js'
+import type { BinlogFs } from '../io.js'
 import {
   HEADER_SIZE,
   HeaderFlag,

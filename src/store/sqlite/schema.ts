@@ -14,7 +14,7 @@
  *   jobs and bury_seq only for buried ones (larger = buried later).
  */
 import Database from 'better-sqlite3'
-import { StoreCorruptError, StoreFullError, StoreIoError, StoreLockedError, StoreVersionError, isBusy, isCorrupt, isFull } from './errors.js'
+import { StoreCorruptError, StoreFullError, StoreIoError, StoreLockedError, StoreVersionError, isBusy, isCorrupt, isFull } from '../errors.js'
 
 export type Db = Database.Database
 
@@ -22,7 +22,7 @@ export const SCHEMA_VERSION = 1
 /** "TSBQ": marks the file as a tsbeanstalkd store (`PRAGMA application_id`). */
 export const APPLICATION_ID = 0x54534251
 /** The largest body (CRLF not counted) a row takes; the CLI clamps -z to it. */
-export { MAX_JOB_SIZE_SQLITE as MAX_BODY } from './store.js'
+export { MAX_JOB_SIZE_SQLITE as MAX_BODY } from '../store.js'
 
 /** State names as stored, indexed by the queue's JobState number (0 is never stored). */
 export const STATE_NAMES = ['', 'ready', 'reserved', 'buried', 'delayed'] as const

@@ -58,14 +58,14 @@
  */
 import path from 'node:path'
 import type { Logger } from 'pino'
-import { DurableWaiters } from '../store/durable-waiters.js'
-import { RetryTimer } from '../store/retry-timer.js'
-import { recoverJob, recoveryOrder, type DurableStore, type RecoveredJob, type StoreOptions } from '../store/store.js'
-import type { Clock } from '../util/clock.js'
+import { DurableWaiters } from '../durable-waiters.js'
+import { RetryTimer } from '../retry-timer.js'
+import { recoverJob, recoveryOrder, type DurableStore, type RecoveredJob, type StoreOptions } from '../store.js'
+import type { Clock } from '../../util/clock.js'
 import { Compactor, newEntry, type LiveEntry } from './compactor.js'
 import { BinlogFsyncError, BinlogFullError, BinlogIoError } from './errors.js'
-import { nodeFs, type BinlogFs } from './io.js'
-import { DirLock } from './lock.js'
+import { nodeFs, type BinlogFs } from '../io.js'
+import { DirLock } from '../lock.js'
 import {
   RecState,
   encodeDelete,
@@ -75,13 +75,13 @@ import {
   type JobFields,
 } from './record.js'
 import { replay, type ReplayedJob } from './replay.js'
-import { SpaceReserve } from './reserve.js'
+import { SpaceReserve } from '../reserve.js'
 import type { JobView } from './types.js'
 import { Writer, reservePath } from './writer.js'
 
 export type { JobView } from './types.js'
 export { BinlogCorruptError, BinlogFsyncError, BinlogFullError, BinlogIoError, BinlogLockedError } from './errors.js'
-export type { BinlogFs } from './io.js'
+export type { BinlogFs } from '../io.js'
 
 export interface BinlogOptions extends StoreOptions {
   /** -s: rotate before a batch that would take a file past this many bytes. */
@@ -93,7 +93,7 @@ export interface BinlogOptions extends StoreOptions {
 }
 
 /** A replayed job, as the registry restores it, plus its wall-clock times. */
-export type { RecoveredJob } from '../store/store.js'
+export type { RecoveredJob } from '../store.js'
 
 export interface BinlogStats {
   readonly oldestIndex: number

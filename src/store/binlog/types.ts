@@ -3,4 +3,4 @@
  * (src/store/store.ts). `binlog.ts` re-exports it; it is named here so the
  * binlog's own files can share it without importing the facade.
  */
-export type { JobView } from '../store/store.js'
+export type { JobView } from '../store.js'
