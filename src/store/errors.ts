@@ -138,3 +138,19 @@ const NO_SPACE = new Set(['ENOSPC', 'EDQUOT', 'EFBIG'])
 export function isNoSpace(err: unknown): boolean {
   return err instanceof Error && NO_SPACE.has((err as NodeJS.ErrnoException).code ?? '')
 }
+
+/**
+ * A file in DIR that tsbeanstalkd did not write (or cannot prove it wrote)
+ * stands where it would read or write: the start stops, and nothing in DIR
+ * is changed. The message names the file, says what it looks like, and what
+ * to do.
+ */
+export class ForeignFileError extends Error {
+  readonly code = 'TSB_ERR_STORE_FOREIGN'
+  readonly file: string
+  constructor(file: string, looksLike: string, todo: string) {
+    super(`${file}: ${looksLike}; tsbeanstalkd did not write it and will not change it. ${todo} The directory was left as it was.`)
+    this.name = 'ForeignFileError'
+    this.file = file
+  }
+}

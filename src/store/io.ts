@@ -18,6 +18,9 @@ export interface BinlogFs {
   unlinkSync(path: string): void
   readdirSync(path: string): string[]
   readFileSync(path: string): Buffer
+  readSync(fd: number, buffer: Buffer, offset: number, length: number, position: number): number
+  /** A second name for a file; fails (EEXIST) if the name is taken, never replaces. */
+  linkSync(existing: string, newPath: string): void
   /** Size of a file, or -1 if it does not exist. */
   sizeOf(path: string): number
   mkdirSync(path: string): void
@@ -35,6 +38,8 @@ export const nodeFs: BinlogFs = {
   unlinkSync: (path) => fs.unlinkSync(path),
   readdirSync: (path) => fs.readdirSync(path),
   readFileSync: (path) => fs.readFileSync(path),
+  readSync: (fd, buffer, offset, length, position) => fs.readSync(fd, buffer, offset, length, position),
+  linkSync: (existing, newPath) => fs.linkSync(existing, newPath),
   sizeOf: (path) => {
     const st = fs.statSync(path, { throwIfNoEntry: false })
     return st === undefined ? -1 : st.size

@@ -16,7 +16,13 @@
  * the exclusive create). Weaker than the kernel lock: a reused pid looks
  * alive, and pid namespaces hide live holders.
  *
- * Either way DIR/lock names the holder, for the error message and operators.
+ * Either way DIR/lock/holder names the holder, for the error message and
+ * operators.
+ *
+ * DIR/lock itself is a directory tsbeanstalkd creates (blocker.ts): the
+ * reference opens DIR/lock as a file to fcntl-lock it, and on a directory
+ * that open fails, so a beanstalkd started on a tsbeanstalkd directory exits
+ * 10 before it reads or writes anything, whether tsbeanstalkd runs or not.
  *
  * Limitation: abstract names are per network namespace, so two containers
  * with separate network namespaces sharing one directory are not kept apart.
@@ -25,6 +31,7 @@ import net from 'node:net'
 import os from 'node:os'
 import fs from 'node:fs'
 import path from 'node:path'
+import { ensureBlocker, HOLDER_FILE } from './blocker.js'
 import { BinlogIoError, BinlogLockedError } from './errors.js'
 
 export class DirLock {
@@ -36,12 +43,17 @@ export class DirLock {
   private constructor(dir: string, server: net.Server | null) {
     this.dir = dir
     this.server = server
-    this.file = path.join(dir, 'lock')
+    this.file = path.join(dir, HOLDER_FILE)
   }
 
-  /** Takes the lock on `dir` (which must exist) or throws BinlogLockedError. */
+  /**
+   * Takes the lock on `dir` (which must exist) or throws BinlogLockedError
+   * (a beanstalkd holding DIR/lock included); ForeignFileError when DIR/lock
+   * is a file tsbeanstalkd did not write (blocker.ts).
+   */
   static acquire(dir: string): DirLock {
-    const lockFile = path.join(dir, 'lock')
+    ensureBlocker(dir)
+    const lockFile = path.join(dir, HOLDER_FILE)
     if (process.platform === 'linux') {
       const st = fs.statSync(dir, { bigint: true })
       const server = net.createServer()

@@ -11,8 +11,12 @@
  * - `present` is true only when the whole file is written (and fsynced unless
  *   -F), so its blocks are really allocated.
  * - A failed attempt leaves no partial file behind.
+ * - An existing DIR/reserve is rewritten (or kept) only when it holds nothing
+ *   but zeros, which is all the reserve ever holds: anything else is a file
+ *   tsbeanstalkd did not write, and the start stops (ForeignFileError).
  */
-import { BinlogIoError, isNoSpace } from './errors.js'
+import path from 'node:path'
+import { BinlogIoError, ForeignFileError, isNoSpace } from './errors.js'
 import type { BinlogFs } from './io.js'
 
 const CHUNK = 1 << 20
@@ -34,7 +38,9 @@ export class SpaceReserve {
   /** Makes sure the reserve exists; false if the disk has no room for it. */
   ensure(): boolean {
     if (this.present) return true
-    if (this.bytes === 0 || this.io.sizeOf(this.path) === this.bytes) return (this.present = true)
+    const size = this.io.sizeOf(this.path)
+    if (size >= 0) this.checkOurs(size)
+    if (this.bytes === 0 || size === this.bytes) return (this.present = true)
     const zeros = Buffer.alloc(Math.min(CHUNK, this.bytes))
     let fd = -1
     try {
@@ -55,6 +61,30 @@ export class SpaceReserve {
       }
       if (isNoSpace(err)) return false
       throw new BinlogIoError(this.path, 'cannot write the space reserve', { cause: err })
+    }
+  }
+
+  /** ForeignFileError unless the existing file is all zeros. */
+  private checkOurs(size: number): void {
+    const fd = this.io.openSync(this.path, 'r')
+    try {
+      const chunk = Buffer.allocUnsafe(Math.min(CHUNK, Math.max(size, 1)))
+      for (let at = 0; at < size; ) {
+        const n = this.io.readSync(fd, chunk, 0, Math.min(chunk.length, size - at), at)
+        if (n <= 0) break
+        for (let i = 0; i < n; i++) {
+          if (chunk[i] !== 0) {
+            throw new ForeignFileError(
+              this.path,
+              `holds data (a non-zero byte at offset ${at + i}); tsbeanstalkd's space reserve (${path.basename(this.path)}) is all zeros`,
+              'Move the file out of the directory and start again.',
+            )
+          }
+        }
+        at += n
+      }
+    } finally {
+      this.io.closeSync(fd)
     }
   }
 

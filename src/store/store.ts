@@ -156,6 +156,30 @@ export interface StoreOptions {
   readonly onFatal?: (err: Error) => void
 }
 
+export type StateName = 'ready' | 'reserved' | 'buried' | 'delayed'
+
+/** A job as the store (and a conversion) holds it: wall-clock times, its state as last recorded. */
+export interface StoredJob {
+  id: number
+  tube: string
+  state: StateName
+  pri: number
+  delayMs: number
+  ttrMs: number
+  createdAtWall: number
+  /** Delayed: the due time; otherwise 0. */
+  readyAtWall: number
+  /** Buried: bury order; otherwise 0. */
+  buryKey: number
+  reserves: number
+  timeouts: number
+  releases: number
+  buries: number
+  kicks: number
+  /** Including the trailing CRLF. */
+  body: Buffer
+}
+
 export const ENGINES = ['binlog', 'sqlite'] as const
 export type Engine = (typeof ENGINES)[number]
 

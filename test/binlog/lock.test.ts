@@ -60,10 +60,19 @@ describe('directory lock', () => {
     expect(m.bl.nextId).toBe(1)
   })
 
-  it('a lock file left by a dead process blocks nothing', () => {
+  it('a lock file left by a dead process (an older version wrote DIR/lock itself) blocks nothing', () => {
     const dir = tmpDir()
     fs.writeFileSync(path.join(dir, 'lock'), '999999999\nsomehost\n')
     new Model(dir).open()
-    expect(fs.readFileSync(path.join(dir, 'lock'), 'utf8')).toMatch(new RegExp(`^${process.pid}\n`))
+    expect(fs.statSync(path.join(dir, 'lock')).isDirectory()).toBe(true)
+    expect(fs.readFileSync(path.join(dir, 'lock', 'holder'), 'utf8')).toMatch(new RegExp(`^${process.pid}\n`))
+  })
+
+  it('a holder file left inside DIR/lock by a dead process blocks nothing', () => {
+    const dir = tmpDir()
+    fs.mkdirSync(path.join(dir, 'lock'))
+    fs.writeFileSync(path.join(dir, 'lock', 'holder'), '999999999\nsomehost\n')
+    new Model(dir).open()
+    expect(fs.readFileSync(path.join(dir, 'lock', 'holder'), 'utf8')).toMatch(new RegExp(`^${process.pid}\n`))
   })
 })

@@ -11,7 +11,8 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import { CONVERT_DIR, SQLITE_FILE, layoutOf } from '../../src/store/layout.js'
-import { convertDir, difference, readBinlog, readSqlite } from '../../src/store/convert.js'
+import { convertDir } from '../../src/store/convert.js'
+import { difference, readBinlog, readSqlite } from '../../src/store/snapshot.js'
 import type { DurableStore } from '../../src/store/store.js'
 import { RawClient } from '../helpers/client.js'
 import { ensureBuilt, killAll, spawnCli } from '../helpers/process.js'
@@ -106,13 +107,13 @@ describe('convertDir', () => {
     const { log } = captureLog()
     const dir = await everyState()
     const original = readBinlog(dir)
-    const real = fs.renameSync
+    const real = fs.linkSync
     // Die on the first move of a new file into DIR: the old files have been moved aside already.
-    vi.spyOn(fs, 'renameSync').mockImplementation((from, to) => {
+    vi.spyOn(fs, 'linkSync').mockImplementation((from, to) => {
       if (String(from).includes(CONVERT_DIR)) throw new Error('simulated crash')
       real(from, to)
     })
-    expect(() => convertDir(dir, 'binlog', 'sqlite', 1 << 20, log)).toThrow('simulated crash')
+    expect(() => convertDir(dir, 'binlog', 'sqlite', 1 << 20, log)).toThrow(/cannot move/)
     vi.restoreAllMocks()
     const l = layoutOf(dir)
     expect(l.converting).toBe(true)

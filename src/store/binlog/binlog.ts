@@ -125,6 +125,8 @@ export class Binlog implements DurableStore {
   private readonly live: Compactor
   private readonly writer: Writer
   private readonly reserve: SpaceReserve
+  /** Files in the run that hold no data of ours (replay's `empty`): never removed, only dropped from the books. */
+  private readonly keep = new Set<number>()
 
   // The batch being built: encoded records, and the entries whose FULL record is in it.
   private parts: Buffer[] = []
@@ -170,13 +172,27 @@ export class Binlog implements DurableStore {
     this.live = new Compactor(opts.fileSize)
 
     const r = replay(opts.dir, io)
+    for (const file of r.leftovers) {
+      this.log.warn({ file }, 'binlog: removing a new file whose creation a crash interrupted (it held only its header)')
+      io.unlinkSync(file)
+    }
     let lastIndex = 0
+    let runStarted = false
     for (const f of r.files) {
-      if (f.drop) {
-        this.log.warn({ file: f.path, bytes: f.originalSize }, 'binlog: removing a file whose creation a crash interrupted (no records)')
-        io.unlinkSync(f.path)
+      lastIndex = f.index
+      if (f.empty) {
+        this.log.warn(
+          { file: f.path, bytes: f.originalSize },
+          'binlog: skipping a file that holds no data (a crash while it was created); tsbeanstalkd cannot tell it wrote it, so it is left in place: remove it when convenient',
+        )
+        // Inside the run of our files it keeps the run contiguous; it is never removed (keep).
+        if (runStarted) {
+          this.live.fileWritten(f.index, f.size)
+          this.keep.add(f.index)
+        }
         continue
       }
+      runStarted = true
       if (f.cut !== null) {
         this.log.warn(
           { file: f.path, offset: f.cut.offset, bytes: f.cut.bytes, detail: f.cut.detail },
@@ -188,7 +204,6 @@ export class Binlog implements DurableStore {
         io.closeSync(fd)
       }
       this.live.fileWritten(f.index, f.size)
-      lastIndex = f.index
     }
 
     this.hwm = r.nextId
@@ -463,7 +478,7 @@ export class Binlog implements DurableStore {
   private removeFiles(): void {
     let removed = false
     for (let f; (f = this.live.removableHead(this.writer.syncedSeq, this.writer.currentIndex)) !== undefined; ) {
-      this.writer.remove(f.index)
+      if (!this.keep.delete(f.index)) this.writer.remove(f.index)
       this.live.dropHead()
       removed = true
     }

@@ -20,13 +20,17 @@
  *   is written to the file, and a file is fsynced in full before the writer
  *   leaves it (unless -F, whose files are flagged so replay expects torn
  *   tails in any of them).
+ * - A new file is written as `binlog.N.new` and only given its name
+ *   `binlog.N` (a hard link, which never replaces an existing file) once its
+ *   header is on disk: a `binlog.N` without our header was never ours, so
+ *   replay never mistakes another program's file for a torn one of ours.
  */
 import path from 'node:path'
 import type { Logger } from 'pino'
 import { BinlogFsyncError, BinlogFullError, BinlogIoError, isNoSpace } from './errors.js'
 import { writeAll, type BinlogFs } from '../io.js'
 import { FORMAT_VERSION, HEADER_SIZE, HeaderFlag, encodeHeader } from './record.js'
-import { fileName } from './replay.js'
+import { fileName, newFileName } from './replay.js'
 
 export interface WriterOptions {
   readonly dir: string
@@ -160,7 +164,8 @@ export class Writer {
   private createFile(index: number): number {
     const { io, fsyncNever } = this.opts
     const file = fileName(this.opts.dir, index)
-    const fd = io.openSync(file, 'wx', 0o600)
+    const tmp = newFileName(this.opts.dir, index)
+    const fd = io.openSync(tmp, 'wx', 0o600)
     try {
       const header = encodeHeader({
         version: FORMAT_VERSION,
@@ -169,20 +174,21 @@ export class Writer {
         flags: fsyncNever ? HeaderFlag.NO_FSYNC : 0,
       })
       writeAll(io, fd, [header], HEADER_SIZE, 0)
-      if (!fsyncNever) {
-        this.fsyncSync(fd, file)
-        this.fsyncSync(this.dirFd, this.opts.dir)
-      }
-      return fd
+      if (!fsyncNever) this.fsyncSync(fd, tmp)
+      io.linkSync(tmp, file)
     } catch (err) {
       io.closeSync(fd)
       try {
-        io.unlinkSync(file)
+        io.unlinkSync(tmp)
       } catch {
         // Never created.
       }
       throw err
     }
+    // From here the file is binlog.N (the fd is the same inode); the .new name goes.
+    io.unlinkSync(tmp)
+    if (!fsyncNever) this.fsyncSync(this.dirFd, this.opts.dir)
+    return fd
   }
 
   /** Moves to the next file; on a full disk stays in this one (it just grows past fileSize). */

@@ -15,6 +15,7 @@
  */
 import Database from 'better-sqlite3'
 import { StoreCorruptError, StoreFullError, StoreIoError, StoreLockedError, StoreVersionError, isBusy, isCorrupt, isFull } from '../errors.js'
+import type { StateName, StoredJob } from '../store.js'
 
 export type Db = Database.Database
 
@@ -26,7 +27,7 @@ export { MAX_JOB_SIZE_SQLITE as MAX_BODY } from '../store.js'
 
 /** State names as stored, indexed by the queue's JobState number (0 is never stored). */
 export const STATE_NAMES = ['', 'ready', 'reserved', 'buried', 'delayed'] as const
-export type StateName = 'ready' | 'reserved' | 'buried' | 'delayed'
+export type { StateName } from '../store.js'
 
 const DDL = `
 CREATE TABLE meta (
@@ -60,27 +61,7 @@ export const UPDATE_JOB =
 export const DELETE_JOB = 'DELETE FROM jobs WHERE id = ?'
 export const SET_NEXT_ID = "UPDATE meta SET value = ? WHERE key = 'next_id'"
 
-/** A job as the store (and a conversion) holds it: wall-clock times, its state as last recorded. */
-export interface StoredJob {
-  id: number
-  tube: string
-  state: StateName
-  pri: number
-  delayMs: number
-  ttrMs: number
-  createdAtWall: number
-  /** Delayed: the due time; otherwise 0. */
-  readyAtWall: number
-  /** Buried: bury order; otherwise 0. */
-  buryKey: number
-  reserves: number
-  timeouts: number
-  releases: number
-  buries: number
-  kicks: number
-  /** Including the trailing CRLF. */
-  body: Buffer
-}
+export type { StoredJob } from '../store.js'
 
 export interface OpenedDb {
   readonly db: Db

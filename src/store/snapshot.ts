@@ -1,0 +1,160 @@
+/**
+ * A whole store as one engine-neutral value (every job with all its fields,
+ * and the id high-water mark), read from or written to either engine's
+ * files. What convert, import-beanstalkd and export-beanstalkd move between
+ * formats. Readers never change what they read; writers create new files
+ * only (a writer's target directory is a fresh staging directory).
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import type { Logger } from 'pino'
+import { nodeFs, writeAll } from './io.js'
+import { FORMAT_VERSION, HEADER_SIZE, RecState, encodeFull, encodeHeader } from './binlog/record.js'
+import { fileName, replay } from './binlog/replay.js'
+import { StoreIoError } from './errors.js'
+import { metaValue, openDb, readJobs, writeJobs } from './sqlite/schema.js'
+import type { StoredJob } from './store.js'
+import { fsyncDir, fsyncFile } from './sync.js'
+
+/** Everything a store holds, engine-neutral. Jobs in id order. */
+export interface Snapshot {
+  readonly nextId: number
+  readonly jobs: StoredJob[]
+}
+
+const STATE_OF: Record<number, StoredJob['state']> = {
+  [RecState.READY]: 'ready',
+  [RecState.RESERVED]: 'reserved',
+  [RecState.BURIED]: 'buried',
+  [RecState.DELAYED]: 'delayed',
+}
+const REC_STATE = { ready: RecState.READY, reserved: RecState.RESERVED, buried: RecState.BURIED, delayed: RecState.DELAYED } as const
+
+// --- the binlog side -------------------------------------------------------------
+
+/** Reads a binlog directory without changing it (a torn tail is left out, as a start would cut it). */
+export function readBinlog(dir: string, log?: Logger): Snapshot {
+  const r = replay(dir, nodeFs)
+  for (const f of r.files) {
+    if (f.cut !== null) log?.warn({ file: f.path, offset: f.cut.offset, detail: f.cut.detail }, 'convert: leaving out a torn tail (never acknowledged)')
+  }
+  const jobs: StoredJob[] = [...r.jobs.values()].map((j) => {
+    const state = STATE_OF[j.state]!
+    return {
+      id: j.id,
+      tube: j.tube,
+      state,
+      pri: j.pri,
+      delayMs: j.delayMs,
+      ttrMs: j.ttrMs,
+      createdAtWall: j.createdAtWall,
+      readyAtWall: state === 'delayed' ? j.readyAtWall : 0,
+      buryKey: state === 'buried' ? j.buryKey : 0,
+      reserves: j.reserves,
+      timeouts: j.timeouts,
+      releases: j.releases,
+      buries: j.buries,
+      kicks: j.kicks,
+      body: j.body,
+    }
+  })
+  jobs.sort((a, b) => a.id - b.id)
+  return { nextId: r.nextId, jobs }
+}
+
+/** Writes `snap` as binlog.1, binlog.2, ... (a new file past `fileSize` bytes), each fsynced. */
+export function writeBinlog(dir: string, snap: Snapshot, fileSize: number): void {
+  let index = 0
+  let fd = -1
+  let pos = 0
+  const next = (): void => {
+    if (fd >= 0) {
+      fs.fsyncSync(fd)
+      fs.closeSync(fd)
+    }
+    index++
+    fd = fs.openSync(fileName(dir, index), 'wx', 0o600)
+    const header = encodeHeader({ version: FORMAT_VERSION, index, nextId: snap.nextId, flags: 0 })
+    writeAll(nodeFs, fd, [header], HEADER_SIZE, 0)
+    pos = HEADER_SIZE
+  }
+  next()
+  try {
+    for (const j of snap.jobs) {
+      const [head, body] = encodeFull(
+        {
+          id: j.id,
+          state: REC_STATE[j.state],
+          pri: j.pri,
+          reserves: j.reserves,
+          timeouts: j.timeouts,
+          releases: j.releases,
+          buries: j.buries,
+          kicks: j.kicks,
+          delayMs: j.delayMs,
+          ttrMs: j.ttrMs,
+          createdAtWall: j.createdAtWall,
+          readyAtWall: j.readyAtWall,
+          buryKey: j.buryKey,
+        },
+        j.tube,
+        j.body,
+      )
+      const n = head.length + body.length
+      if (pos > HEADER_SIZE && pos + n > fileSize) next()
+      writeAll(nodeFs, fd, [head, body], n, pos)
+      pos += n
+    }
+    fs.fsyncSync(fd)
+  } finally {
+    fs.closeSync(fd)
+  }
+  fsyncDir(dir)
+}
+
+// --- the SQLite side ----------------------------------------------------------------
+
+export function readSqlite(file: string): Snapshot {
+  const { db } = openDb(file, { timeoutMs: 2000, check: true })
+  try {
+    const jobs = readJobs(db, file)
+    const maxId = jobs.length === 0 ? 0 : jobs[jobs.length - 1]!.id
+    const nextId = Math.max(metaValue(db, 'next_id') ?? 1, maxId + 1)
+    // Leave one self-contained file behind: everything in the WAL goes into the database.
+    db.pragma('synchronous = FULL')
+    db.pragma('wal_checkpoint(TRUNCATE)')
+    return { nextId, jobs }
+  } finally {
+    db.close()
+  }
+}
+
+/** Creates `file` holding `snap`, fsynced, with no WAL left beside it. */
+export function writeSqlite(file: string, snap: Snapshot): void {
+  const { db, created } = openDb(file, { timeoutMs: 2000, check: false })
+  try {
+    if (!created) throw new StoreIoError(file, 'a conversion target must be a new file')
+    db.pragma('synchronous = FULL')
+    writeJobs(db, snap.jobs, snap.nextId)
+    db.pragma('wal_checkpoint(TRUNCATE)')
+  } finally {
+    db.close()
+  }
+  fsyncFile(file)
+  fsyncDir(path.dirname(file))
+}
+
+/** null when the two hold the same jobs, field for field, and the same next id; else what differs. */
+export function difference(a: Snapshot, b: Snapshot): string | null {
+  if (a.nextId !== b.nextId) return `next id ${a.nextId} vs ${b.nextId}`
+  if (a.jobs.length !== b.jobs.length) return `${a.jobs.length} jobs vs ${b.jobs.length}`
+  for (let i = 0; i < a.jobs.length; i++) {
+    const x = a.jobs[i]!
+    const y = b.jobs[i]!
+    for (const k of Object.keys(x) as (keyof StoredJob)[]) {
+      const same = k === 'body' ? x.body.equals(y.body) : x[k] === y[k]
+      if (!same) return `job ${x.id}: ${k}`
+    }
+  }
+  return null
+}
