@@ -9,6 +9,8 @@ import { pino, type Logger } from 'pino'
 import { toConfig, UsageError, type Config, type RawFlags } from './config.js'
 import { BeanstalkServer } from './server/server.js'
 import { convertDir } from './store/convert.js'
+import { exportDir } from './store/beanstalkd/export.js'
+import { importInto, logReport } from './store/beanstalkd/import.js'
 import { openStore } from './store/open.js'
 import { ENGINES, type DurableStore, type Engine } from './store/store.js'
 import { systemClock } from './util/clock.js'
@@ -30,6 +32,8 @@ const EXIT_BINLOG: Record<string, number> = {
   TSB_ERR_STORE_IO: 13,
   // DIR holds the other engine's data: a flag to fix, as a usage error is.
   TSB_ERR_STORE_MISMATCH: EXIT_USAGE,
+  // A file tsbeanstalkd did not write stands in DIR; nothing was changed.
+  TSB_ERR_STORE_FOREIGN: 14,
 }
 const EXIT_BINLOG_OTHER = 13
 
@@ -157,8 +161,96 @@ function convert(argv: string[]): void {
   }
 }
 
+/** A subcommand's own small parser: two directory arguments and -s / -z. */
+function subcommand(name: string, description: string, args: [string, string][], argv: string[]): { dirs: string[]; size: number; maxJobSize: number; store: Engine } {
+  const cmd = new Command(`tsbeanstalkd ${name}`)
+    .description(description)
+    .helpOption('-h, --help', 'show this help')
+    .option('-s, --binlog-size <BYTES>', 'size of each binlog file written (default is 10485760)')
+    .option('-z, --max-job-size <BYTES>', 'report bodies above this size (default is 65535)')
+    .addOption(new Option('--store <ENGINE>', 'import-beanstalkd: the engine to write (default is binlog)').choices(ENGINES))
+    .allowExcessArguments(false)
+    .exitOverride()
+    .configureOutput({ writeOut: (str) => process.stderr.write(str) })
+  for (const [a, d] of args) cmd.argument(a, d)
+  let raw: { binlogSize?: string; maxJobSize?: string; store?: Engine }
+  try {
+    cmd.parse(argv, { from: 'user' })
+    raw = cmd.opts()
+  } catch (err) {
+    if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : EXIT_USAGE)
+    throw err
+  }
+  try {
+    const c = toConfig(
+      {
+        binlogDir: cmd.args[1]!,
+        ...(raw.binlogSize === undefined ? {} : { binlogSize: raw.binlogSize }),
+        ...(raw.maxJobSize === undefined ? {} : { maxJobSize: raw.maxJobSize }),
+      },
+      () => undefined,
+    )
+    return { dirs: cmd.args, size: c.binlogSize, maxJobSize: c.maxJobSize, store: raw.store ?? 'binlog' }
+  } catch (err) {
+    process.stderr.write(`tsbeanstalkd: ${(err as Error).message}\n`)
+    process.exit(EXIT_USAGE)
+  }
+}
+
+/** `tsbeanstalkd import-beanstalkd SRC DIR`: src/store/beanstalkd/import.ts. Prints the report (JSON) on stdout. */
+function importBeanstalkd(argv: string[]): void {
+  const a = subcommand(
+    'import-beanstalkd',
+    "Reads a beanstalkd binlog directory (SRC, left unchanged) into a new tsbeanstalkd -b DIR, and reports what it imported and anything it could not read.",
+    [
+      ['<SRC>', "beanstalkd's -b directory (stopped)"],
+      ['<DIR>', 'the new tsbeanstalkd -b directory'],
+    ],
+    argv,
+  )
+  const log = makeLogger(0)
+  try {
+    const r = importInto(a.dirs[0]!, a.dirs[1]!, { engine: a.store, fileSize: a.size, maxJobSize: a.maxJobSize, log })
+    logReport(log, r.read)
+    const { jobs, ...rest } = r.read
+    const states: Record<string, number> = {}
+    for (const j of jobs) states[j.state] = (states[j.state] ?? 0) + 1
+    process.stdout.write(JSON.stringify({ imported: jobs.length, states, ...rest }, null, 2) + '\n')
+    log.info({ src: a.dirs[0], dir: a.dirs[1], jobs: jobs.length, nextId: rest.nextId }, `imported ${jobs.length} jobs`)
+  } catch (err) {
+    log.fatal({ err }, `import-beanstalkd failed: ${(err as Error).message}`)
+    process.exit(EXIT_BINLOG[(err as { code?: string }).code ?? ''] ?? EXIT_BINLOG_OTHER)
+  }
+}
+
+/** `tsbeanstalkd export-beanstalkd DIR OUT`: src/store/beanstalkd/export.ts. */
+function exportBeanstalkd(argv: string[]): void {
+  const a = subcommand(
+    'export-beanstalkd',
+    "Writes a stopped server's -b DIR (left unchanged) as a beanstalkd (1.10-1.13) binlog directory OUT, to go back to beanstalkd.",
+    [
+      ['<DIR>', 'the tsbeanstalkd -b directory (server stopped)'],
+      ['<OUT>', 'a new directory for beanstalkd -b'],
+    ],
+    argv,
+  )
+  const log = makeLogger(0)
+  try {
+    const r = exportDir(a.dirs[0]!, a.dirs[1]!, a.size)
+    const z = Math.max(65535, r.maxBodySize)
+    process.stdout.write(JSON.stringify({ ...r, start: `beanstalkd -b ${a.dirs[1]}${z > 65535 ? ` -z ${z}` : ''}` }, null, 2) + '\n')
+    if (z > 65535) log.warn({ maxBodySize: r.maxBodySize }, `start beanstalkd with -z ${z} or larger: it drops, at replay, jobs above its -z`)
+    log.info({ dir: a.dirs[0], out: a.dirs[1], ...r }, `exported ${r.jobs} jobs`)
+  } catch (err) {
+    log.fatal({ err }, `export-beanstalkd failed: ${(err as Error).message}`)
+    process.exit(EXIT_BINLOG[(err as { code?: string }).code ?? ''] ?? EXIT_BINLOG_OTHER)
+  }
+}
+
 export async function main(argv: string[]): Promise<void> {
   if (argv[2] === 'convert') return convert(argv.slice(3))
+  if (argv[2] === 'import-beanstalkd') return importBeanstalkd(argv.slice(3))
+  if (argv[2] === 'export-beanstalkd') return exportBeanstalkd(argv.slice(3))
   // Like the reference, help and errors go to stderr.
   const cmd = program()
     .exitOverride()

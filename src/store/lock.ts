@@ -51,8 +51,12 @@ export class DirLock {
    * (a beanstalkd holding DIR/lock included); ForeignFileError when DIR/lock
    * is a file tsbeanstalkd did not write (blocker.ts).
    */
-  static acquire(dir: string): DirLock {
-    ensureBlocker(dir)
+  static acquire(dir: string, opts: { readonly writeNothing?: boolean } = {}): DirLock {
+    // writeNothing: only keep other tsbeanstalkd processes out, changing nothing in DIR (the
+    // kernel lock only; export reads a directory it must leave untouched, and the import runs
+    // before DIR/lock is ours). Without the kernel lock there is nothing to take.
+    const quiet = opts.writeNothing === true
+    if (!quiet) ensureBlocker(dir)
     const lockFile = path.join(dir, HOLDER_FILE)
     if (process.platform === 'linux') {
       const st = fs.statSync(dir, { bigint: true })
@@ -74,6 +78,7 @@ export class DirLock {
       }
       server.unref()
       const lock = new DirLock(dir, server)
+      if (quiet) return lock
       try {
         fs.writeFileSync(lockFile, holderText())
       } catch (err) {
@@ -82,7 +87,7 @@ export class DirLock {
       }
       return lock
     }
-    acquirePidFile(dir, lockFile)
+    if (!quiet) acquirePidFile(dir, lockFile)
     return new DirLock(dir, null)
   }
 

@@ -1,9 +1,11 @@
 /**
  * Opens the engine chosen with --store on a `-b DIR`, after checking that
- * DIR does not hold the other engine's data (layout.ts). The one place that
- * knows both engines' option sets.
+ * DIR does not hold the other engine's data (layout.ts), and after importing
+ * a beanstalkd binlog found there. The one place that knows both engines'
+ * option sets.
  */
 import { Binlog } from './binlog/binlog.js'
+import { importAtStart } from './beanstalkd/import.js'
 import { checkLayout } from './layout.js'
 import { SqliteStore } from './sqlite/sqlite-store.js'
 import type { DurableStore, Engine, StoreOptions } from './store.js'
@@ -15,6 +17,8 @@ export interface OpenStoreOptions extends StoreOptions {
 }
 
 export function openStore(o: OpenStoreOptions): DurableStore {
+  // A beanstalkd binlog in DIR becomes this engine's store first (beanstalkd/import.ts).
+  importAtStart(o.dir, { engine: o.engine, fileSize: o.fileSize, maxJobSize: o.maxJobSize, log: o.log })
   checkLayout(o.dir, o.engine)
   const { engine, fileSize, ...common } = o
   return engine === 'sqlite' ? SqliteStore.open(common) : Binlog.open({ ...common, fileSize })

@@ -12,7 +12,8 @@ import { nodeFs, writeAll } from './io.js'
 import { FORMAT_VERSION, HEADER_SIZE, RecState, encodeFull, encodeHeader } from './binlog/record.js'
 import { fileName, replay } from './binlog/replay.js'
 import { StoreIoError } from './errors.js'
-import { metaValue, openDb, readJobs, writeJobs } from './sqlite/schema.js'
+import Database from 'better-sqlite3'
+import { metaValue, openDb, readJobs, storeError, writeJobs } from './sqlite/schema.js'
 import type { StoredJob } from './store.js'
 import { fsyncDir, fsyncFile } from './sync.js'
 
@@ -124,6 +125,23 @@ export function readSqlite(file: string): Snapshot {
     db.pragma('synchronous = FULL')
     db.pragma('wal_checkpoint(TRUNCATE)')
     return { nextId, jobs }
+  } finally {
+    db.close()
+  }
+}
+
+/** Reads a SQLite store without writing anything (a stopped server's file: no WAL to fold in). */
+export function readSqliteReadOnly(file: string): Snapshot {
+  let db: InstanceType<typeof Database>
+  try {
+    db = new Database(file, { readonly: true, fileMustExist: true })
+  } catch (err) {
+    throw storeError(file, err, 'cannot open the SQLite store read-only')
+  }
+  try {
+    const jobs = readJobs(db, file)
+    const maxId = jobs.length === 0 ? 0 : jobs[jobs.length - 1]!.id
+    return { nextId: Math.max(metaValue(db, 'next_id') ?? 1, maxId + 1), jobs }
   } finally {
     db.close()
   }
