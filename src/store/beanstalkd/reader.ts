@@ -191,17 +191,17 @@ export function readReferenceDir(dir: string, maxJobSize = 65535): ReadResult {
     const size = fs.fstatSync(fd).size
     const c = new Cursor(fd, size)
     let records = 0
-    const stop = (offset: number, detail: string): FileReport => {
-      const { count } = c.nonZero(offset)
-      return { file, version, bytes: size, records, stopped: { offset, detail, unreadBytes: count } }
+    const stop = (offset: number, detail: string, unread = c.nonZero(offset).count): FileReport => {
+      return { file, version, bytes: size, records, stopped: { offset, detail, unreadBytes: unread } }
     }
     let version: number | null = null
     if (size === 0) return { file, version, bytes: size, records, stopped: null }
     if (size < 4) return stop(0, `${size} bytes, shorter than the 4-byte version`)
     version = c.at(0, 4).readInt32LE(0)
     if (version !== WALVER && version !== WALVER5) {
-      if (c.nonZero(0).first < 0) return { file, version, bytes: size, records, stopped: null } // all zeros: nothing in it
-      return stop(0, `unknown binlog format version ${version} (this reads 7 and 5; the reference skips such a file too)`)
+      const nz = c.nonZero(0)
+      if (nz.first < 0) return { file, version, bytes: size, records, stopped: null } // all zeros: nothing in it
+      return stop(0, `unknown binlog format version ${version} (this reads 7 and 5; the reference skips such a file too)`, nz.count)
     }
     const v5 = version === WALVER5
     const lenSize = v5 ? 8 : 4
@@ -224,7 +224,7 @@ export function readReferenceDir(dir: string, maxJobSize = 65535): ReadResult {
         // The reference reads a record with id 0 as the zero tail and stops here; whatever follows is unread.
         const nz = c.nonZero(off)
         if (nz.first < 0) break
-        return stop(off, `a record with job id 0 (how the zero tail starts), yet ${nz.count} bytes after it are not zeros`)
+        return stop(off, `a record with job id 0 (how the zero tail starts), yet ${nz.count} bytes after it are not zeros`, nz.count)
       }
       if (id > MAX_SAFE_ID) return stop(off, `job id ${id} is above 2^53`)
       if (namelen > 0 && !validTubeName(tube)) return stop(off, `tube name ${JSON.stringify(tube)} is not a valid tube name`)
