@@ -61,14 +61,14 @@ export function refuseIfReferenceRuns(dir: string): void {
   }
 }
 
-/** Makes DIR/lock the blocking directory (see the header). */
-export function ensureBlocker(dir: string): void {
+/** Makes DIR/lock the blocking directory (see the header); true when this call created it. */
+export function ensureBlocker(dir: string): boolean {
   const file = path.join(dir, BLOCKER)
   refuseIfReferenceRuns(dir)
   const state = blockerState(dir)
   switch (state) {
     case 'ours':
-      return
+      return false
     case 'legacy':
       try {
         fs.unlinkSync(file)
@@ -89,10 +89,12 @@ export function ensureBlocker(dir: string): void {
   }
   try {
     fs.mkdirSync(file, { mode: 0o700 })
+    return true
   } catch (err) {
     // Another starter made it meanwhile.
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || blockerState(dir) !== 'ours') {
       throw new BinlogIoError(file, 'cannot create the lock directory', { cause: err })
     }
+    return false
   }
 }

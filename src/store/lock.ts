@@ -39,6 +39,8 @@ export class DirLock {
   private server: net.Server | null
   private readonly file: string
   private released = false
+  /** This acquire made DIR/lock (it did not exist). */
+  private createdBlocker = false
 
   private constructor(dir: string, server: net.Server | null) {
     this.dir = dir
@@ -56,7 +58,7 @@ export class DirLock {
     // kernel lock only; export reads a directory it must leave untouched, and the import runs
     // before DIR/lock is ours). Without the kernel lock there is nothing to take.
     const quiet = opts.writeNothing === true
-    if (!quiet) ensureBlocker(dir)
+    const created = !quiet && ensureBlocker(dir)
     const lockFile = path.join(dir, HOLDER_FILE)
     if (process.platform === 'linux') {
       const st = fs.statSync(dir, { bigint: true })
@@ -78,6 +80,7 @@ export class DirLock {
       }
       server.unref()
       const lock = new DirLock(dir, server)
+      lock.createdBlocker = created
       if (quiet) return lock
       try {
         fs.writeFileSync(lockFile, holderText())
@@ -88,14 +91,21 @@ export class DirLock {
       return lock
     }
     if (!quiet) acquirePidFile(dir, lockFile)
-    return new DirLock(dir, null)
+    const lock = new DirLock(dir, null)
+    lock.createdBlocker = created
+    return lock
   }
 
-  release(): void {
+  /**
+   * `failedOpen`: the store did not open (a foreign file, damage): a lock
+   * directory this acquire created goes too, so DIR is left as it was.
+   */
+  release(opts: { readonly failedOpen?: boolean } = {}): void {
     if (this.released) return
     this.released = true
     try {
       if (readHolder(this.file) === process.pid) fs.unlinkSync(this.file)
+      if (opts.failedOpen === true && this.createdBlocker) fs.rmdirSync(path.dirname(this.file))
     } catch {
       // Informational file only; the lock itself is the socket below.
     }

@@ -64,6 +64,12 @@ export class SpaceReserve {
     }
   }
 
+  /** Before anything in DIR changes at start: ForeignFileError unless an existing reserve is all zeros. */
+  static check(file: string, io: BinlogFs): void {
+    const size = io.sizeOf(file)
+    if (size > 0) new SpaceReserve(file, 0, io, false).checkOurs(size)
+  }
+
   /** ForeignFileError unless the existing file is all zeros. */
   private checkOurs(size: number): void {
     const fd = this.io.openSync(this.path, 'r')

@@ -155,9 +155,10 @@ export class Binlog implements DurableStore {
     io.mkdirSync(opts.dir)
     const lock = DirLock.acquire(opts.dir)
     try {
+      SpaceReserve.check(reservePath(opts.dir), io) // before anything in DIR changes
       return new Binlog(opts, io, lock)
     } catch (err) {
-      lock.release()
+      lock.release({ failedOpen: true })
       throw err
     }
   }

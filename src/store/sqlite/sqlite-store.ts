@@ -172,9 +172,10 @@ export class SqliteStore implements DurableStore {
     fs.mkdirSync(opts.dir, { recursive: true })
     const lock = DirLock.acquire(opts.dir)
     try {
+      SpaceReserve.check(path.join(opts.dir, 'reserve'), nodeFs) // before anything in DIR changes
       return new SqliteStore(opts, lock)
     } catch (err) {
-      lock.release()
+      lock.release({ failedOpen: true })
       throw err
     }
   }
