@@ -10,7 +10,7 @@ import { toConfig, UsageError, type Config, type RawFlags } from './config.js'
 import { BeanstalkServer } from './server/server.js'
 import { convertDir } from './store/convert.js'
 import { exportDir } from './store/beanstalkd/export.js'
-import { importInto, logReport } from './store/beanstalkd/import.js'
+import { importInto, importSummary, logReport } from './store/beanstalkd/import.js'
 import { openStore } from './store/open.js'
 import { ENGINES, type DurableStore, type Engine } from './store/store.js'
 import { systemClock } from './util/clock.js'
@@ -208,19 +208,14 @@ function importBeanstalkd(argv: string[]): void {
     ],
     argv,
   )
-  const log = makeLogger(0)
-  try {
+  storeCommand('import-beanstalkd', (log) => {
     const r = importInto(a.dirs[0]!, a.dirs[1]!, { engine: a.store, fileSize: a.size, maxJobSize: a.maxJobSize, log })
     logReport(log, r.read)
     const { jobs, ...rest } = r.read
-    const states: Record<string, number> = {}
-    for (const j of jobs) states[j.state] = (states[j.state] ?? 0) + 1
-    process.stdout.write(JSON.stringify({ imported: jobs.length, states, ...rest }, null, 2) + '\n')
-    log.info({ src: a.dirs[0], dir: a.dirs[1], jobs: jobs.length, nextId: rest.nextId }, `imported ${jobs.length} jobs`)
-  } catch (err) {
-    log.fatal({ err }, `import-beanstalkd failed: ${(err as Error).message}`)
-    process.exit(EXIT_BINLOG[(err as { code?: string }).code ?? ''] ?? EXIT_BINLOG_OTHER)
-  }
+    const summary = importSummary(r.read)
+    process.stdout.write(JSON.stringify({ summary, ...rest }, null, 2) + '\n')
+    log.info({ src: a.dirs[0], dir: a.dirs[1], ...summary }, `imported ${jobs.length} jobs`)
+  })
 }
 
 /** `tsbeanstalkd export-beanstalkd DIR OUT`: src/store/beanstalkd/export.ts. */
@@ -234,15 +229,22 @@ function exportBeanstalkd(argv: string[]): void {
     ],
     argv,
   )
-  const log = makeLogger(0)
-  try {
+  storeCommand('export-beanstalkd', (log) => {
     const r = exportDir(a.dirs[0]!, a.dirs[1]!, a.size)
     const z = Math.max(65535, r.maxBodySize)
     process.stdout.write(JSON.stringify({ ...r, start: `beanstalkd -b ${a.dirs[1]}${z > 65535 ? ` -z ${z}` : ''}` }, null, 2) + '\n')
     if (z > 65535) log.warn({ maxBodySize: r.maxBodySize }, `start beanstalkd with -z ${z} or larger: it drops, at replay, jobs above its -z`)
     log.info({ dir: a.dirs[0], out: a.dirs[1], ...r }, `exported ${r.jobs} jobs`)
+  })
+}
+
+/** Runs a store subcommand; a failure is logged and exits with its store exit code. */
+function storeCommand(name: string, run: (log: Logger) => void): void {
+  const log = makeLogger(0)
+  try {
+    run(log)
   } catch (err) {
-    log.fatal({ err }, `export-beanstalkd failed: ${(err as Error).message}`)
+    log.fatal({ err }, `${name} failed: ${(err as Error).message}`)
     process.exit(EXIT_BINLOG[(err as { code?: string }).code ?? ''] ?? EXIT_BINLOG_OTHER)
   }
 }

@@ -17,7 +17,7 @@ import path from 'node:path'
 import type { Logger } from 'pino'
 import { DirLock } from './lock.js'
 import { StoreMismatchError } from './errors.js'
-import { CONVERT_DIR, SQLITE_FILE, holds, layoutOf } from './layout.js'
+import { CONVERT_DIR, SQLITE_FILE, holds, isStoreFileName, layoutOf } from './layout.js'
 import { difference, readBinlog, readSqlite, writeBinlog, writeSqlite } from './snapshot.js'
 import { commit, discard, finish, readPlan, type Plan } from './staging.js'
 import type { Engine } from './store.js'
@@ -57,7 +57,7 @@ export function convertDir(dir: string, from: Engine, to: Engine, fileSize: numb
       return done(dir, m)
     }
     // An attempt that died before completing: start over.
-    discard(tmp, (name) => /^binlog\.[1-9]\d*$/.test(name) || name.startsWith(SQLITE_FILE))
+    discard(tmp, isStoreFileName)
 
     const l = layoutOf(dir)
     if (holds(l, to)) throw new StoreMismatchError(dir, `already holds a ${to} store; nothing to convert`)

@@ -38,6 +38,9 @@ export function layoutOf(dir: string): Layout {
   }
 }
 
+/** A file either engine writes into a staging directory (convert, import): what an unfinished attempt may leave. */
+export const isStoreFileName = (name: string): boolean => BINLOG_FILE.test(name) || name.startsWith(SQLITE_FILE)
+
 /** True when DIR holds data of this engine (a SQLite -wal or -shm alone does not count). */
 export function holds(l: Layout, engine: Engine): boolean {
   return engine === 'binlog' ? l.binlog.length > 0 : l.sqlite.includes(SQLITE_FILE)

@@ -10,7 +10,7 @@
  * stale behind. This is the one use of `node:net` outside server/: it is a
  * mutex, not networking.
  *
- * Elsewhere (no abstract namespace), DIR/lock is created exclusively and
+ * Elsewhere (no abstract namespace), DIR/lock/holder is created exclusively and
  * holds the owner's pid; a lock whose pid is gone is stale and is replaced
  * (rename it aside, check that what moved is still the stale content, retry
  * the exclusive create). Weaker than the kernel lock: a reused pid looks

@@ -11,15 +11,17 @@
  * - `present` is true only when the whole file is written (and fsynced unless
  *   -F), so its blocks are really allocated.
  * - A failed attempt leaves no partial file behind.
- * - An existing DIR/reserve is rewritten (or kept) only when it holds nothing
- *   but zeros, which is all the reserve ever holds: anything else is a file
- *   tsbeanstalkd did not write, and the start stops (ForeignFileError).
+ * - An existing DIR/reserve is rewritten, kept or deleted only when it holds
+ *   nothing but zeros, which is all the reserve ever holds: `check()` runs
+ *   before a store opens, and anything else is a file tsbeanstalkd did not
+ *   write: the start stops (ForeignFileError).
  */
 import path from 'node:path'
 import { BinlogIoError, ForeignFileError, isNoSpace } from './errors.js'
 import type { BinlogFs } from './io.js'
 
 const CHUNK = 1 << 20
+const ZEROS = Buffer.alloc(CHUNK)
 
 export class SpaceReserve {
   readonly path: string
@@ -38,8 +40,8 @@ export class SpaceReserve {
   /** Makes sure the reserve exists; false if the disk has no room for it. */
   ensure(): boolean {
     if (this.present) return true
+    // An existing file was proven ours (all zeros) by check() at open; after release() there is none.
     const size = this.io.sizeOf(this.path)
-    if (size >= 0) this.checkOurs(size)
     if (this.bytes === 0 || size === this.bytes) return (this.present = true)
     const zeros = Buffer.alloc(Math.min(CHUNK, this.bytes))
     let fd = -1
@@ -78,6 +80,10 @@ export class SpaceReserve {
       for (let at = 0; at < size; ) {
         const n = this.io.readSync(fd, chunk, 0, Math.min(chunk.length, size - at), at)
         if (n <= 0) break
+        if (chunk.subarray(0, n).equals(ZEROS.subarray(0, n))) {
+          at += n
+          continue
+        }
         for (let i = 0; i < n; i++) {
           if (chunk[i] !== 0) {
             throw new ForeignFileError(

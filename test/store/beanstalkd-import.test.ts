@@ -158,6 +158,17 @@ describe('importing a beanstalkd binlog at start', () => {
     expect(hashes(dir)).toEqual(before)
   })
 
+  it('an empty lock file beside a store of ours is not an import: the lock check names it', () => {
+    const dir = tmpDir()
+    open(dir).close()
+    opened.pop()
+    fs.rmSync(path.join(dir, 'lock'), { recursive: true })
+    fs.writeFileSync(path.join(dir, 'lock'), '')
+    const before = hashes(dir)
+    expect(() => open(dir)).toThrow(expect.objectContaining({ code: 'TSB_ERR_STORE_FOREIGN', message: expect.stringMatching(/lock: a regular file where tsbeanstalkd keeps its lock directory/) }))
+    expect(hashes(dir)).toEqual(before)
+  })
+
   it('a staging directory holding a file tsbeanstalkd does not write there is refused', () => {
     const { dir } = referenceDir()
     fs.mkdirSync(path.join(dir, IMPORT_STAGING))

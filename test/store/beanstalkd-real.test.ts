@@ -309,7 +309,7 @@ describe.skipIf(!HAVE_REF)('with the real beanstalkd', () => {
     const into = path.join(tmpDir(), 'into')
     const imp = spawnCli(['import-beanstalkd', refDir, into])
     expect((await imp.exited(30_000)).code).toBe(0)
-    expect(JSON.parse(imp.stdout)).toMatchObject({ imported: 1, states: { ready: 1 } })
+    expect(JSON.parse(imp.stdout)).toMatchObject({ summary: { jobs: 1, ready: 1 }, files: [{ version: 7, stopped: null }] })
     expect(hashTree(refDir)).toEqual(theirs)
     const started = await startOurs(into)
     const sc = await RawClient.connect(started.port)

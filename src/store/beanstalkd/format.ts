@@ -61,42 +61,23 @@ function toMs(v: bigint, perMs: bigint): number {
   return Number(v / perMs)
 }
 
-/** Decodes a v7 job record from `b` at `off` (80 bytes must be there). The id is returned as bigint too. */
-export function decodeJobrec(b: Buffer, off: number): { rec: RefJobRec; id: bigint } {
+/**
+ * Decodes a job record from `b` at `off`: v7 (80 bytes, signed nanoseconds)
+ * or v5 (77 bytes, unsigned microseconds). The id is returned as bigint too.
+ */
+export function decodeJobrec(b: Buffer, off: number, v5 = false): { rec: RefJobRec; id: bigint } {
   const id = b.readBigUInt64LE(off)
+  const time = (at: number): number => (v5 ? toMs(b.readBigUInt64LE(off + at), US_PER_MS) : toMs(b.readBigInt64LE(off + at), NS_PER_MS))
   return {
     id,
     rec: {
       id: Number(id),
       pri: b.readUInt32LE(off + 8),
-      delayMs: toMs(b.readBigInt64LE(off + 16), NS_PER_MS),
-      ttrMs: toMs(b.readBigInt64LE(off + 24), NS_PER_MS),
+      delayMs: time(16),
+      ttrMs: time(24),
       bodySize: b.readInt32LE(off + 32),
-      createdAtWall: toMs(b.readBigInt64LE(off + 40), NS_PER_MS),
-      deadlineWall: toMs(b.readBigInt64LE(off + 48), NS_PER_MS),
-      reserves: b.readUInt32LE(off + 56),
-      timeouts: b.readUInt32LE(off + 60),
-      releases: b.readUInt32LE(off + 64),
-      buries: b.readUInt32LE(off + 68),
-      kicks: b.readUInt32LE(off + 72),
-      state: b[off + 76]!,
-    },
-  }
-}
-
-/** Decodes a v5 job record (77 bytes; times in microseconds, unsigned). */
-export function decodeJobrec5(b: Buffer, off: number): { rec: RefJobRec; id: bigint } {
-  const id = b.readBigUInt64LE(off)
-  return {
-    id,
-    rec: {
-      id: Number(id),
-      pri: b.readUInt32LE(off + 8),
-      delayMs: toMs(b.readBigUInt64LE(off + 16), US_PER_MS),
-      ttrMs: toMs(b.readBigUInt64LE(off + 24), US_PER_MS),
-      bodySize: b.readInt32LE(off + 32),
-      createdAtWall: toMs(b.readBigUInt64LE(off + 40), US_PER_MS),
-      deadlineWall: toMs(b.readBigUInt64LE(off + 48), US_PER_MS),
+      createdAtWall: time(40),
+      deadlineWall: time(48),
       reserves: b.readUInt32LE(off + 56),
       timeouts: b.readUInt32LE(off + 60),
       releases: b.readUInt32LE(off + 64),

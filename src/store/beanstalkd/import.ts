@@ -26,7 +26,7 @@ import type { Logger } from 'pino'
 import { BLOCKER, blockerState, refuseIfReferenceRuns } from '../blocker.js'
 import { MAGIC } from '../binlog/record.js'
 import { ForeignFileError, StoreMismatchError } from '../errors.js'
-import { SQLITE_FILE, holds, layoutOf } from '../layout.js'
+import { SQLITE_FILE, holds, isStoreFileName, layoutOf } from '../layout.js'
 import { DirLock } from '../lock.js'
 import { difference, readBinlog, readSqlite, writeBinlog, writeSqlite, type Snapshot } from '../snapshot.js'
 import { commit, discard, finish, readPlan, type Plan } from '../staging.js'
@@ -104,8 +104,6 @@ function stage(dir: string, read: ReadResult, o: ImportOptions): string {
   return staging
 }
 
-const ourStagingFile = (name: string): boolean => /^binlog\.[1-9]\d*$/.test(name) || name.startsWith(SQLITE_FILE)
-
 /** Finishes an import a crash interrupted after its new files were complete; removes an unfinished one. */
 function recover(dir: string, log: Logger): ImportPlan | null {
   const staging = path.join(dir, IMPORT_STAGING)
@@ -117,7 +115,7 @@ function recover(dir: string, log: Logger): ImportPlan | null {
   }
   if (fs.existsSync(staging)) {
     log.warn({ dir }, 'import: removing an unfinished import (interrupted before its new files were complete); importing again')
-    discard(staging, ourStagingFile)
+    discard(staging, isStoreFileName)
   }
   return null
 }
@@ -137,7 +135,8 @@ export function logReport(log: Logger, r: ReadResult): void {
   if (r.oversized > 0) log.warn({ jobs: r.oversized }, 'import: jobs larger than the current -z were kept (the reference would drop them)')
 }
 
-function summary(r: ReadResult): Record<string, number> {
+/** Jobs, next id, files, and jobs per state. */
+export function importSummary(r: ReadResult): Record<string, number> {
   const by: Record<string, number> = { jobs: r.jobs.length, nextId: r.nextId, files: r.files.length }
   for (const j of r.jobs) by[j.state] = (by[j.state] ?? 0) + 1
   return by
@@ -161,6 +160,8 @@ export function importAtStart(dir: string, o: ImportOptions): ImportResult | nul
     if (names === null) return null
     const l = layoutOf(dir)
     const ours = l.binlog.filter((n) => !names.includes(n))
+    // Only a lock file beside a store of ours: not an import; the lock directory check names it (blocker.ts).
+    if (names.length === 1 && names[0] === BLOCKER && (ours.length > 0 || holds(l, 'sqlite'))) return null
     if (ours.length > 0 || holds(l, 'sqlite')) {
       throw new ForeignFileError(
         path.join(dir, names[0]!),
@@ -178,7 +179,7 @@ export function importAtStart(dir: string, o: ImportOptions): ImportResult | nul
     finish(dir, staging, plan)
     const backup = path.join(dir, plan.backup)
     writeReport(backup, read)
-    o.log.info({ dir, backup, ...summary(read) }, `import: imported ${read.jobs.length} jobs; beanstalkd's files are kept unchanged in ${backup}`)
+    o.log.info({ dir, backup, ...importSummary(read) }, `import: imported ${read.jobs.length} jobs; beanstalkd's files are kept unchanged in ${backup}`)
     return { read, backup }
   } finally {
     lock.release()
@@ -215,7 +216,7 @@ function referenceFileNumbersOrNone(src: string): boolean {
 function writeReport(backup: string, r: ReadResult): void {
   try {
     const { jobs: _jobs, ...rest } = r
-    fs.writeFileSync(path.join(backup, REPORT_FILE), JSON.stringify({ ...rest, summary: summary(r) }, null, 2) + '\n')
+    fs.writeFileSync(path.join(backup, REPORT_FILE), JSON.stringify({ ...rest, summary: importSummary(r) }, null, 2) + '\n')
   } catch {
     // The import itself is complete and logged.
   }

@@ -46,7 +46,6 @@ import {
   WALVER,
   WALVER5,
   decodeJobrec,
-  decodeJobrec5,
   validTubeName,
   type RefJobRec,
 } from './format.js'
@@ -219,7 +218,7 @@ export function readReferenceDir(dir: string, maxJobSize = 65535): ReadResult {
       if (left < lenSize + namelen + recSize) return stop(off, `a record of ${lenSize + namelen + recSize} bytes runs past the end of the file`)
       const tube = namelen === 0 ? '' : c.at(off + lenSize, namelen).toString('latin1')
       const recAt = off + lenSize + namelen
-      const { rec, id } = v5 ? decodeJobrec5(c.at(recAt, recSize), 0) : decodeJobrec(c.at(recAt, recSize), 0)
+      const { rec, id } = decodeJobrec(c.at(recAt, recSize), 0, v5)
       if (id === 0n) {
         // The reference reads a record with id 0 as the zero tail and stops here; whatever follows is unread.
         const nz = c.nonZero(off)
@@ -289,7 +288,8 @@ function badFields(r: RefJobRec): string | null {
   return null
 }
 
-function newJob(r: RefJobRec, tube: string, body: Buffer): StoredJob {
+/** A job as a full record describes it. */
+export function newJob(r: RefJobRec, tube: string, body: Buffer): StoredJob {
   const job: StoredJob = {
     id: r.id,
     tube,

@@ -31,6 +31,7 @@ import type { Snapshot } from '../snapshot.js'
 import type { StoredJob } from '../store.js'
 import { fsyncDir } from '../sync.js'
 import { RefState, WALVER, encodeJobrec, type RefJobRec } from './format.js'
+import { newJob } from './reader.js'
 
 /** The reference's default -z; a body_size above it needs a larger -z on the beanstalkd that reads the export. */
 export const REF_DEFAULT_MAX_JOB_SIZE = 65535
@@ -41,6 +42,23 @@ export interface ExportResult {
   readonly nextId: number
   /** Largest body_size written (CRLF included): start beanstalkd with at least this -z. */
   readonly maxBodySize: number
+}
+
+/** The fields of the high-water-mark job (a 2-byte body, TTR 1 s, in tube default). */
+const BLANK: RefJobRec = {
+  id: 0,
+  pri: 0,
+  delayMs: 0,
+  ttrMs: 1000,
+  bodySize: 2,
+  createdAtWall: 0,
+  deadlineWall: 0,
+  reserves: 0,
+  timeouts: 0,
+  releases: 0,
+  buries: 0,
+  kicks: 0,
+  state: RefState.READY,
 }
 
 const STATE = { ready: RefState.READY, reserved: RefState.READY, buried: RefState.BURIED, delayed: RefState.DELAYED } as const
@@ -116,7 +134,7 @@ export function writeReferenceDir(out: string, snap: Snapshot, fileSize: number)
   if (snap.nextId - 1 > maxLive) {
     // The high-water mark: a job created and deleted at replay (see the header).
     if (fd < 0 || big) open()
-    const mark: StoredJob = { ...emptyJob, id: snap.nextId - 1, createdAtWall: Date.now() }
+    const mark = newJob({ ...BLANK, id: snap.nextId - 1, createdAtWall: Date.now() }, 'default', Buffer.from('\r\n'))
     write(fullRecord(mark, RefState.READY))
     const del = Buffer.alloc(4)
     write([del, encodeJobrec(record(mark, RefState.INVALID))])
@@ -125,22 +143,4 @@ export function writeReferenceDir(out: string, snap: Snapshot, fileSize: number)
   close()
   fsyncDir(out)
   return { files: index, jobs: snap.jobs.length, nextId: snap.nextId, maxBodySize }
-}
-
-const emptyJob: StoredJob = {
-  id: 0,
-  tube: 'default',
-  state: 'ready',
-  pri: 0,
-  delayMs: 0,
-  ttrMs: 1000,
-  createdAtWall: 0,
-  readyAtWall: 0,
-  buryKey: 0,
-  reserves: 0,
-  timeouts: 0,
-  releases: 0,
-  buries: 0,
-  kicks: 0,
-  body: Buffer.from('\r\n'),
 }
