@@ -213,3 +213,36 @@ describe('reading a beanstalkd binlog directory', () => {
     }
   })
 })
+
+describe('writing a beanstalkd binlog directory (export)', () => {
+  it('version 7 files of mode 0400, no lock file; jobs by id then buried in bury order; big bodies alone; reads back the same', async () => {
+    const { writeReferenceDir } = await import('../../src/store/beanstalkd/writer.js')
+    const job = (id: number, state: 'ready' | 'reserved' | 'buried' | 'delayed', buryKey = 0, body = `b${id}\r\n`) => ({
+      id, tube: `t${id % 2}`, state, pri: id, delayMs: state === 'delayed' ? 60_000 : 0, ttrMs: 30_000, createdAtWall: NOW + id,
+      readyAtWall: state === 'delayed' ? NOW + 90_000 : 0, buryKey, reserves: 1, timeouts: 2, releases: 3, buries: state === 'buried' ? 1 : 0, kicks: 4,
+      body: Buffer.from(body, 'latin1'),
+    })
+    const big = `${'x'.repeat(70_000)}\r\n`
+    const jobs = [job(1, 'buried', 9), job(2, 'reserved'), job(3, 'delayed'), job(4, 'buried', 3), job(5, 'ready', 0, big), job(6, 'ready')]
+    const out = path.join(tmpDir(), 'out')
+    const res = writeReferenceDir(out, { nextId: 10, jobs }, 1 << 20)
+    expect(res).toMatchObject({ jobs: 6, nextId: 10, maxBodySize: big.length })
+    const names = fs.readdirSync(out).sort()
+    expect(names).toEqual(['binlog.1', 'binlog.2', 'binlog.3'])
+    for (const n of names) {
+      expect(fs.statSync(path.join(out, n)).mode & 0o777).toBe(0o400)
+      expect(fs.readFileSync(path.join(out, n)).readInt32LE(0)).toBe(7)
+    }
+    const r = readReferenceDir(out, 1 << 20)
+    expect(r.files.map((f) => f.stopped)).toEqual([null, null, null])
+    expect(r.nextId).toBe(10) // the high-water-mark job, created and deleted
+    expect(r.jobs.map((j) => [j.id, j.state])).toEqual([[1, 'buried'], [2, 'ready'], [3, 'delayed'], [4, 'buried'], [5, 'ready'], [6, 'ready']])
+    // Bury order: 4 (key 3) before 1 (key 9).
+    expect(r.jobs.find((j) => j.id === 4)!.buryKey).toBeLessThan(r.jobs.find((j) => j.id === 1)!.buryKey)
+    for (const j of r.jobs) {
+      const w = jobs.find((x) => x.id === j.id)!
+      expect({ ...j, state: 0, buryKey: 0 }).toEqual({ ...w, state: 0, buryKey: 0 })
+    }
+    expect(() => writeReferenceDir(out, { nextId: 1, jobs: [] }, 1 << 20)).toThrow(/not empty/)
+  })
+})
