@@ -2,8 +2,9 @@
  * A whole store as one engine-neutral value (every job with all its fields,
  * and the id high-water mark), read from or written to either engine's
  * files. What convert, import-beanstalkd and export-beanstalkd move between
- * formats. Readers never change what they read; writers create new files
- * only (a writer's target directory is a fresh staging directory).
+ * formats. readBinlog and readSqliteReadOnly never change what they read
+ * (readSqlite, for convert, folds the WAL into the database); writers create
+ * new files only (a writer's target is a fresh staging directory).
  */
 import fs from 'node:fs'
 import path from 'node:path'

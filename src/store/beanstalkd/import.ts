@@ -68,7 +68,7 @@ export function referenceFiles(dir: string): string[] | null {
   const ref: string[] = []
   let version = false
   for (const name of names) {
-    if (!REF_FILE_NAME.test(name)) continue
+    if (!REF_FILE_NAME.test(name) || fs.lstatSync(path.join(dir, name), { throwIfNoEntry: false })?.isFile() !== true) continue
     const head = firstBytes(path.join(dir, name), MAGIC.length)
     if (head.length === MAGIC.length && head.equals(MAGIC)) continue // ours
     if (head.length >= 4 && [WALVER, WALVER5].includes(head.readInt32LE(0))) version = true

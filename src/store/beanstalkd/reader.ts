@@ -83,7 +83,8 @@ export function referenceFileNumbers(dir: string): number[] {
   const out: number[] = []
   for (const name of fs.readdirSync(dir)) {
     const m = REF_FILE_NAME.exec(name)
-    if (m !== null) out.push(Number(m[1]))
+    // Only regular files (the reference's open would fail on anything else, and skip it).
+    if (m !== null && fs.lstatSync(path.join(dir, name)).isFile()) out.push(Number(m[1]))
   }
   return out.sort((a, b) => a - b)
 }
