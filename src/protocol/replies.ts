@@ -7,7 +7,7 @@
  * reserve, and a template string is the clearest statement of the layout.
  */
 import { STATE_NAMES, type Job, JobState } from '../queue/job.js'
-import type { Registry } from '../queue/registry.js'
+import { secs, secsLeft, type QueueTotals, type TubeFigures } from '../queue/snapshot.js'
 import type { Tube } from '../queue/tube.js'
 import { Op } from './commands.js'
 
@@ -15,16 +15,6 @@ import { Op } from './commands.js'
 export function okYaml(yaml: string): string {
   return `OK ${Buffer.byteLength(yaml, 'latin1')}\r\n${yaml}\r\n`
 }
-
-/** Whole seconds between two monotonic ms values, truncated toward zero like C. */
-const secs = (ms: number): number => Math.trunc(ms / 1000) || 0
-/**
- * Whole seconds until `at`, as the reference divides nanoseconds: its clock
- * has always moved on since it set the deadline, so right after a reserve
- * with ttr 2 it says 1. The clock here counts whole milliseconds and can read
- * the same value twice, which would say 2: count from just after `now`.
- */
-const secsLeft = (at: number, now: number): number => secs(at - now - 1)
 
 export function statsJob(j: Job, now: number, file: number): string {
   const timed = j.state === JobState.RESERVED || j.state === JobState.DELAYED
@@ -36,14 +26,13 @@ export function statsJob(j: Job, now: number, file: number): string {
   )
 }
 
-export function statsTube(t: Tube, now: number, waiting: number): string {
+export function statsTube(t: TubeFigures): string {
   return okYaml(
-    `---\nname: ${t.name}\ncurrent-jobs-urgent: ${t.urgentCount}\ncurrent-jobs-ready: ${t.ready.size}\n` +
-      `current-jobs-reserved: ${t.reservedCount}\ncurrent-jobs-delayed: ${t.delayed.size}\n` +
-      `current-jobs-buried: ${t.buried.size}\ntotal-jobs: ${t.totalJobs}\ncurrent-using: ${t.usingCount}\n` +
-      `current-watching: ${t.watchingCount}\ncurrent-waiting: ${waiting}\ncmd-delete: ${t.cmdDelete}\n` +
-      `cmd-pause-tube: ${t.cmdPause}\npause: ${t.pauseSecs}\n` +
-      `pause-time-left: ${t.paused ? Math.max(0, secsLeft(t.pauseUntil, now)) : 0}\n`,
+    `---\nname: ${t.name}\ncurrent-jobs-urgent: ${t.urgent}\ncurrent-jobs-ready: ${t.ready}\n` +
+      `current-jobs-reserved: ${t.reserved}\ncurrent-jobs-delayed: ${t.delayed}\n` +
+      `current-jobs-buried: ${t.buried}\ntotal-jobs: ${t.totalJobs}\ncurrent-using: ${t.using}\n` +
+      `current-watching: ${t.watching}\ncurrent-waiting: ${t.waiting}\ncmd-delete: ${t.cmdDelete}\n` +
+      `cmd-pause-tube: ${t.cmdPause}\npause: ${t.pause}\npause-time-left: ${t.pauseTimeLeft}\n`,
   )
 }
 
@@ -82,7 +71,7 @@ export const NO_BINLOG: BinlogInfo = { oldestIndex: 0, currentIndex: 0, recordsM
 const cpuTime = (us: number): string => `${Math.floor(us / 1e6)}.${String(Math.floor(us % 1e6)).padStart(6, '0')}`
 
 export function stats(
-  r: Registry,
+  r: QueueTotals,
   cmd: Float64Array,
   info: ProcessInfo,
   now: number,
@@ -90,9 +79,9 @@ export function stats(
 ): string {
   const cpu = info.cpuUsage()
   return okYaml(
-    `---\ncurrent-jobs-urgent: ${r.urgentCount}\ncurrent-jobs-ready: ${r.readyCount}\n` +
-      `current-jobs-reserved: ${r.reservedCount}\ncurrent-jobs-delayed: ${r.delayedCount}\n` +
-      `current-jobs-buried: ${r.buriedCount}\ncmd-put: ${cmd[Op.PUT]}\ncmd-peek: ${cmd[Op.PEEK]}\n` +
+    `---\ncurrent-jobs-urgent: ${r.urgent}\ncurrent-jobs-ready: ${r.ready}\n` +
+      `current-jobs-reserved: ${r.reserved}\ncurrent-jobs-delayed: ${r.delayed}\n` +
+      `current-jobs-buried: ${r.buried}\ncmd-put: ${cmd[Op.PUT]}\ncmd-peek: ${cmd[Op.PEEK]}\n` +
       `cmd-peek-ready: ${cmd[Op.PEEK_READY]}\ncmd-peek-delayed: ${cmd[Op.PEEK_DELAYED]}\n` +
       `cmd-peek-buried: ${cmd[Op.PEEK_BURIED]}\ncmd-reserve: ${cmd[Op.RESERVE]}\n` +
       `cmd-reserve-with-timeout: ${cmd[Op.RESERVE_TIMEOUT]}\ncmd-delete: ${cmd[Op.DELETE]}\n` +
@@ -102,10 +91,10 @@ export function stats(
       `cmd-stats-tube: ${cmd[Op.STATS_TUBE]}\ncmd-list-tubes: ${cmd[Op.LIST_TUBES]}\n` +
       `cmd-list-tube-used: ${cmd[Op.LIST_TUBE_USED]}\ncmd-list-tubes-watched: ${cmd[Op.LIST_TUBES_WATCHED]}\n` +
       `cmd-pause-tube: ${cmd[Op.PAUSE_TUBE]}\njob-timeouts: ${r.timeouts}\ntotal-jobs: ${r.totalJobs}\n` +
-      `max-job-size: ${info.maxJobSize}\ncurrent-tubes: ${r.tubes.size}\n` +
-      `current-connections: ${r.sessionCount}\ncurrent-producers: ${r.producers}\n` +
-      `current-workers: ${r.workers}\ncurrent-waiting: ${r.waitingCount}\n` +
-      `total-connections: ${r.totalSessions}\npid: ${info.pid}\nversion: "${info.version}"\n` +
+      `max-job-size: ${info.maxJobSize}\ncurrent-tubes: ${r.tubes}\n` +
+      `current-connections: ${r.connections}\ncurrent-producers: ${r.producers}\n` +
+      `current-workers: ${r.workers}\ncurrent-waiting: ${r.waiting}\n` +
+      `total-connections: ${r.totalConnections}\npid: ${info.pid}\nversion: "${info.version}"\n` +
       `rusage-utime: ${cpuTime(cpu.user)}\nrusage-stime: ${cpuTime(cpu.system)}\n` +
       `uptime: ${secs(now - info.startedAt)}\nbinlog-oldest-index: ${binlog.oldestIndex}\n` +
       `binlog-current-index: ${binlog.currentIndex}\nbinlog-records-migrated: ${binlog.recordsMigrated}\n` +

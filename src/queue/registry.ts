@@ -305,6 +305,7 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     j.tube.buried.append(j)
     this.buriedCount++
     j.buries++
+    j.tube.buries++
   }
 
   private removeBuried(j: Job): void {
@@ -506,6 +507,7 @@ export class Registry implements TubeHandler, WaitTimerHandler {
       this.unreserve(j)
       j.timeouts++
       this.timeouts++
+      j.tube.timeouts++
       this.makeReady(j)
       this.journal?.update(j)
     } else {

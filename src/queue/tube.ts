@@ -34,6 +34,9 @@ export class Tube implements HeapItem, TimerEntry {
   totalJobs = 0
   cmdDelete = 0
   cmdPause = 0
+  /** Not in stats-tube (for /metrics): TTR timeouts and buries of this tube's jobs. */
+  timeouts = 0
+  buries = 0
   usingCount = 0
   watchingCount = 0
 

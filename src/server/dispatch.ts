@@ -8,6 +8,7 @@ import { Reply } from '../protocol/constants.js'
 import type { Parser } from '../protocol/parser.js'
 import { stats, statsJob, statsTube, tubeList, type BinlogInfo, type ProcessInfo } from '../protocol/replies.js'
 import type { Registry } from '../queue/registry.js'
+import { queueTotals, tubeFigures } from '../queue/snapshot.js'
 import type { Session } from '../queue/session.js'
 import type { Slab } from '../queue/body-arena.js'
 import { Word, type Output } from './output.js'
@@ -124,7 +125,7 @@ export function dispatch(ctx: ServerContext, c: DispatchTarget, op: Op): void {
       return out.fixed(r.kickJob(p.id) ? Reply.KICKED : Reply.NOT_FOUND)
     case Op.STATS:
       count(ctx, op)
-      return out.text(stats(r, ctx.cmd, ctx.info, r.clock.now(), ctx.binlogStats()))
+      return out.text(stats(queueTotals(r), ctx.cmd, ctx.info, r.clock.now(), ctx.binlogStats()))
     case Op.STATS_JOB: {
       count(ctx, op)
       const j = r.peek(p.id)
@@ -133,7 +134,7 @@ export function dispatch(ctx: ServerContext, c: DispatchTarget, op: Op): void {
     case Op.STATS_TUBE: {
       count(ctx, op)
       const t = r.tubes.get(p.name)
-      return t === undefined ? out.fixed(Reply.NOT_FOUND) : out.text(statsTube(t, r.clock.now(), r.waitingOn(t)))
+      return t === undefined ? out.fixed(Reply.NOT_FOUND) : out.text(statsTube(tubeFigures(r, t, r.clock.now())))
     }
     case Op.USE:
       count(ctx, op)
