@@ -1,19 +1,48 @@
 /**
- * The command line: flags -> Config -> logger -> server. The only place that
- * exits the process. Exit codes follow the reference: 5 usage, 111 socket,
- * 32-34 dropping privileges.
+ * The command line: flags (over a --config file) -> Config -> logger -> the
+ * HTTP listener -> store -> server -> listeners. The only place that exits
+ * the process. Exit codes follow the reference: 5 usage, 111 socket, 32-34
+ * dropping privileges.
+ *
+ * Start order, and what /readyz says meanwhile (one Readiness):
+ *   starting -> (HTTP listens) -> replaying (-b: the store opens and replays)
+ *   -> the server listens (systemd's sockets, or -l/-p, or the file's) ->
+ *   serving (READY=1 to systemd) -> draining (SIGUSR1) -> stopping
+ *   (SIGTERM/SIGINT); failed when the store fails.
+ * The HTTP listener comes first so that /readyz can answer 503 during a
+ * replay; while the store opens synchronously the event loop cannot answer,
+ * so that 503 is seen once the open yields to it (async replay).
  */
 import { execFileSync } from 'node:child_process'
+import fs from 'node:fs'
 import { Command, CommanderError, Option } from 'commander'
 import { pino, type Logger } from 'pino'
-import { toConfig, UsageError, type Config, type RawFlags } from './config.js'
-import { BeanstalkServer } from './server/server.js'
+import pinoPretty from 'pino-pretty'
+import { parseConfigFile } from './config-file.js'
+import {
+  describeConfig,
+  formatListen,
+  toConfig,
+  UsageError,
+  LOG_FORMATS,
+  DEFAULT_METRICS_MAX_TUBES,
+  type Config,
+  type FileLayer,
+  type LogFormat,
+  type RawFlags,
+} from './config.js'
+import { HttpEndpoint } from './http/http-server.js'
+import { Metrics, type MetricsSource } from './http/metrics.js'
+import { connectionBudget } from './server/fd-limit.js'
+import { BeanstalkServer, type ListenAddress } from './server/server.js'
+import { inheritedListeners, SystemdNotifier } from './server/systemd.js'
 import { convertDir } from './store/convert.js'
 import { exportDir } from './store/beanstalkd/export.js'
 import { importInto, importSummary, logReport } from './store/beanstalkd/import.js'
 import { openStore } from './store/open.js'
 import { ENGINES, type DurableStore, type Engine } from './store/store.js'
 import { systemClock } from './util/clock.js'
+import { Readiness, ReadyState } from './util/readiness.js'
 import { VERSION } from './version.js'
 
 const EXIT_USAGE = 5
@@ -42,8 +71,8 @@ function program(): Command {
     .description('A beanstalkd-compatible job queue daemon.')
     .helpOption('-h, --help', 'show this help')
     .version(`tsbeanstalkd ${VERSION}`, '-v, --version', 'show version information')
-    .option('-b, --binlog-dir <DIR>', 'write-ahead log directory (coming with the binlog)')
-    .option('-f, --fsync <MS>', 'fsync at most once every MS milliseconds (use -f0 for "always fsync")')
+    .option('-b, --binlog-dir <DIR>', 'keep the jobs in DIR (binlog, or --store sqlite) and replay them at start (default is memory only)')
+    .option('-f, --fsync <MS>', 'fsync at most once every MS milliseconds (use -f0 for "always fsync") (default is 50)')
     .option('-F, --fsync-never', 'never fsync')
     .option('-l, --listen <ADDR>', 'listen on address, or unix:PATH for a Unix socket (default is 0.0.0.0 and ::)')
     .option('-p, --port <PORT>', 'listen on port (default is 11300)')
@@ -54,16 +83,38 @@ function program(): Command {
     .addOption(new Option('-c', 'compact the binlog (default; accepted and ignored)'))
     .addOption(new Option('-n', 'do not compact the binlog (accepted and ignored)'))
     .option('-V, --verbose', 'increase verbosity (repeatable)', (_v: string, prev: number) => prev + 1, 0)
+    .option('--config <FILE>', 'read settings from a TOML file; flags override it')
+    .option('--check-config', 'check the flags and the --config file, print the settings and exit (0 valid, 5 not)')
+    .option('--http <HOST:PORT>', 'serve /metrics, /healthz and /readyz over HTTP on HOST:PORT (default is off)')
+    .option('--metrics-max-tubes <N>', `tubes with /metrics series of their own; the rest are summed as tube="*" (default is ${DEFAULT_METRICS_MAX_TUBES})`)
+    .addOption(
+      new Option('--log-format <FORMAT>', 'log lines as json or pretty (default is json, pretty when stderr is a terminal)').choices(LOG_FORMATS),
+    )
     .allowExcessArguments(false)
 }
 
-function makeLogger(verbosity: number): Logger {
+function makeLogger(verbosity: number, format: LogFormat | null = null): Logger {
   const level = verbosity >= 2 ? 'trace' : verbosity === 1 ? 'debug' : 'info'
-  return pino({ name: 'tsbeanstalkd', level }, pino.destination({ fd: 2, sync: true }))
+  const tty = process.stderr.isTTY === true
+  if ((format ?? (tty ? 'pretty' : 'json')) === 'json') {
+    return pino({ name: 'tsbeanstalkd', level }, pino.destination({ fd: 2, sync: true }))
+  }
+  // pino-pretty as a stream, not a transport: transports run in a worker
+  // thread, and the log must stay synchronous so the last line before an
+  // exit is written.
+  const pretty = pinoPretty({
+    destination: 2,
+    sync: true,
+    colorize: tty,
+    singleLine: true,
+    ignore: 'pid,hostname,name',
+    translateTime: 'SYS:yyyy-mm-dd HH:MM:ss.l',
+  })
+  return pino({ name: 'tsbeanstalkd', level }, pretty)
 }
 
 /** -b: opens and replays the store (--store), or exits with a clear log line and a code per error. */
-function openBinlog(config: Config, dir: string, log: Logger): DurableStore {
+function openBinlog(config: Config, dir: string, log: Logger, readiness: Readiness): DurableStore {
   try {
     return openStore({
       engine: config.store,
@@ -76,12 +127,14 @@ function openBinlog(config: Config, dir: string, log: Logger): DurableStore {
       clock: systemClock,
       // An fsync or write error after start: stop rather than acknowledge what may not be on disk.
       onFatal: (err) => {
+        readiness.set(ReadyState.FAILED, err.message)
         log.fatal({ err }, `${config.store} write or fsync failed; exiting (a restart replays everything acknowledged)`)
         process.exit(EXIT_BINLOG[(err as { code?: string }).code ?? ''] ?? EXIT_BINLOG_OTHER)
       },
     })
   } catch (err) {
     const code = (err as { code?: string }).code ?? ''
+    readiness.set(ReadyState.FAILED, (err as Error).message)
     log.fatal({ err, dir, store: config.store }, `cannot use the ${config.store} directory: ${(err as Error).message}`)
     process.exit(EXIT_BINLOG[code] ?? EXIT_BINLOG_OTHER)
   }
@@ -111,14 +164,25 @@ function dropPrivileges(user: string, log: Logger): void {
 }
 
 /** With no -l the reference listens on every address; fall back to IPv4 where IPv6 is off. */
-async function listenDualStack(server: BeanstalkServer, config: Config): ReturnType<BeanstalkServer['listen']> {
+async function listenDualStack(server: BeanstalkServer, addr: ListenAddress): ReturnType<BeanstalkServer['listen']> {
   try {
-    return await server.listen(config.listen)
+    return await server.listen(addr)
   } catch (err) {
     const ipv6Off = (err as NodeJS.ErrnoException).code === 'EAFNOSUPPORT'
-    if (!ipv6Off || !('host' in config.listen) || config.listen.host !== '::') throw err
-    return server.listen({ host: '0.0.0.0', port: config.listen.port })
+    if (!ipv6Off || !('host' in addr) || addr.host !== '::') throw err
+    return server.listen({ host: '0.0.0.0', port: addr.port })
   }
+}
+
+/** --config FILE, read and checked (UsageError naming file:line when it is wrong). */
+function readConfigFile(file: string): FileLayer {
+  let text: string
+  try {
+    text = fs.readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new UsageError(`cannot read the config file ${file}: ${(err as Error).message}`)
+  }
+  return parseConfigFile(file, text)
 }
 
 /** `tsbeanstalkd convert --from binlog --to sqlite DIR` (and back): see src/store/convert.ts. */
@@ -258,12 +322,15 @@ export async function main(argv: string[]): Promise<void> {
     .exitOverride()
     .configureOutput({ writeOut: (str) => process.stderr.write(str) })
   let config: Config
+  let checkOnly = false
   const early: string[] = []
   try {
     cmd.parse(argv)
-    const opts = cmd.opts<RawFlags & { c?: boolean; n?: boolean }>()
+    const opts = cmd.opts<RawFlags & { c?: boolean; n?: boolean; config?: string; checkConfig?: boolean }>()
     if (opts.c === true || opts.n === true) early.push('-c and -n are accepted for compatibility and have no effect')
-    config = toConfig(opts, (msg) => early.push(msg))
+    const { config: file, checkConfig, c: _c, n: _n, ...flags } = opts
+    checkOnly = checkConfig === true
+    config = toConfig(flags, (msg) => early.push(msg), file === undefined ? undefined : readConfigFile(file))
   } catch (err) {
     if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : EXIT_USAGE)
     if (err instanceof UsageError) {
@@ -272,18 +339,54 @@ export async function main(argv: string[]): Promise<void> {
     }
     throw err
   }
-  const log = makeLogger(config.verbosity)
+  if (checkOnly) {
+    for (const msg of early) process.stderr.write(`tsbeanstalkd: warning: ${msg}\n`)
+    process.stdout.write(describeConfig(config))
+    process.exit(0)
+  }
+  const log = makeLogger(config.verbosity, config.logFormat)
   for (const msg of early) log.warn(msg)
-  const binlog = config.binlogDir === null ? undefined : openBinlog(config, config.binlogDir, log)
-  const server = new BeanstalkServer({ maxJobSize: config.maxJobSize, binlogMaxSize: config.binlogSize, log, binlog })
+  const readiness = new Readiness()
+  const notifier = new SystemdNotifier(log)
+  // Read (and removed from the environment) before anything can spawn a child.
+  const inherited = inheritedListeners()
+  let server: BeanstalkServer | null = null
+  let binlog: DurableStore | undefined
+  let http: HttpEndpoint | null = null
+  if (config.http !== null) {
+    const source = (): MetricsSource | null =>
+      server === null
+        ? null
+        : { queue: server.registry, cmd: server.ctx.cmd, info: server.ctx.info, store: binlog, refusedConnections: () => server!.refusedConnections }
+    const metrics = new Metrics({ readiness, source, maxTubes: config.metricsMaxTubes })
+    try {
+      http = await HttpEndpoint.listen({ ...config.http, readiness, metrics, log })
+    } catch (err) {
+      log.fatal({ err, http: formatListen(config.http) }, 'cannot listen for --http')
+      process.exit(EXIT_SOCKET)
+    }
+    log.info({ http: formatListen({ host: http.address.address, port: http.address.port }) }, 'http: serving /metrics, /healthz, /readyz')
+  }
+  if (config.binlogDir !== null) {
+    readiness.set(ReadyState.REPLAYING)
+    binlog = openBinlog(config, config.binlogDir, log, readiness)
+  }
+  // What is open now (store files, the HTTP listener) is not a client's to take.
+  const maxConnections = connectionBudget()
+  server = new BeanstalkServer({ maxJobSize: config.maxJobSize, binlogMaxSize: config.binlogSize, log, binlog, maxConnections })
+  const srv = server
   // Signal handlers go in before the first log line announces the server.
   process.on('SIGUSR1', () => {
     log.info('SIGUSR1: entering drain mode; puts now answer DRAINING')
-    server.drain()
+    readiness.set(ReadyState.DRAINING)
+    notifier.status('draining: puts answer DRAINING')
+    srv.drain()
   })
   const stop = (signal: string): void => {
     log.info({ signal }, 'shutting down')
-    void server.close().then(() => {
+    readiness.set(ReadyState.STOPPING)
+    notifier.stopping()
+    void Promise.all([srv.close(), http?.close()]).then(() => {
       // Everything acknowledged is written and fsynced before exit, whatever -f says.
       binlog?.close()
       process.exit(0)
@@ -293,21 +396,37 @@ export async function main(argv: string[]): Promise<void> {
   }
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
-  let bound
-  try {
-    bound = await listenDualStack(server, config)
-  } catch (err) {
-    log.fatal({ err, listen: config.listen }, 'cannot listen')
-    process.exit(EXIT_SOCKET)
+  // Sockets passed by systemd replace -l/-p and the file's listeners, as in the reference.
+  if (inherited.length > 0 && config.listeners.length > 0) {
+    log.info({ sockets: inherited.map(formatListen) }, 'socket activation: serving the sockets systemd passed; -l/-p and [[listen]] are not used')
+  }
+  const addrs = inherited.length > 0 ? inherited : config.listeners
+  const bound: (ReturnType<typeof formatListen> | { address: string; port: number })[] = []
+  for (const addr of addrs) {
+    try {
+      const b = await listenDualStack(srv, addr)
+      bound.push(typeof b === 'string' ? `unix:${b}` : { address: b.address, port: b.port })
+    } catch (err) {
+      log.fatal({ err, listen: formatListen(addr) }, 'cannot listen')
+      process.exit(EXIT_SOCKET)
+    }
   }
   if (config.user !== null) dropPrivileges(config.user, log)
+  readiness.set(ReadyState.SERVING)
+  const first = bound[0]!
+  const listens = bound.map((b) => (typeof b === 'string' ? b : formatListen({ host: b.address, port: b.port })))
+  notifier.ready(`serving on ${listens.join(', ')}`)
   log.info(
     {
-      address: typeof bound === 'string' ? bound : bound.address,
-      port: typeof bound === 'string' ? undefined : bound.port,
+      address: typeof first === 'string' ? first.slice(5) : first.address,
+      port: typeof first === 'string' ? undefined : first.port,
+      listeners: listens,
       maxJobSize: config.maxJobSize,
+      maxConnections: Number.isFinite(maxConnections) ? maxConnections : undefined,
       binlogDir: config.binlogDir,
       store: config.binlogDir === null ? undefined : config.store,
+      http: http === null ? undefined : formatListen({ host: http.address.address, port: http.address.port }),
+      config: config.configFile ?? undefined,
       version: VERSION,
     },
     'listening',

@@ -67,6 +67,38 @@ export interface BinlogInfo {
 
 export const NO_BINLOG: BinlogInfo = { oldestIndex: 0, currentIndex: 0, recordsMigrated: 0, recordsWritten: 0 }
 
+/** The cmd-* keys of `stats`, in its order (/metrics labels them by the same names). */
+export const STATS_COMMANDS: readonly (readonly [Op, string])[] = [
+  [Op.PUT, 'put'],
+  [Op.PEEK, 'peek'],
+  [Op.PEEK_READY, 'peek-ready'],
+  [Op.PEEK_DELAYED, 'peek-delayed'],
+  [Op.PEEK_BURIED, 'peek-buried'],
+  [Op.RESERVE, 'reserve'],
+  [Op.RESERVE_TIMEOUT, 'reserve-with-timeout'],
+  [Op.DELETE, 'delete'],
+  [Op.RELEASE, 'release'],
+  [Op.USE, 'use'],
+  [Op.WATCH, 'watch'],
+  [Op.IGNORE, 'ignore'],
+  [Op.BURY, 'bury'],
+  [Op.KICK, 'kick'],
+  [Op.TOUCH, 'touch'],
+  [Op.STATS, 'stats'],
+  [Op.STATS_JOB, 'stats-job'],
+  [Op.STATS_TUBE, 'stats-tube'],
+  [Op.LIST_TUBES, 'list-tubes'],
+  [Op.LIST_TUBE_USED, 'list-tube-used'],
+  [Op.LIST_TUBES_WATCHED, 'list-tubes-watched'],
+  [Op.PAUSE_TUBE, 'pause-tube'],
+]
+
+function cmdLines(cmd: Float64Array): string {
+  let s = ''
+  for (const [op, name] of STATS_COMMANDS) s += `cmd-${name}: ${cmd[op]}\n`
+  return s
+}
+
 /** secs.micros with six digits, as the reference prints rusage. */
 const cpuTime = (us: number): string => `${Math.floor(us / 1e6)}.${String(Math.floor(us % 1e6)).padStart(6, '0')}`
 
@@ -81,16 +113,9 @@ export function stats(
   return okYaml(
     `---\ncurrent-jobs-urgent: ${r.urgent}\ncurrent-jobs-ready: ${r.ready}\n` +
       `current-jobs-reserved: ${r.reserved}\ncurrent-jobs-delayed: ${r.delayed}\n` +
-      `current-jobs-buried: ${r.buried}\ncmd-put: ${cmd[Op.PUT]}\ncmd-peek: ${cmd[Op.PEEK]}\n` +
-      `cmd-peek-ready: ${cmd[Op.PEEK_READY]}\ncmd-peek-delayed: ${cmd[Op.PEEK_DELAYED]}\n` +
-      `cmd-peek-buried: ${cmd[Op.PEEK_BURIED]}\ncmd-reserve: ${cmd[Op.RESERVE]}\n` +
-      `cmd-reserve-with-timeout: ${cmd[Op.RESERVE_TIMEOUT]}\ncmd-delete: ${cmd[Op.DELETE]}\n` +
-      `cmd-release: ${cmd[Op.RELEASE]}\ncmd-use: ${cmd[Op.USE]}\ncmd-watch: ${cmd[Op.WATCH]}\n` +
-      `cmd-ignore: ${cmd[Op.IGNORE]}\ncmd-bury: ${cmd[Op.BURY]}\ncmd-kick: ${cmd[Op.KICK]}\n` +
-      `cmd-touch: ${cmd[Op.TOUCH]}\ncmd-stats: ${cmd[Op.STATS]}\ncmd-stats-job: ${cmd[Op.STATS_JOB]}\n` +
-      `cmd-stats-tube: ${cmd[Op.STATS_TUBE]}\ncmd-list-tubes: ${cmd[Op.LIST_TUBES]}\n` +
-      `cmd-list-tube-used: ${cmd[Op.LIST_TUBE_USED]}\ncmd-list-tubes-watched: ${cmd[Op.LIST_TUBES_WATCHED]}\n` +
-      `cmd-pause-tube: ${cmd[Op.PAUSE_TUBE]}\njob-timeouts: ${r.timeouts}\ntotal-jobs: ${r.totalJobs}\n` +
+      `current-jobs-buried: ${r.buried}\n` +
+      cmdLines(cmd) +
+      `job-timeouts: ${r.timeouts}\ntotal-jobs: ${r.totalJobs}\n` +
       `max-job-size: ${info.maxJobSize}\ncurrent-tubes: ${r.tubes}\n` +
       `current-connections: ${r.connections}\ncurrent-producers: ${r.producers}\n` +
       `current-workers: ${r.workers}\ncurrent-waiting: ${r.waiting}\n` +

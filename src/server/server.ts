@@ -19,6 +19,7 @@ import { VERSION } from '../version.js'
 import type { DurableStore } from '../store/store.js'
 import { NO_BINLOG } from '../protocol/replies.js'
 import { BinlogGate } from './reply-gate.js'
+import { Throttled } from '../util/throttled.js'
 
 export interface ServerOptions {
   readonly maxJobSize: number
@@ -27,10 +28,25 @@ export interface ServerOptions {
   readonly clock?: Clock
   /** The opened store (-b: the binlog or the SQLite store), already replayed; the server restores its jobs. */
   readonly binlog?: DurableStore | undefined
+  /**
+   * Connections served at once, across every listener (the process's
+   * file-descriptor budget, fd-limit.ts); one more is closed at once and
+   * counted, with a warning at most every REFUSAL_LOG_MS. Default: no limit.
+   */
+  readonly maxConnections?: number
 }
 
-/** Where to listen: a TCP host and port, or a Unix socket path. */
-export type ListenAddress = { readonly host: string; readonly port: number } | { readonly path: string }
+/**
+ * Where to listen: a TCP host and port, a Unix socket path, or a listening
+ * socket the process inherited (systemd socket activation, systemd.ts).
+ */
+export type ListenAddress =
+  | { readonly host: string; readonly port: number }
+  | { readonly path: string }
+  | { readonly fd: number; readonly name?: string }
+
+/** At most one "connections refused" warning per this many ms, with the count since the last. */
+const REFUSAL_LOG_MS = 10_000
 
 /** Node's timers take at most 2**31-1 ms. */
 const MAX_TIMER_MS = 2147483647
@@ -47,10 +63,21 @@ export class BeanstalkServer implements ConnectionHost {
   private runScheduled = false
   private timer: NodeJS.Timeout | null = null
   private timerAt = Infinity
-  private listener: net.Server | null = null
+  private readonly listeners: net.Server[] = []
+  private readonly maxConnections: number
+  /** Connections closed at once for lack of file descriptors (/metrics). */
+  refusedConnections = 0
+  private readonly refusals: Throttled
 
   constructor(opts: ServerOptions) {
     this.log = opts.log
+    this.maxConnections = opts.maxConnections ?? Infinity
+    this.refusals = new Throttled(REFUSAL_LOG_MS, (count, err) => {
+      this.log.warn(
+        { refused: count, connections: this.connections.size, maxConnections: this.maxConnections, err },
+        `refused ${count} connection${count === 1 ? '' : 's'}: out of file descriptors (raise the open-files limit, ulimit -n or LimitNOFILE=); the others are served`,
+      )
+    })
     this.clock = opts.clock ?? systemClock
     this.wheel = new TimingWheel(this.clock.now())
     this.wheel.onWake = (tick) => this.arm(tick)
@@ -128,9 +155,10 @@ export class BeanstalkServer implements ConnectionHost {
     this.gate?.schedule()
   }
 
-  /** Starts listening; resolves with the bound address. */
+  /** Starts listening (once per address; several may be open); resolves with the bound address. */
   async listen(addr: ListenAddress): Promise<net.AddressInfo | string> {
     const srv = net.createServer({ allowHalfOpen: true, noDelay: true, keepAlive: true, pauseOnConnect: true }, (socket) => {
+      if (this.connections.size >= this.maxConnections) return this.refuse(socket)
       this.handle(socket)
     })
     srv.maxConnections = Infinity
@@ -141,26 +169,43 @@ export class BeanstalkServer implements ConnectionHost {
         srv.off('error', reject)
         resolve()
       }
-      if ('path' in addr) srv.listen({ path: addr.path, backlog: 1024 }, done)
+      if ('fd' in addr) srv.listen({ fd: addr.fd }, done)
+      else if ('path' in addr) srv.listen({ path: addr.path, backlog: 1024 }, done)
       else srv.listen({ host: addr.host, port: addr.port, backlog: 1024 }, done)
     })
-    // Accept errors (EMFILE under a flood of connections) must not stop the server.
-    srv.on('error', (err) => this.log.warn({ err }, 'accept failed'))
-    this.listener = srv
+    // Accept errors must not stop the server. libuv answers EMFILE by
+    // accepting and closing what waits (its reserve-fd trick) without telling
+    // us, so the budget above is what keeps us from getting here.
+    srv.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EMFILE' || err.code === 'ENFILE') {
+        this.refusedConnections++
+        this.refusals.hit(err)
+      } else {
+        this.log.warn({ err }, 'accept failed')
+      }
+    })
+    this.listeners.push(srv)
     const bound = srv.address()
     if (bound === null) throw new Error('server has no address after listen')
     return bound
+  }
+
+  /** Over the budget: close at once (the client sees the connection end) rather than run out of fds. */
+  private refuse(socket: net.Socket): void {
+    socket.destroy()
+    this.refusedConnections++
+    this.refusals.hit()
   }
 
   /** Stops accepting, closes every connection and the timer. */
   async close(): Promise<void> {
     if (this.timer !== null) clearTimeout(this.timer)
     this.timer = null
-    const srv = this.listener
-    this.listener = null
+    const listeners = this.listeners.splice(0)
+    this.refusals.stop()
     for (const c of this.connections) c.close()
     this.gate?.commit()
-    if (srv !== null) await new Promise<void>((resolve) => srv.close(() => resolve()))
+    await Promise.all(listeners.map((srv) => new Promise<void>((resolve) => srv.close(() => resolve()))))
   }
 }
 

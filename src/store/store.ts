@@ -24,6 +24,7 @@
 import type { Logger } from 'pino'
 import type { RestoredJob } from '../queue/journal.js'
 import type { Clock } from '../util/clock.js'
+import type { HistogramView } from './latency-histogram.js'
 
 /** The fields an engine stores, read from the registry's Job at each call. */
 export interface JobView {
@@ -114,6 +115,14 @@ export interface StoreStats {
   /** The disk is full: puts are refused. */
   readonly noSpace: boolean
   readonly fsyncs: number
+  /** Which engine (/metrics labels). */
+  readonly engine: Engine
+  /** Files in DIR holding jobs: binlog files; the SQLite database and its WAL. */
+  readonly files: number
+  /** Their bytes (the space reserve not included). */
+  readonly diskBytes: number
+  /** How long each of the `fsyncs` took; with SQLite at -f 0 each is a COMMIT (which fsyncs). */
+  readonly fsyncLatency: HistogramView
 }
 
 export interface DurableStore {

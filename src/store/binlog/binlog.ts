@@ -60,7 +60,7 @@ import path from 'node:path'
 import type { Logger } from 'pino'
 import { DurableWaiters } from '../durable-waiters.js'
 import { RetryTimer } from '../retry-timer.js'
-import { recoverJob, recoveryOrder, type DurableStore, type RecoveredJob, type StoreOptions } from '../store.js'
+import { recoverJob, recoveryOrder, type DurableStore, type RecoveredJob, type StoreOptions, type StoreStats } from '../store.js'
 import type { Clock } from '../../util/clock.js'
 import { Compactor, newEntry, type LiveEntry } from './compactor.js'
 import { BinlogFsyncError, BinlogFullError, BinlogIoError } from './errors.js'
@@ -95,20 +95,10 @@ export interface BinlogOptions extends StoreOptions {
 /** A replayed job, as the registry restores it, plus its wall-clock times. */
 export type { RecoveredJob } from '../store.js'
 
-export interface BinlogStats {
-  readonly oldestIndex: number
-  readonly currentIndex: number
-  readonly recordsWritten: number
-  readonly recordsMigrated: number
+export interface BinlogStats extends StoreStats {
   readonly maxSize: number
-  /** Bytes in binlog files (the reserve not included). */
-  readonly diskBytes: number
   /** Bytes a fully compacted log of the live jobs would take. */
   readonly liveBytes: number
-  readonly liveJobs: number
-  /** The disk is full: puts are refused. */
-  readonly noSpace: boolean
-  readonly fsyncs: number
 }
 
 
@@ -371,6 +361,9 @@ export class Binlog implements DurableStore {
       liveJobs: this.live.entries.size,
       noSpace: this.noSpace,
       fsyncs: this.writer.fsyncs,
+      engine: 'binlog',
+      files: this.live.files.length,
+      fsyncLatency: this.writer.fsyncLatency,
     }
   }
 

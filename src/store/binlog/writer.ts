@@ -29,6 +29,7 @@ import path from 'node:path'
 import type { Logger } from 'pino'
 import { BinlogFsyncError, BinlogFullError, BinlogIoError, isNoSpace } from './errors.js'
 import { writeAll, type BinlogFs } from '../io.js'
+import { LatencyHistogram } from '../latency-histogram.js'
 import { FORMAT_VERSION, HEADER_SIZE, HeaderFlag, encodeHeader } from './record.js'
 import { fileName, newFileName } from './replay.js'
 
@@ -52,6 +53,8 @@ export class Writer {
   syncedSeq = 0
   /** fsync calls made (sync and async), for stats and tests. */
   fsyncs = 0
+  /** How long each of those took (/metrics). */
+  readonly fsyncLatency = new LatencyHistogram()
   private current: number
   private fd: number
   private pos: number
@@ -221,8 +224,10 @@ export class Writer {
 
   private fsyncSync(fd: number, file: string): void {
     this.fsyncs++
+    const t0 = performance.now()
     try {
       this.opts.io.fsyncSync(fd)
+      this.fsyncLatency.observeMs(performance.now() - t0)
     } catch (err) {
       if (fd === this.dirFd && ['EINVAL', 'EISDIR', 'EBADF'].includes((err as NodeJS.ErrnoException).code ?? '')) return
       throw new BinlogFsyncError(file, { cause: err })
@@ -244,10 +249,11 @@ export class Writer {
     this.syncing = true
     const target = this.writtenSeq
     const file = this.path
-    this.lastSyncStart = performance.now()
+    const t0 = (this.lastSyncStart = performance.now())
     this.fsyncs++
     this.opts.io.fsync(this.fd, (err) => {
       this.syncing = false
+      this.fsyncLatency.observeMs(performance.now() - t0)
       for (const fd of this.retired) this.opts.io.closeSync(fd)
       this.retired = []
       if (this.closed) return

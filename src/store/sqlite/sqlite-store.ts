@@ -82,6 +82,7 @@ import {
 import { recoverJob, recoveryOrder, type DurableStore, type JobView, type RecoveredJob, type StoreOptions, type StoreStats } from '../store.js'
 import { fsyncDir } from '../sync.js'
 import { RetryTimer } from '../retry-timer.js'
+import { LatencyHistogram } from '../latency-histogram.js'
 
 export interface SqliteStoreOptions extends StoreOptions {
   /** How long a statement waits for another connection's lock, ms (the event loop waits too); default 20. */
@@ -167,6 +168,8 @@ export class SqliteStore implements DurableStore {
   private closed = false
   private recordsWritten = 0
   private fsyncs = 0
+  /** Our fsyncs of the WAL and, at -f 0, each COMMIT (SQLite fsyncs inside it). */
+  private readonly fsyncLatency = new LatencyHistogram()
 
   static open(opts: SqliteStoreOptions): SqliteStore {
     fs.mkdirSync(opts.dir, { recursive: true })
@@ -375,6 +378,8 @@ export class SqliteStore implements DurableStore {
   }
 
   stats(): StoreStats {
+    const db = fileSize(this.file)
+    const wal = fileSize(this.walPath)
     return {
       oldestIndex: 0,
       currentIndex: 0,
@@ -383,15 +388,18 @@ export class SqliteStore implements DurableStore {
       liveJobs: this.live,
       noSpace: this.noSpace,
       fsyncs: this.fsyncs,
+      engine: 'sqlite',
+      files: (db < 0 ? 0 : 1) + (wal < 0 ? 0 : 1),
+      diskBytes: Math.max(0, db) + Math.max(0, wal),
+      fsyncLatency: this.fsyncLatency,
     }
   }
 
   /** Sizes of the database and its WAL, and its free pages (operators, tests). */
   fileStats(): { dbBytes: number; walBytes: number; pages: number; freePages: number } {
-    const size = (p: string): number => fs.statSync(p, { throwIfNoEntry: false })?.size ?? 0
     return {
-      dbBytes: size(this.file),
-      walBytes: size(this.walPath),
+      dbBytes: Math.max(0, fileSize(this.file)),
+      walBytes: Math.max(0, fileSize(this.walPath)),
       pages: this.stmt.pageCount.get() as number,
       freePages: this.stmt.freePages.get() as number,
     }
@@ -447,7 +455,8 @@ export class SqliteStore implements DurableStore {
         }
       }
       if (this.hwm > this.storedNextId) s.setNextId.run(this.hwm)
-      s.commit.run()
+      if (this.level === 'commit') this.fsyncLatency.time(() => s.commit.run())
+      else s.commit.run()
     } catch (err) {
       this.rollback()
       return this.commitFailed(err)
@@ -560,10 +569,11 @@ export class SqliteStore implements DurableStore {
       return
     }
     this.syncing = true
-    this.lastSyncStart = performance.now()
+    const t0 = (this.lastSyncStart = performance.now())
     this.fsyncs++
     fs.fsync(fd, (err) => {
       this.syncing = false
+      this.fsyncLatency.observeMs(performance.now() - t0)
       if (this.closed) {
         if (this.walFd >= 0) fs.closeSync(this.walFd)
         this.walFd = -1
@@ -592,7 +602,7 @@ export class SqliteStore implements DurableStore {
   private fsyncSync(fd: number): void {
     this.fsyncs++
     try {
-      fs.fsyncSync(fd)
+      this.fsyncLatency.time(() => fs.fsyncSync(fd))
     } catch (err) {
       throw new StoreIoError(this.walPath, 'fsync failed', { cause: err })
     }
@@ -695,4 +705,9 @@ export class SqliteStore implements DurableStore {
     this.setFatal(e)
     if (this.opts.onFatal === undefined) throw e
   }
+}
+
+/** A file's size, or -1 when it does not exist. */
+function fileSize(p: string): number {
+  return fs.statSync(p, { throwIfNoEntry: false })?.size ?? -1
 }
