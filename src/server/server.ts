@@ -20,6 +20,7 @@ import type { DurableStore } from '../store/store.js'
 import { NO_BINLOG } from '../protocol/replies.js'
 import { BinlogGate } from './reply-gate.js'
 import { Throttled } from '../util/throttled.js'
+import { unixSocketPath } from './systemd.js'
 
 export interface ServerOptions {
   readonly maxJobSize: number
@@ -185,7 +186,8 @@ export class BeanstalkServer implements ConnectionHost {
       }
     })
     this.listeners.push(srv)
-    const bound = srv.address()
+    // Node knows no path for a Unix socket it was handed as an fd.
+    const bound = srv.address() ?? ('fd' in addr ? (unixSocketPath(addr.fd) ?? `fd ${addr.fd}`) : null)
     if (bound === null) throw new Error('server has no address after listen')
     return bound
   }

@@ -13,6 +13,7 @@
  *   systemd-notify waits until systemd has read each one (no --no-block).
  */
 import { execFile } from 'node:child_process'
+import fs from 'node:fs'
 import type { Logger } from 'pino'
 import type { ListenAddress } from './server.js'
 
@@ -32,6 +33,24 @@ export function inheritedListeners(env: NodeJS.ProcessEnv = process.env, pid = p
     const name = names[i]
     return name === undefined || name === '' ? { fd: LISTEN_FDS_START + i } : { fd: LISTEN_FDS_START + i, name }
   })
+}
+
+/**
+ * The path of an inherited Unix socket (Node knows only the fd): its inode
+ * from /proc/self/fd, looked up in /proc/net/unix. Null where unknown.
+ */
+export function unixSocketPath(fd: number): string | null {
+  try {
+    const inode = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/self/fd/${fd}`))?.[1]
+    if (inode === undefined) return null
+    for (const line of fs.readFileSync('/proc/net/unix', 'latin1').split('\n')) {
+      const f = line.trim().split(/\s+/)
+      if (f[6] === inode && f[7] !== undefined) return f[7]
+    }
+  } catch {
+    // not Linux, or /proc hidden
+  }
+  return null
 }
 
 /** Tells systemd about readiness and state, when it asked (NOTIFY_SOCKET); otherwise does nothing. */
