@@ -90,6 +90,7 @@ function program(): Command {
     .addOption(
       new Option('--log-format <FORMAT>', 'log lines as json or pretty (default is json, pretty when stderr is a terminal)').choices(LOG_FORMATS),
     )
+    .addHelpText('after', '\nCommands:\n  convert --from ENGINE --to ENGINE DIR   rewrite a stopped server\'s -b DIR for the other --store')
     .allowExcessArguments(false)
 }
 
@@ -412,7 +413,8 @@ export async function main(argv: string[]): Promise<void> {
     }
   }
   if (config.user !== null) dropPrivileges(config.user, log)
-  readiness.set(ReadyState.SERVING)
+  // A SIGUSR1 that came during the start has put the server in drain mode already.
+  readiness.set(srv.registry.draining ? ReadyState.DRAINING : ReadyState.SERVING)
   const first = bound[0]!
   const listens = bound.map((b) => (typeof b === 'string' ? b : formatListen({ host: b.address, port: b.port })))
   notifier.ready(`serving on ${listens.join(', ')}`)
