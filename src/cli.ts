@@ -28,6 +28,7 @@ import {
   DEFAULT_METRICS_MAX_TUBES,
   type Config,
   type FileLayer,
+  type HttpAddress,
   type LogFormat,
   type RawFlags,
 } from './config.js'
@@ -173,6 +174,42 @@ async function listenDualStack(server: BeanstalkServer, addr: ListenAddress): Re
     if (!ipv6Off || !('host' in addr) || addr.host !== '::') throw err
     return server.listen({ host: '0.0.0.0', port: addr.port })
   }
+}
+
+/** --http: listens before the store opens, so /readyz answers during a replay; exits 111 when it cannot. */
+async function startHttp(
+  at: HttpAddress,
+  maxTubes: number,
+  readiness: Readiness,
+  source: () => MetricsSource | null,
+  log: Logger,
+): Promise<{ label: string; close(): Promise<void> }> {
+  const metrics = new Metrics({ readiness, source, maxTubes })
+  let endpoint: HttpEndpoint
+  try {
+    endpoint = await HttpEndpoint.listen({ ...at, readiness, metrics, log })
+  } catch (err) {
+    log.fatal({ err, http: formatListen(at) }, 'cannot listen for --http')
+    process.exit(EXIT_SOCKET)
+  }
+  const label = formatListen({ host: endpoint.address.address, port: endpoint.address.port })
+  log.info({ http: label }, 'http: serving /metrics, /healthz, /readyz')
+  return { label, close: () => endpoint.close() }
+}
+
+/** Opens every listener in turn (exit 111 on the first that fails); what each is bound to. */
+async function listenAll(server: BeanstalkServer, addrs: readonly ListenAddress[], log: Logger): Promise<{ label: string; address: string; port?: number }[]> {
+  const out: { label: string; address: string; port?: number }[] = []
+  for (const addr of addrs) {
+    try {
+      const b = await listenDualStack(server, addr)
+      out.push(typeof b === 'string' ? { label: `unix:${b}`, address: b } : { label: formatListen({ host: b.address, port: b.port }), address: b.address, port: b.port })
+    } catch (err) {
+      log.fatal({ err, listen: formatListen(addr) }, 'cannot listen')
+      process.exit(EXIT_SOCKET)
+    }
+  }
+  return out
 }
 
 /** --config FILE, read and checked (UsageError naming file:line when it is wrong). */
@@ -353,21 +390,11 @@ export async function main(argv: string[]): Promise<void> {
   const inherited = inheritedListeners()
   let server: BeanstalkServer | null = null
   let binlog: DurableStore | undefined
-  let http: HttpEndpoint | null = null
-  if (config.http !== null) {
-    const source = (): MetricsSource | null =>
-      server === null
-        ? null
-        : { queue: server.registry, cmd: server.ctx.cmd, info: server.ctx.info, store: binlog, refusedConnections: () => server!.refusedConnections }
-    const metrics = new Metrics({ readiness, source, maxTubes: config.metricsMaxTubes })
-    try {
-      http = await HttpEndpoint.listen({ ...config.http, readiness, metrics, log })
-    } catch (err) {
-      log.fatal({ err, http: formatListen(config.http) }, 'cannot listen for --http')
-      process.exit(EXIT_SOCKET)
-    }
-    log.info({ http: formatListen({ host: http.address.address, port: http.address.port }) }, 'http: serving /metrics, /healthz, /readyz')
-  }
+  const source = (): MetricsSource | null =>
+    server === null
+      ? null
+      : { queue: server.registry, cmd: server.ctx.cmd, info: server.ctx.info, store: binlog, refusedConnections: () => server!.refusedConnections }
+  const http = config.http === null ? null : await startHttp(config.http, config.metricsMaxTubes, readiness, source, log)
   if (config.binlogDir !== null) {
     readiness.set(ReadyState.REPLAYING)
     binlog = openBinlog(config, config.binlogDir, log, readiness)
@@ -398,36 +425,25 @@ export async function main(argv: string[]): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
   // Sockets passed by systemd replace -l/-p and the file's listeners, as in the reference.
-  if (inherited.length > 0 && config.listeners.length > 0) {
+  if (inherited.length > 0) {
     log.info({ sockets: inherited.map(formatListen) }, 'socket activation: serving the sockets systemd passed; -l/-p and [[listen]] are not used')
   }
-  const addrs = inherited.length > 0 ? inherited : config.listeners
-  const bound: (ReturnType<typeof formatListen> | { address: string; port: number })[] = []
-  for (const addr of addrs) {
-    try {
-      const b = await listenDualStack(srv, addr)
-      bound.push(typeof b === 'string' ? `unix:${b}` : { address: b.address, port: b.port })
-    } catch (err) {
-      log.fatal({ err, listen: formatListen(addr) }, 'cannot listen')
-      process.exit(EXIT_SOCKET)
-    }
-  }
+  const listens = await listenAll(srv, inherited.length > 0 ? inherited : config.listeners, log)
   if (config.user !== null) dropPrivileges(config.user, log)
   // A SIGUSR1 that came during the start has put the server in drain mode already.
   readiness.set(srv.registry.draining ? ReadyState.DRAINING : ReadyState.SERVING)
-  const first = bound[0]!
-  const listens = bound.map((b) => (typeof b === 'string' ? b : formatListen({ host: b.address, port: b.port })))
-  notifier.ready(`serving on ${listens.join(', ')}`)
+  const first = listens[0]!
+  notifier.ready(`serving on ${listens.map((l) => l.label).join(', ')}`)
   log.info(
     {
-      address: typeof first === 'string' ? first.slice(5) : first.address,
-      port: typeof first === 'string' ? undefined : first.port,
-      listeners: listens,
+      address: first.address,
+      port: first.port,
+      listeners: listens.map((l) => l.label),
       maxJobSize: config.maxJobSize,
       maxConnections: Number.isFinite(maxConnections) ? maxConnections : undefined,
       binlogDir: config.binlogDir,
       store: config.binlogDir === null ? undefined : config.store,
-      http: http === null ? undefined : formatListen({ host: http.address.address, port: http.address.port }),
+      http: http?.label,
       config: config.configFile ?? undefined,
       version: VERSION,
     },

@@ -156,8 +156,8 @@ function check(f: RawFlags, flags: RawFlags, file: FileLayer | undefined, warn: 
   const maxTubes = f.metricsMaxTubes === undefined ? DEFAULT_METRICS_MAX_TUBES : Number(f.metricsMaxTubes)
   if (!Number.isInteger(maxTubes) || maxTubes < 0) throw new UsageError(`invalid --metrics-max-tubes: ${f.metricsMaxTubes}`, 'metricsMaxTubes')
   if (f.metricsMaxTubes !== undefined && f.http === undefined) warn('--metrics-max-tubes has no effect without --http')
-  // -l or -p on the command line make the one listener, as in the reference; otherwise the file's list.
   const fsyncLayer = flags.fsync !== undefined || flags.fsyncNever === true ? flags : (file?.flags ?? {})
+  // -l or -p on the command line make the one listener, as in the reference; otherwise the file's list.
   const cliListens = flags.listen !== undefined || flags.port !== undefined
   const listeners = !cliListens && file?.listeners !== undefined && file.listeners.length > 0 ? file.listeners : [listenAddress(f.listen, port)]
   return {
@@ -169,7 +169,7 @@ function check(f: RawFlags, flags: RawFlags, file: FileLayer | undefined, warn: 
     // -f after -F turns fsync back on in the reference; commander keeps the last word of each flag only.
     // Either flag on the command line decides; otherwise the file's settings do.
     fsyncNever: fsyncLayer.fsyncNever === true && fsyncLayer.fsync === undefined,
-    binlogSize: f.binlogSize === undefined ? DEFAULT_BINLOG_SIZE : parseSize('-s', f.binlogSize),
+    binlogSize: f.binlogSize === undefined ? DEFAULT_BINLOG_SIZE : parseSize('-s', f.binlogSize, 'binlogSize'),
     user: f.user ?? null,
     // commander always sets -V's count (0 without it): the file's level applies when it is 0.
     verbosity: Math.max(flags.verbose ?? 0, file?.flags.verbose ?? 0),

@@ -25,8 +25,7 @@ import type { Registry as Queue } from '../queue/registry.js'
 import { queueTotals, secs, tubeFigures, type QueueTotals, type TubeFigures } from '../queue/snapshot.js'
 import type { DurableStore, StoreStats } from '../store/store.js'
 import type { HistogramView } from '../store/latency-histogram.js'
-import type { Readiness } from '../util/readiness.js'
-import { ReadyState } from '../util/readiness.js'
+import { ReadyState, type Readiness } from '../util/readiness.js'
 import { VERSION } from '../version.js'
 
 /** What a scrape reads: the running server's parts (null until the store is open and the server built). */

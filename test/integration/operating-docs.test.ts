@@ -5,22 +5,13 @@
  * Prometheus files pass `promtool check`.
  */
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { haveTool, runTool } from '../helpers/http.js'
-import { BIN, ROOT, ensureBuilt, spawnCli } from '../helpers/process.js'
+import { cliFixture } from '../helpers/cli-fixture.js'
+import { BIN, ROOT, spawnCli } from '../helpers/process.js'
 
-let tmp: string
-
-beforeAll(() => {
-  ensureBuilt()
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tsb-docs-'))
-}, 120_000)
-
-afterAll(() => {
-  fs.rmSync(tmp, { recursive: true, force: true })
-})
+const fx = cliFixture('tsb-docs-')
 
 interface HelpFlag {
   readonly forms: string[]
@@ -77,14 +68,14 @@ describe('contrib/', () => {
     for (const unit of ['tsbeanstalkd.service', 'tsbeanstalkd.socket']) {
       const text = fs.readFileSync(path.join(ROOT, 'contrib/systemd', unit), 'utf8')
       // verify wants ExecStart= to exist: point it at this checkout.
-      fs.writeFileSync(path.join(tmp, unit), text.replace('/usr/bin/tsbeanstalkd', `${process.execPath} ${BIN}`))
+      fs.writeFileSync(path.join(fx.tmp(), unit), text.replace('/usr/bin/tsbeanstalkd', `${process.execPath} ${BIN}`))
     }
-    const r = runTool('systemd-analyze', ['verify', '--man=no', path.join(tmp, 'tsbeanstalkd.socket'), path.join(tmp, 'tsbeanstalkd.service')])
+    const r = runTool('systemd-analyze', ['verify', '--man=no', path.join(fx.tmp(), 'tsbeanstalkd.socket'), path.join(fx.tmp(), 'tsbeanstalkd.service')])
     expect(r.output).toBe('')
     expect(r.status).toBe(0)
     // The check is real: a misspelt setting is reported.
-    fs.writeFileSync(path.join(tmp, 'tsbeanstalkd.service'), fs.readFileSync(path.join(tmp, 'tsbeanstalkd.service'), 'utf8').replace('NoNewPrivileges=yes', 'NoNewPrivileges=yse'))
-    expect(runTool('systemd-analyze', ['verify', '--man=no', path.join(tmp, 'tsbeanstalkd.service')]).output).toMatch(/NoNewPrivileges|boolean/)
+    fs.writeFileSync(path.join(fx.tmp(), 'tsbeanstalkd.service'), fs.readFileSync(path.join(fx.tmp(), 'tsbeanstalkd.service'), 'utf8').replace('NoNewPrivileges=yes', 'NoNewPrivileges=yse'))
+    expect(runTool('systemd-analyze', ['verify', '--man=no', path.join(fx.tmp(), 'tsbeanstalkd.service')]).output).toMatch(/NoNewPrivileges|boolean/)
   })
 
   it('the Prometheus scrape config and alert rules pass promtool check', async (ctx) => {

@@ -9,39 +9,18 @@
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import net from 'node:net'
-import os from 'node:os'
 import path from 'node:path'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { RawClient } from '../helpers/client.js'
 import { get, haveTool } from '../helpers/http.js'
-import { BIN, ROOT, Proc, ensureBuilt, freePort, killAll, spawnCli, type Listening } from '../helpers/process.js'
+import { cliFixture } from '../helpers/cli-fixture.js'
+import { BIN, ROOT, Proc, freePort, spawnCli, type Listening } from '../helpers/process.js'
 
-let tmp: string
-let clients: RawClient[] = []
-
-beforeAll(() => {
-  ensureBuilt()
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tsb-ops-'))
-}, 120_000)
-
-afterEach(async () => {
-  for (const c of clients) c.close()
-  clients = []
-  await killAll()
-})
-
-afterAll(() => {
-  fs.rmSync(tmp, { recursive: true, force: true })
-})
-
-async function connect(port: number): Promise<RawClient> {
-  const c = await RawClient.connect(port)
-  clients.push(c)
-  return c
-}
+const fx = cliFixture('tsb-ops-')
+const connect = fx.connect
 
 function writeConfig(name: string, text: string): string {
-  const file = path.join(tmp, name)
+  const file = path.join(fx.tmp(), name)
   fs.writeFileSync(file, text)
   return file
 }
@@ -71,7 +50,7 @@ describe('--config FILE', () => {
       expect(await proc.exited(), text).toEqual({ code: 5, signal: null })
       expect(proc.stderr, text).toMatch(want)
     }
-    const missing = spawnCli(['--config', path.join(tmp, 'none.toml')])
+    const missing = spawnCli(['--config', path.join(fx.tmp(), 'none.toml')])
     expect((await missing.exited()).code).toBe(5)
     expect(missing.stderr).toMatch(/cannot read the config file .*none\.toml/)
   })
@@ -123,7 +102,7 @@ describe('--config FILE', () => {
   })
 
   it('serves the listeners of the file (TCP and a Unix socket), with its settings', async () => {
-    const sock = path.join(tmp, 'cfg.sock')
+    const sock = path.join(fx.tmp(), 'cfg.sock')
     const file = writeConfig('serve.toml', `max_job_size = 5\n[[listen]]\nhost = "127.0.0.1"\nport = 0\n[[listen]]\npath = ${JSON.stringify(sock)}\n`)
     const proc = spawnCli(['--config', file])
     const line = await proc.listening()
@@ -131,8 +110,7 @@ describe('--config FILE', () => {
     expect(line.maxJobSize).toBe(5)
     const tcp = await connect(line.port!)
     expect(await tcp.call('put 0 0 10 6\r\nsixsix\r\n')).toBe('JOB_TOO_BIG\r\n')
-    const unix = await RawClient.connectPath(sock)
-    clients.push(unix)
+    const unix = await fx.connectPath(sock)
     expect(await unix.call('put 0 0 10 5\r\nfive!\r\n')).toBe('INSERTED 1\r\n')
   })
 })
@@ -158,7 +136,7 @@ describe('--http on a running server', () => {
 
   it('listens for HTTP before the store replays; ready never comes before the beanstalk port accepts', async () => {
     // A binlog with enough jobs that its replay takes a while.
-    const dir = path.join(tmp, 'replay')
+    const dir = path.join(fx.tmp(), 'replay')
     const fill = spawnCli(['-l', '127.0.0.1', '-p', '0', '-b', dir, '-F'])
     const c = await connect((await fill.listening()).port!)
     const body = 'x'.repeat(2000)
@@ -234,7 +212,7 @@ describe('systemd socket activation', () => {
   })
 
   it('serves a client on an inherited Unix socket', async () => {
-    const sock = path.join(tmp, 'activated.sock')
+    const sock = path.join(fx.tmp(), 'activated.sock')
     const listener = await listenOn({ path: sock })
     const proc = spawnActivated(listener, [], {})
     const line = await proc.listening()
@@ -243,8 +221,7 @@ describe('systemd socket activation', () => {
     fs.renameSync(sock, `${sock}.aside`)
     await new Promise<void>((resolve) => listener.close(() => resolve()))
     fs.renameSync(`${sock}.aside`, sock)
-    const c = await RawClient.connectPath(sock)
-    clients.push(c)
+    const c = await fx.connectPath(sock)
     expect(await c.call('list-tube-used\r\n')).toBe('USING default\r\n')
   })
 
@@ -266,7 +243,7 @@ describe('systemd socket activation', () => {
 describe('readiness notification (NOTIFY_SOCKET)', () => {
   it('sends READY=1 with MAINPID once serving, STATUS on drain, STOPPING=1 on SIGTERM, through systemd-notify', async (ctx) => {
     if (!haveTool('systemd-notify') || !haveTool('python3')) return ctx.skip()
-    const sock = path.join(tmp, 'notify.sock')
+    const sock = path.join(fx.tmp(), 'notify.sock')
     // Node cannot open a Unix datagram socket; a few lines of Python stand in for systemd's end.
     const recv = new Proc(
       spawn('python3', ['-c', RECEIVER, sock], { stdio: ['ignore', 'pipe', 'pipe'] }),
@@ -324,7 +301,7 @@ describe('out of file descriptors', () => {
   it('refuses connections past the budget with one warning, and keeps serving the others', async (ctx) => {
     if (!haveTool('prlimit')) return ctx.skip()
     const proc = new Proc(
-      spawn('prlimit', ['--nofile=64:64', process.execPath, BIN, '-l', '127.0.0.1', '-p', '0', '-b', path.join(tmp, 'fd'), '-s', '4096'], {
+      spawn('prlimit', ['--nofile=64:64', process.execPath, BIN, '-l', '127.0.0.1', '-p', '0', '-b', path.join(fx.tmp(), 'fd'), '-s', '4096'], {
         cwd: ROOT,
         stdio: ['ignore', 'pipe', 'pipe'],
       }),
