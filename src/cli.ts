@@ -17,7 +17,6 @@ import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import { Command, CommanderError, Option } from 'commander'
 import { pino, type Logger } from 'pino'
-import pinoPretty from 'pino-pretty'
 import { parseConfigFile } from './config-file.js'
 import {
   describeConfig,
@@ -32,8 +31,8 @@ import {
   type LogFormat,
   type RawFlags,
 } from './config.js'
-import { HttpEndpoint } from './http/http-server.js'
-import { Metrics, type MetricsSource } from './http/metrics.js'
+import type { HttpEndpoint as HttpEndpointType } from './http/http-server.js'
+import type { MetricsSource } from './http/metrics.js'
 import { connectionBudget } from './server/fd-limit.js'
 import { BeanstalkServer, type ListenAddress } from './server/server.js'
 import { inheritedListeners, SystemdNotifier } from './server/systemd.js'
@@ -95,15 +94,20 @@ function program(): Command {
     .allowExcessArguments(false)
 }
 
-function makeLogger(verbosity: number, format: LogFormat | null = null): Logger {
-  const level = verbosity >= 2 ? 'trace' : verbosity === 1 ? 'debug' : 'info'
+function makeLogger(verbosity: number): Logger {
+  return pino({ name: 'tsbeanstalkd', level: logLevel(verbosity) }, pino.destination({ fd: 2, sync: true }))
+}
+
+const logLevel = (verbosity: number): string => (verbosity >= 2 ? 'trace' : verbosity === 1 ? 'debug' : 'info')
+
+/** The server's logger: JSON, or readable lines for --log-format pretty (the default on a terminal). */
+async function serverLogger(verbosity: number, format: LogFormat | null): Promise<Logger> {
   const tty = process.stderr.isTTY === true
-  if ((format ?? (tty ? 'pretty' : 'json')) === 'json') {
-    return pino({ name: 'tsbeanstalkd', level }, pino.destination({ fd: 2, sync: true }))
-  }
-  // pino-pretty as a stream, not a transport: transports run in a worker
-  // thread, and the log must stay synchronous so the last line before an
-  // exit is written.
+  if ((format ?? (tty ? 'pretty' : 'json')) === 'json') return makeLogger(verbosity)
+  // Loaded only when used (it takes ~70 ms to load). A stream, not a
+  // transport: transports run in a worker thread, and the log must stay
+  // synchronous so the last line before an exit is written.
+  const { default: pinoPretty } = await import('pino-pretty')
   const pretty = pinoPretty({
     destination: 2,
     sync: true,
@@ -112,7 +116,7 @@ function makeLogger(verbosity: number, format: LogFormat | null = null): Logger 
     ignore: 'pid,hostname,name',
     translateTime: 'SYS:yyyy-mm-dd HH:MM:ss.l',
   })
-  return pino({ name: 'tsbeanstalkd', level }, pretty)
+  return pino({ name: 'tsbeanstalkd', level: logLevel(verbosity) }, pretty)
 }
 
 /** -b: opens and replays the store (--store), or exits with a clear log line and a code per error. */
@@ -184,8 +188,10 @@ async function startHttp(
   source: () => MetricsSource | null,
   log: Logger,
 ): Promise<{ label: string; close(): Promise<void> }> {
+  // Loaded only with --http: prom-client takes ~140 ms to load, which every start would pay.
+  const [{ HttpEndpoint }, { Metrics }] = await Promise.all([import('./http/http-server.js'), import('./http/metrics.js')])
   const metrics = new Metrics({ readiness, source, maxTubes })
-  let endpoint: HttpEndpoint
+  let endpoint: HttpEndpointType
   try {
     endpoint = await HttpEndpoint.listen({ ...at, readiness, metrics, log })
   } catch (err) {
@@ -382,7 +388,7 @@ export async function main(argv: string[]): Promise<void> {
     process.stdout.write(describeConfig(config))
     process.exit(0)
   }
-  const log = makeLogger(config.verbosity, config.logFormat)
+  const log = await serverLogger(config.verbosity, config.logFormat)
   for (const msg of early) log.warn(msg)
   const readiness = new Readiness()
   const notifier = new SystemdNotifier(log)
