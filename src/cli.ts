@@ -90,7 +90,16 @@ function program(): Command {
     .addOption(
       new Option('--log-format <FORMAT>', 'log lines as json or pretty (default is json, pretty when stderr is a terminal)').choices(LOG_FORMATS),
     )
-    .addHelpText('after', '\nCommands:\n  convert --from ENGINE --to ENGINE DIR   rewrite a stopped server\'s -b DIR for the other --store')
+    .addHelpText(
+      'after',
+      [
+        '',
+        'Commands (each has -h):',
+        "  convert --from ENGINE --to ENGINE DIR   rewrite a stopped server's -b DIR for the other --store",
+        "  import-beanstalkd SRC DIR               read beanstalkd's binlog directory SRC into a new -b DIR",
+        "  export-beanstalkd DIR OUT               write a stopped server's -b DIR as a beanstalkd binlog directory",
+      ].join('\n'),
+    )
     .allowExcessArguments(false)
 }
 
