@@ -87,6 +87,7 @@ function program(): Command {
     .option('--check-config', 'check the flags and the --config file, print the settings and exit (0 valid, 5 not)')
     .option('--http <HOST:PORT>', 'serve /metrics, /healthz and /readyz over HTTP on HOST:PORT (default is off)')
     .option('--metrics-max-tubes <N>', `tubes with /metrics series of their own; the rest are summed as tube="*" (default is ${DEFAULT_METRICS_MAX_TUBES})`)
+    .option('--extensions', "also serve the commands beyond the reference's (docs/EXTENSIONS.md); off by default, which keeps its wire exactly")
     .addOption(
       new Option('--log-format <FORMAT>', 'log lines as json or pretty (default is json, pretty when stderr is a terminal)').choices(LOG_FORMATS),
     )
@@ -416,7 +417,14 @@ export async function main(argv: string[]): Promise<void> {
   }
   // What is open now (store files, the HTTP listener) is not a client's to take.
   const maxConnections = connectionBudget()
-  server = new BeanstalkServer({ maxJobSize: config.maxJobSize, binlogMaxSize: config.binlogSize, log, binlog, maxConnections })
+  server = new BeanstalkServer({
+    maxJobSize: config.maxJobSize,
+    binlogMaxSize: config.binlogSize,
+    log,
+    binlog,
+    maxConnections,
+    extensions: config.extensions,
+  })
   const srv = server
   // Signal handlers go in before the first log line announces the server.
   process.on('SIGUSR1', () => {

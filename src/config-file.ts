@@ -4,6 +4,7 @@
  *
  *     max_job_size = 65535          # -z
  *     user = "beanstalkd"           # -u
+ *     extensions = false            # --extensions
  *     [[listen]]                    # -l/-p; one table per listener
  *     host = "127.0.0.1"
  *     port = 11300
@@ -47,7 +48,7 @@ const LEVELS: Record<string, number> = { info: 0, debug: 1, trace: 2 }
 
 /** Sections by dotted path ('' is the top level) and the settings each may hold. */
 const SCHEMA: Record<string, Record<string, Setting>> = {
-  '': { max_job_size: int('maxJobSize'), user: str('user') },
+  '': { max_job_size: int('maxJobSize'), user: str('user'), extensions: bool('extensions') },
   store: {
     dir: str('binlogDir'),
     engine: str('store'),

@@ -51,6 +51,8 @@ export interface Config {
   readonly logFormat: LogFormat | null
   /** --config FILE, if one was read. */
   readonly configFile: string | null
+  /** --extensions: the commands beyond the reference's (docs/EXTENSIONS.md); off keeps its wire exactly. */
+  readonly extensions: boolean
 }
 
 /** A bad flag value; the CLI prints it and exits with the reference's usage code. */
@@ -79,6 +81,7 @@ export interface RawFlags {
   http?: string
   metricsMaxTubes?: string
   logFormat?: string
+  extensions?: boolean
 }
 
 /** What a --config file adds below the flags (config-file.ts). */
@@ -177,6 +180,7 @@ function check(f: RawFlags, flags: RawFlags, file: FileLayer | undefined, warn: 
     metricsMaxTubes: maxTubes,
     logFormat,
     configFile: file?.path ?? null,
+    extensions: f.extensions === true,
   }
 }
 
@@ -210,6 +214,7 @@ export function describeConfig(c: Config): string {
     `http: ${c.http === null ? 'off' : `${formatListen(c.http)}, per-tube metrics for at most ${c.metricsMaxTubes} tubes`}`,
     `log: ${c.logFormat ?? 'json (pretty on a terminal)'}, level ${['info', 'debug', 'trace'][Math.min(c.verbosity, 2)]}`,
     `user: ${c.user ?? 'unchanged'}`,
+    `extensions: ${c.extensions ? 'on (docs/EXTENSIONS.md)' : 'off (the reference\'s commands only)'}`,
   ]
   return `${lines.join('\n')}\n`
 }

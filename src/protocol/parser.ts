@@ -24,71 +24,13 @@
  */
 import { CR, LF, LINE_MAX, NAME_CHAR, NAME_MAX, Reply, SPACE, U32_MAX } from './constants.js'
 import { Op } from './commands.js'
+import { Args, VERBS, verbsByFirstByte, type Verb } from './verbs.js'
+import { EXTENSION_VERBS } from './extensions.js'
 
 const EMPTY = Buffer.alloc(0)
 
 const Mode = { LINE: 0, DISCARD: 1, BODY: 2, SKIP: 3 } as const
 type Mode = (typeof Mode)[keyof typeof Mode]
-
-/** How a verb's arguments are read. */
-const Args = {
-  NONE: 0, // exact: nothing may follow the verb
-  ANY: 1, // `quit`: anything may follow
-  PUT: 2,
-  ID: 3, // one u64 that ends the line
-  RELEASE: 4,
-  BURY: 5,
-  KICK: 6,
-  TIMEOUT: 7,
-  NAME: 8, // the rest of the line is a tube name
-  PAUSE: 9,
-} as const
-type Args = (typeof Args)[keyof typeof Args]
-
-interface Verb {
-  readonly bytes: Buffer
-  readonly op: Op
-  readonly args: Args
-}
-
-const verb = (s: string, op: Op, args: Args): Verb => ({ bytes: Buffer.from(s, 'latin1'), op, args })
-
-/**
- * Case-sensitive prefix dispatch in the reference's order (REFERENCE.md 2.2):
- * longer verbs sharing a prefix come first, and a prefix match followed by
- * bad arguments is BAD_FORMAT, never UNKNOWN_COMMAND.
- */
-const VERBS: readonly Verb[] = [
-  verb('put ', Op.PUT, Args.PUT),
-  verb('peek ', Op.PEEK, Args.ID),
-  verb('peek-ready', Op.PEEK_READY, Args.NONE),
-  verb('peek-delayed', Op.PEEK_DELAYED, Args.NONE),
-  verb('peek-buried', Op.PEEK_BURIED, Args.NONE),
-  verb('reserve-with-timeout ', Op.RESERVE_TIMEOUT, Args.TIMEOUT),
-  verb('reserve-job ', Op.RESERVE_JOB, Args.ID),
-  verb('reserve', Op.RESERVE, Args.NONE),
-  verb('delete ', Op.DELETE, Args.ID),
-  verb('release ', Op.RELEASE, Args.RELEASE),
-  verb('bury ', Op.BURY, Args.BURY),
-  verb('kick ', Op.KICK, Args.KICK),
-  verb('kick-job ', Op.KICK_JOB, Args.ID),
-  verb('touch ', Op.TOUCH, Args.ID),
-  verb('stats-job ', Op.STATS_JOB, Args.ID),
-  verb('stats-tube ', Op.STATS_TUBE, Args.NAME),
-  verb('stats', Op.STATS, Args.NONE),
-  verb('use ', Op.USE, Args.NAME),
-  verb('watch ', Op.WATCH, Args.NAME),
-  verb('ignore ', Op.IGNORE, Args.NAME),
-  verb('list-tubes-watched', Op.LIST_TUBES_WATCHED, Args.NONE),
-  verb('list-tube-used', Op.LIST_TUBE_USED, Args.NONE),
-  verb('list-tubes', Op.LIST_TUBES, Args.NONE),
-  verb('quit', Op.QUIT, Args.ANY),
-  verb('pause-tube', Op.PAUSE_TUBE, Args.PAUSE),
-]
-
-/** Verbs bucketed by first byte, so dispatch compares against a handful. */
-const VERBS_BY_FIRST: Verb[][] = Array.from({ length: 256 }, () => [])
-for (const v of VERBS) VERBS_BY_FIRST[v.bytes[0]!]!.push(v)
 
 /** isspace() of the C locale, used by strtoul/strtol. */
 const isCSpace = (b: number): boolean => b === SPACE || (b >= 0x09 && b <= 0x0d)
@@ -121,6 +63,9 @@ function exceedsU64(buf: Buffer, p: number): boolean {
   }
   return false
 }
+
+const STANDARD_BY_FIRST = verbsByFirstByte(VERBS)
+const EXTENDED_BY_FIRST = verbsByFirstByte([...EXTENSION_VERBS, ...VERBS])
 
 export class Parser {
   /** Arguments of the last command. */
@@ -158,6 +103,13 @@ export class Parser {
   private carryLen = 0
   private mode: Mode = Mode.LINE
   private bodyFill = 0
+  /** The verbs this parser matches, by first byte: the reference's, or theirs and the extensions'. */
+  private readonly verbs: readonly (readonly Verb[])[]
+
+  /** `extensions`: also match the extension verbs (--extensions). */
+  constructor(extensions = false) {
+    this.verbs = extensions ? EXTENDED_BY_FIRST : STANDARD_BY_FIRST
+  }
   private skipLeft = 0
   /** Bytes queued and not yet consumed, for input backpressure. */
   buffered = 0
@@ -380,7 +332,7 @@ export class Parser {
   }
 
   private matchVerb(buf: Buffer, start: number, end: number): Verb | undefined {
-    const candidates = VERBS_BY_FIRST[buf[start]!]!
+    const candidates = this.verbs[buf[start]!]!
     const room = end - start
     for (const v of candidates) {
       const b = v.bytes

@@ -45,7 +45,7 @@ export interface ReplyGate {
 }
 
 export class Connection implements DispatchTarget, Waiter, Sink {
-  readonly parser = new Parser()
+  readonly parser: Parser
   readonly session: Session
   putId = 0
   putSlab: Slab | null = null
@@ -65,6 +65,7 @@ export class Connection implements DispatchTarget, Waiter, Sink {
   constructor(socket: Duplex, host: ConnectionHost) {
     this.socket = socket
     this.host = host
+    this.parser = new Parser(host.ctx.extensions)
     this.session = host.ctx.registry.openSession(this)
     socket.on('end', () => this.onEnd())
     socket.on('close', () => this.onClose())

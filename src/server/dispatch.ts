@@ -20,6 +20,8 @@ export interface ServerContext {
   readonly cmd: Float64Array
   readonly info: ProcessInfo
   readonly maxJobSize: number
+  /** --extensions: connections parse the extension verbs too (protocol/extensions.ts). */
+  readonly extensions: boolean
   /** Binlog figures for `stats` (zeros without a binlog). */
   binlogStats(): BinlogInfo
   /** Replies of the running connection. */

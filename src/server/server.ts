@@ -35,6 +35,8 @@ export interface ServerOptions {
    * counted, with a warning at most every REFUSAL_LOG_MS. Default: no limit.
    */
   readonly maxConnections?: number
+  /** --extensions: parse and serve the commands beyond the reference's. Default: off. */
+  readonly extensions?: boolean
 }
 
 /**
@@ -94,6 +96,7 @@ export class BeanstalkServer implements ConnectionHost {
       cmd: new Float64Array(32),
       info: processInfo(opts.maxJobSize, opts.binlogMaxSize, this.clock.now()),
       maxJobSize: opts.maxJobSize,
+      extensions: opts.extensions === true,
       out: new Output(),
       deliveryOut: new Output(4096),
       binlogStats: binlog === undefined ? () => NO_BINLOG : () => binlog.stats(),

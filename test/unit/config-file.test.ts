@@ -46,6 +46,13 @@ describe('parseConfigFile + toConfig', () => {
     })
   })
 
+  it('--extensions: off by default, on from the flag or the file', () => {
+    expect(cfg('').extensions).toBe(false)
+    expect(cfg('extensions = true\n').extensions).toBe(true)
+    expect(cfg('', { extensions: true }).extensions).toBe(true)
+    expect(() => cfg('extensions = "yes"\n')).toThrow(/^t\.toml:1: /)
+  })
+
   it('flags win: -f over fsync_never, -F over fsync_ms, -p over [[listen]], -V over level only upwards', () => {
     expect(cfg('[store]\nfsync_never = true\n', { fsync: '0' })).toMatchObject({ fsyncNever: false, fsyncMs: 0 })
     expect(cfg('[store]\nfsync_ms = 3\n', { fsyncNever: true })).toMatchObject({ fsyncNever: true })

@@ -14,8 +14,8 @@ const OP_NAMES = Object.fromEntries(Object.entries(Op).map(([k, v]) => [v, k])) 
  * With `shared`, each chunk arrives in that one buffer, as socket reads do, and the
  * buffer is overwritten with junk once the parser was told to retain what it needs.
  */
-function trace(chunks: Buffer[], maxJobSize = 10, shared?: Buffer): string[] {
-  const p = new Parser()
+function trace(chunks: Buffer[], maxJobSize = 10, shared?: Buffer, extensions = false): string[] {
+  const p = new Parser(extensions)
   const out: string[] = []
   const drain = (): void => {
     for (;;) {
@@ -147,6 +147,9 @@ describe('parser', () => {
         expect(trace([data.subarray(0, i), data.subarray(i)]), `split at ${i}`).toEqual(expected)
       }
       expect(trace([...data].map((x) => Buffer.from([x])))).toEqual(expected)
+    })
+    it(`parses ${label} the same with the extension verbs on (--extensions)`, () => {
+      expect(trace([data], 10, undefined, true)).toEqual(expected)
     })
     it(`parses ${label} split at every offset, read into one reused buffer`, () => {
       const shared = Buffer.allocUnsafeSlow(data.length)
