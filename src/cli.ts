@@ -1,17 +1,17 @@
 /**
  * The command line: flags (over a --config file) -> Config -> logger -> the
- * HTTP listener -> store -> server -> listeners. The only place that exits
- * the process. Exit codes follow the reference: 5 usage, 111 socket, 32-34
- * dropping privileges.
+ * HTTP listener -> server -> listeners -> store -> serving. The only place
+ * that exits the process. Exit codes follow the reference: 5 usage, 111
+ * socket, 32-34 dropping privileges.
  *
  * Start order, and what /readyz says meanwhile (one Readiness):
- *   starting -> (HTTP listens) -> replaying (-b: the store opens and replays)
- *   -> the server listens (systemd's sockets, or -l/-p, or the file's) ->
- *   serving (READY=1 to systemd) -> draining (SIGUSR1) -> stopping
- *   (SIGTERM/SIGINT); failed when the store fails.
- * The HTTP listener comes first so that /readyz can answer 503 during a
- * replay; while the store opens synchronously the event loop cannot answer,
- * so that 503 is seen once the open yields to it (async replay).
+ *   starting -> (HTTP listens) -> the server listens (systemd's sockets, or
+ *   -l/-p, or the file's) -> privileges dropped -> replaying (-b: the store
+ *   opens and replays; beanstalk clients that connect wait unanswered, as
+ *   in the reference's listen backlog) -> serving (READY=1 to systemd) ->
+ *   draining (SIGUSR1) -> stopping (SIGTERM/SIGINT); failed when the store
+ *   fails. The replay yields to the event loop every few ms
+ *   (store/replay-progress.ts), so /readyz answers 503 throughout it.
  */
 import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
@@ -40,7 +40,7 @@ import { convertDir } from './store/convert.js'
 import { exportDir } from './store/beanstalkd/export.js'
 import { importInto, importSummary, logReport } from './store/beanstalkd/import.js'
 import { openStore } from './store/open.js'
-import { ENGINES, type DurableStore, type Engine } from './store/store.js'
+import { ENGINES, type DurableStore, type Engine, type ReplaySink } from './store/store.js'
 import { systemClock } from './util/clock.js'
 import { Readiness, ReadyState } from './util/readiness.js'
 import { VERSION } from './version.js'
@@ -129,10 +129,10 @@ async function serverLogger(verbosity: number, format: LogFormat | null): Promis
   return pino({ name: 'tsbeanstalkd', level: logLevel(verbosity) }, pretty)
 }
 
-/** -b: opens and replays the store (--store), or exits with a clear log line and a code per error. */
-function openBinlog(config: Config, dir: string, log: Logger, readiness: Readiness): DurableStore {
+/** -b: opens the store (--store) and replays it into `into`, or exits with a clear log line and a code per error. */
+async function openBinlog(config: Config, dir: string, log: Logger, into: ReplaySink, readiness: Readiness): Promise<DurableStore> {
   try {
-    return openStore({
+    return await openStore({
       engine: config.store,
       dir,
       fileSize: config.binlogSize,
@@ -141,13 +141,14 @@ function openBinlog(config: Config, dir: string, log: Logger, readiness: Readine
       maxJobSize: config.maxJobSize,
       log,
       clock: systemClock,
+      readiness,
       // An fsync or write error after start: stop rather than acknowledge what may not be on disk.
       onFatal: (err) => {
         readiness.set(ReadyState.FAILED, err.message)
         log.fatal({ err }, `${config.store} write or fsync failed; exiting (a restart replays everything acknowledged)`)
         process.exit(EXIT_BINLOG[(err as { code?: string }).code ?? ''] ?? EXIT_BINLOG_OTHER)
       },
-    })
+    }, into)
   } catch (err) {
     const code = (err as { code?: string }).code ?? ''
     readiness.set(ReadyState.FAILED, (err as Error).message)
@@ -240,7 +241,7 @@ function readConfigFile(file: string): FileLayer {
 }
 
 /** `tsbeanstalkd convert --from binlog --to sqlite DIR` (and back): see src/store/convert.ts. */
-function convert(argv: string[]): void {
+async function convert(argv: string[]): Promise<void> {
   const engine = (flag: string): Option => new Option(`${flag} <ENGINE>`, 'binlog or sqlite').choices(ENGINES).makeOptionMandatory()
   const cmd = new Command('tsbeanstalkd convert')
     .description("Rewrites a stopped server's -b DIR for the other --store, keeping every job and the id high-water mark.")
@@ -404,28 +405,25 @@ export async function main(argv: string[]): Promise<void> {
   const notifier = new SystemdNotifier(log)
   // Read (and removed from the environment) before anything can spawn a child.
   const inherited = inheritedListeners()
-  let server: BeanstalkServer | null = null
   let binlog: DurableStore | undefined
-  const source = (): MetricsSource | null =>
-    server === null
-      ? null
-      : { queue: server.registry, cmd: server.ctx.cmd, info: server.ctx.info, store: binlog, refusedConnections: () => server!.refusedConnections }
-  const http = config.http === null ? null : await startHttp(config.http, config.metricsMaxTubes, readiness, source, log)
-  if (config.binlogDir !== null) {
-    readiness.set(ReadyState.REPLAYING)
-    binlog = openBinlog(config, config.binlogDir, log, readiness)
+  // Queue and store figures once the store has replayed and the server serves; until then the process's only.
+  let serving: BeanstalkServer | null = null
+  const source = (): MetricsSource | null => {
+    const s = serving
+    return s === null ? null : { queue: s.registry, cmd: s.ctx.cmd, info: s.ctx.info, store: binlog, refusedConnections: () => s.refusedConnections }
   }
-  // What is open now (store files, the HTTP listener) is not a client's to take.
-  const maxConnections = connectionBudget()
-  server = new BeanstalkServer({
+  const http = config.http === null ? null : await startHttp(config.http, config.metricsMaxTubes, readiness, source, log)
+  // With -b the port is bound first and the store replays after (as the reference does): clients
+  // that connect meanwhile wait, unanswered, until the replay is over (README "Restart at scale").
+  // They count against the fd budget of the moment; the store's few files come out of its headroom.
+  const srv = new BeanstalkServer({
     maxJobSize: config.maxJobSize,
     binlogMaxSize: config.binlogSize,
     log,
-    binlog,
-    maxConnections,
+    awaitStore: config.binlogDir !== null,
+    maxConnections: connectionBudget(),
     extensions: config.extensions,
   })
-  const srv = server
   // Signal handlers go in before the first log line announces the server.
   process.on('SIGUSR1', () => {
     log.info('SIGUSR1: entering drain mode; puts now answer DRAINING')
@@ -453,9 +451,18 @@ export async function main(argv: string[]): Promise<void> {
   }
   const listens = await listenAll(srv, inherited.length > 0 ? inherited : config.listeners, log)
   if (config.user !== null) dropPrivileges(config.user, log)
-  // A SIGUSR1 that came during the start has put the server in drain mode already.
-  readiness.set(srv.registry.draining ? ReadyState.DRAINING : ReadyState.SERVING)
   const first = listens[0]!
+  if (config.binlogDir !== null) {
+    // A SIGUSR1 that came during the start has put the server in drain mode already.
+    if (!srv.registry.draining) readiness.set(ReadyState.REPLAYING)
+    log.info({ listeners: listens.map((l) => l.label) }, 'bound; connections wait until the store has replayed')
+    binlog = await openBinlog(config, config.binlogDir, log, srv.restoreInto, readiness)
+  }
+  // What is open now (store files, the HTTP listener) is not a client's to take; the clients that waited hold theirs already.
+  const maxConnections = connectionBudget() + srv.waitingCount
+  srv.serve(binlog, maxConnections)
+  serving = srv
+  readiness.set(srv.registry.draining ? ReadyState.DRAINING : ReadyState.SERVING)
   notifier.ready(`serving on ${listens.map((l) => l.label).join(', ')}`)
   log.info(
     {

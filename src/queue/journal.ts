@@ -13,30 +13,28 @@ export interface Journal {
   /** Reserve, release, bury, kick, TTR timeout: state, priority or counters changed. */
   update(job: Job): void
   delete(job: Job): void
-  /** A job restored from the journal now lives in the registry as `job`. */
-  adopt(job: Job): void
   /** stats-job `file`. */
   fileOf(jobId: number): number
 }
 
-/** A job as a journal gives it back at start (times already on the monotonic clock). */
-export interface RestoredJob {
-  readonly id: number
-  readonly tube: string
-  readonly pri: number
-  readonly delayMs: number
-  readonly ttrMs: number
-  /** Including the trailing CRLF. */
-  readonly body: Buffer
-  /** Reserved jobs come back ready, and so do delayed ones whose time has passed. */
-  readonly state: 'ready' | 'delayed' | 'buried'
+/**
+ * A job's fields as a journal hands them back at start (store.ts: the
+ * ReplaySink's calls). One object may be reused for every call.
+ */
+export interface RestoredFields {
+  id: number
+  /** As stored: the JobState numbers READY, RESERVED (comes back ready), BURIED, DELAYED. */
+  state: number
+  pri: number
+  delayMs: number
+  ttrMs: number
   /** Monotonic ms; negative for jobs older than this process. */
-  readonly createdAt: number
+  createdAt: number
   /** Delayed: when it becomes ready (monotonic ms); otherwise 0. */
-  readonly deadline: number
-  readonly reserves: number
-  readonly timeouts: number
-  readonly releases: number
-  readonly buries: number
-  readonly kicks: number
+  deadline: number
+  reserves: number
+  timeouts: number
+  releases: number
+  buries: number
+  kicks: number
 }

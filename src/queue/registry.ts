@@ -23,7 +23,7 @@ import { BodyArena, type Slab } from './body-arena.js'
 import { Heap } from './heap.js'
 import { Job, JobState, byPriority } from './job.js'
 import { JobTable, type JobWalk } from './job-table.js'
-import type { Journal, RestoredJob } from './journal.js'
+import type { Journal, RestoredFields } from './journal.js'
 import { Session, type WaitTimerHandler, type Waiter } from './session.js'
 import { ReadyIndex, SCAN_LIMIT } from './ready-index.js'
 import { Tube, byTopJob, type TubeHandler } from './tube.js'
@@ -232,32 +232,83 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     return job
   }
 
+  // --- restoring from a journal at start (the store's ReplaySink) -----------
+  //
+  // Between restoreJob and restoreEnd the restored jobs are only in `jobs`,
+  // with their state as stored; restoreEnd files each one where its state
+  // says. No counters are bumped, and no session exists meanwhile.
+
   /**
-   * Rebuilds the queue from a journal at start: jobs in the order given
-   * (buried ones in bury order), no counters bumped, ids continuing at `nextId`.
+   * A job as stored, its body `src[start, end)` without the CRLF: copied once
+   * into the body arena. A job with the same id is replaced, or only updated
+   * when it is the same job stored again (a compaction's copy).
    */
-  restore(jobs: readonly RestoredJob[], nextId: number): void {
-    for (const rec of jobs) {
-      const t = this.tube(rec.tube)
-      const { slab, off } = this.bodies.copyIn(rec.body)
-      const j = new Job(rec.id, rec.pri, rec.delayMs, rec.ttrMs, slab, off, rec.body.length, t, rec.createdAt)
-      j.reserves = rec.reserves
-      j.timeouts = rec.timeouts
-      j.releases = rec.releases
-      j.buries = rec.buries
-      j.kicks = rec.kicks
-      this.jobs.set(j.id, j)
-      if (rec.state === 'delayed') {
-        this.makeDelayed(j, rec.deadline)
-      } else if (rec.state === 'buried') {
-        j.state = JobState.BURIED
-        t.buried.append(j)
-        this.buriedCount++
-      } else {
-        this.makeReady(j)
+  restoreJob(f: RestoredFields, tube: string, src: Buffer, start: number, end: number): void {
+    const len = end - start + 2
+    const old = this.jobs.get(f.id)
+    if (old !== undefined) {
+      if (sameJob(old, f, tube, src, start, end)) {
+        this.restoreUpdate(f)
+        return
       }
-      this.journal?.adopt(j)
+      this.restoreDelete(f.id)
     }
+    const slab = this.bodies.slabFor(len)
+    const off = slab.take(len)
+    src.copy(slab.buf, off, start, end)
+    slab.buf[off + len - 2] = 0x0d
+    slab.buf[off + len - 1] = 0x0a
+    const j = new Job(f.id, f.pri, f.delayMs, f.ttrMs, slab, off, len, this.tube(tube), f.createdAt)
+    this.jobs.set(j.id, j)
+    this.restoreUpdate(f)
+  }
+
+  /** A later record's state, priority, delay and counters; false if there is no such job. */
+  restoreUpdate(f: RestoredFields): boolean {
+    const j = this.jobs.get(f.id)
+    if (j === undefined) return false
+    j.state = f.state as JobState
+    j.pri = f.pri
+    j.delayMs = f.delayMs
+    j.deadline = f.deadline
+    j.reserves = f.reserves
+    j.timeouts = f.timeouts
+    j.releases = f.releases
+    j.buries = f.buries
+    j.kicks = f.kicks
+    return true
+  }
+
+  restoreDelete(id: number): boolean {
+    const j = this.jobs.get(id)
+    if (j === undefined) return false
+    this.jobs.delete(id)
+    j.state = JobState.INVALID
+    this.bodies.release(j.slab, j.bodyLen)
+    return true
+  }
+
+  /**
+   * Files every restored job where its state says: reserved ones back to
+   * ready, delayed ones whose time has passed too, buried ones in `buried`
+   * (bury) order; drops tubes left empty; ids continue at `nextId`.
+   */
+  restoreEnd(buried: readonly number[], nextId: number): void {
+    const now = this.clock.now()
+    let buriedSeen = 0
+    for (const j of this.jobs.values()) {
+      if (j.state === JobState.BURIED) buriedSeen++
+      else if (j.state === JobState.DELAYED && j.deadline > now) this.makeDelayed(j, j.deadline)
+      else this.makeReady(j)
+    }
+    if (buriedSeen !== buried.length) throw new Error(`restore: ${buriedSeen} buried jobs, ${buried.length} in the bury order`)
+    for (const id of buried) {
+      const j = this.jobs.get(id)
+      if (j?.state !== JobState.BURIED) throw new Error(`restore: job ${id} in the bury order is not buried`)
+      j.tube.buried.append(j)
+      this.buriedCount++
+    }
+    for (const t of [...this.tubeList]) this.dropIfUnused(t)
     this.nextJobId = Math.max(this.nextJobId, nextId)
   }
 
@@ -658,4 +709,15 @@ export class Registry implements TubeHandler, WaitTimerHandler {
   peekBuried(s: Session): Job | undefined {
     return s.used.buried.head ?? undefined
   }
+}
+
+/** The restored job `j` is the one a record describes again (a compaction copies jobs whole). */
+function sameJob(j: Job, f: RestoredFields, tube: string, src: Buffer, start: number, end: number): boolean {
+  return (
+    j.tube.name === tube &&
+    j.ttrMs === f.ttrMs &&
+    j.createdAt === f.createdAt &&
+    j.bodyLen === end - start + 2 &&
+    j.slab.buf.compare(src, start, end, j.bodyOff, j.bodyOff + j.bodyLen - 2) === 0
+  )
 }

@@ -16,7 +16,7 @@ import { Connection, type ConnectionHost } from './connection.js'
 import type { ServerContext } from './dispatch.js'
 import { Output } from './output.js'
 import { VERSION } from '../version.js'
-import type { DurableStore } from '../store/store.js'
+import type { DurableStore, ReplaySink } from '../store/store.js'
 import { NO_BINLOG } from '../protocol/replies.js'
 import { BinlogGate } from './reply-gate.js'
 import { Throttled } from '../util/throttled.js'
@@ -27,16 +27,22 @@ export interface ServerOptions {
   readonly binlogMaxSize: number
   readonly log: Logger
   readonly clock?: Clock
-  /** The opened store (-b: the binlog or the SQLite store), already replayed; the server restores its jobs. */
-  readonly binlog?: DurableStore | undefined
   /**
    * Connections served at once, across every listener (the process's
    * file-descriptor budget, fd-limit.ts); one more is closed at once and
-   * counted, with a warning at most every REFUSAL_LOG_MS. Default: no limit.
+   * counted, with a warning at most every REFUSAL_LOG_MS. Connections that
+   * wait for a replay count too. Default: no limit; serve() may set it anew.
    */
   readonly maxConnections?: number
   /** --extensions: parse and serve the commands beyond the reference's. Default: off. */
   readonly extensions?: boolean
+  /**
+   * -b: the store replays into `restoreInto` after listen() and is handed
+   * over with serve(store). Until then accepted connections wait unread, as
+   * a client of the reference waits in its listen backlog while it replays.
+   * Without it, connections are served at once (no store).
+   */
+  readonly awaitStore?: boolean
 }
 
 /**
@@ -58,7 +64,13 @@ export class BeanstalkServer implements ConnectionHost {
   readonly ctx: ServerContext
   readonly log: Logger
   readonly registry: Registry
-  readonly gate: BinlogGate | null
+  /** Where a store replays (the registry, as the store's ReplaySink sees it). */
+  readonly restoreInto: ReplaySink
+  /** The -b store's reply gate; set once, by serve(), before any connection exists. */
+  gate: BinlogGate | null = null
+  private store: DurableStore | null = null
+  /** Sockets accepted before serve(): they wait, unread, for the replay to end. */
+  private waiting: net.Socket[] | null
   private readonly clock: Clock
   private readonly wheel: TimingWheel
   private readonly connections = new Set<Connection>()
@@ -67,7 +79,7 @@ export class BeanstalkServer implements ConnectionHost {
   private timer: NodeJS.Timeout | null = null
   private timerAt = Infinity
   private readonly listeners: net.Server[] = []
-  private readonly maxConnections: number
+  private maxConnections: number
   /** Connections closed at once for lack of file descriptors (/metrics). */
   refusedConnections = 0
   private readonly refusals: Throttled
@@ -85,12 +97,8 @@ export class BeanstalkServer implements ConnectionHost {
     this.wheel = new TimingWheel(this.clock.now())
     this.wheel.onWake = (tick) => this.arm(tick)
     this.registry = new Registry(this.clock, this.wheel)
-    const binlog = opts.binlog
-    this.gate = binlog === undefined ? null : new BinlogGate(binlog)
-    if (binlog !== undefined) {
-      this.registry.journal = binlog
-      this.registry.restore(binlog.recovered, binlog.nextId)
-    }
+    this.restoreInto = this.registry
+    this.waiting = opts.awaitStore === true ? [] : null
     this.ctx = {
       registry: this.registry,
       cmd: new Float64Array(32),
@@ -99,8 +107,35 @@ export class BeanstalkServer implements ConnectionHost {
       extensions: opts.extensions === true,
       out: new Output(),
       deliveryOut: new Output(4096),
-      binlogStats: binlog === undefined ? () => NO_BINLOG : () => binlog.stats(),
+      binlogStats: () => (this.store === null ? NO_BINLOG : this.store.stats()),
     }
+  }
+
+  /**
+   * The store has replayed into the registry: it records every change from
+   * now on, and the connections that waited are served, in accept order
+   * (past `maxConnections`, when given, the last ones are refused).
+   */
+  serve(store: DurableStore | undefined, maxConnections?: number): void {
+    if (maxConnections !== undefined) this.maxConnections = maxConnections
+    if (store !== undefined) {
+      this.store = store
+      this.registry.journal = store
+      this.gate = new BinlogGate(store)
+    }
+    const waiting = this.waiting ?? []
+    this.waiting = null
+    for (const socket of waiting) {
+      socket.removeListener('error', dropWaiting)
+      if (socket.destroyed) continue
+      if (this.connections.size >= this.maxConnections) this.refuse(socket)
+      else this.handle(socket)
+    }
+  }
+
+  /** Sockets accepted that wait for the replay to end (each holds a file descriptor). */
+  get waitingCount(): number {
+    return this.waiting?.length ?? 0
   }
 
   /** Serves one client stream (a socket, or any duplex in tests). */
@@ -162,8 +197,13 @@ export class BeanstalkServer implements ConnectionHost {
   /** Starts listening (once per address; several may be open); resolves with the bound address. */
   async listen(addr: ListenAddress): Promise<net.AddressInfo | string> {
     const srv = net.createServer({ allowHalfOpen: true, noDelay: true, keepAlive: true, pauseOnConnect: true }, (socket) => {
-      if (this.connections.size >= this.maxConnections) return this.refuse(socket)
-      this.handle(socket)
+      if (this.connections.size + this.waitingCount >= this.maxConnections) return this.refuse(socket)
+      if (this.waiting === null) {
+        this.handle(socket)
+        return
+      }
+      socket.on('error', dropWaiting) // a client that gives up while it waits
+      this.waiting.push(socket)
     })
     srv.maxConnections = Infinity
     if ('path' in addr) removeStaleSocket(addr.path)
@@ -208,10 +248,16 @@ export class BeanstalkServer implements ConnectionHost {
     this.timer = null
     const listeners = this.listeners.splice(0)
     this.refusals.stop()
+    for (const socket of this.waiting ?? []) socket.destroy()
+    this.waiting = null
     for (const c of this.connections) c.close()
     this.gate?.commit()
     await Promise.all(listeners.map((srv) => new Promise<void>((resolve) => srv.close(() => resolve()))))
   }
+}
+
+function dropWaiting(this: net.Socket): void {
+  this.destroy()
 }
 
 /** A socket file left by a previous run is replaced; any other file is an error. */

@@ -10,8 +10,8 @@ import fs from 'node:fs'
 import path from 'node:path'
 import type { Logger } from 'pino'
 import { nodeFs, writeAll } from './io.js'
-import { FORMAT_VERSION, HEADER_SIZE, RecState, encodeFull, encodeHeader } from './binlog/record.js'
-import { fileName, replay } from './binlog/replay.js'
+import { FORMAT_VERSION, HEADER_SIZE, RecState, encodeFull, encodeHeader, type JobFields } from './binlog/record.js'
+import { fileName, replaySync } from './binlog/replay.js'
 import { StoreIoError } from './errors.js'
 import Database from 'better-sqlite3'
 import { metaValue, openDb, readJobs, storeError, writeJobs } from './sqlite/schema.js'
@@ -36,32 +36,44 @@ const REC_STATE = { ready: RecState.READY, reserved: RecState.RESERVED, buried: 
 
 /** Reads a binlog directory without changing it (a torn tail is left out, as a start would cut it). */
 export function readBinlog(dir: string, log?: Logger): Snapshot {
-  const r = replay(dir, nodeFs)
+  const jobs = new Map<number, StoredJob>()
+  const r = replaySync(dir, nodeFs, {
+    beginFile: () => undefined,
+    full: (f, tube, buf, start, end) => {
+      jobs.set(f.id, { ...storedFields(f), tube, body: Buffer.from(buf.subarray(start, end)) })
+    },
+    update: (f) => {
+      const j = jobs.get(f.id)
+      if (j === undefined) return false
+      Object.assign(j, storedFields(f))
+      return true
+    },
+    delete: (id) => jobs.delete(id),
+  })
   for (const f of r.files) {
     if (f.cut !== null) log?.warn({ file: f.path, offset: f.cut.offset, detail: f.cut.detail }, 'convert: leaving out a torn tail (never acknowledged)')
   }
-  const jobs: StoredJob[] = [...r.jobs.values()].map((j) => {
-    const state = STATE_OF[j.state]!
-    return {
-      id: j.id,
-      tube: j.tube,
-      state,
-      pri: j.pri,
-      delayMs: j.delayMs,
-      ttrMs: j.ttrMs,
-      createdAtWall: j.createdAtWall,
-      readyAtWall: state === 'delayed' ? j.readyAtWall : 0,
-      buryKey: state === 'buried' ? j.buryKey : 0,
-      reserves: j.reserves,
-      timeouts: j.timeouts,
-      releases: j.releases,
-      buries: j.buries,
-      kicks: j.kicks,
-      body: j.body,
-    }
-  })
-  jobs.sort((a, b) => a.id - b.id)
-  return { nextId: r.nextId, jobs }
+  return { nextId: r.nextId, jobs: [...jobs.values()].sort((a, b) => a.id - b.id) }
+}
+
+/** A record's fields as a Snapshot keeps them: wall-clock times, the due time and bury key only where the state has them. */
+function storedFields(f: JobFields): Omit<StoredJob, 'tube' | 'body'> {
+  const state = STATE_OF[f.state]!
+  return {
+    id: f.id,
+    state,
+    pri: f.pri,
+    delayMs: f.delayMs,
+    ttrMs: f.ttrMs,
+    createdAtWall: f.createdAtWall,
+    readyAtWall: state === 'delayed' ? f.readyAtWall : 0,
+    buryKey: state === 'buried' ? f.buryKey : 0,
+    reserves: f.reserves,
+    timeouts: f.timeouts,
+    releases: f.releases,
+    buries: f.buries,
+    kicks: f.kicks,
+  }
 }
 
 /** Writes `snap` as binlog.1, binlog.2, ... (a new file past `fileSize` bytes), each fsynced. */

@@ -7,10 +7,15 @@
  *
  * The contract, the same for every engine (binlog.ts's header has the call
  * order in detail):
- * - `recovered` and `nextId` hold what replay found at open: non-buried jobs
- *   by id, then buried jobs in bury order; reserved jobs come back ready,
- *   delayed ones keep their wall-clock due time; ids are never reused.
- * - put/update/delete/adopt are synchronous and never do I/O that can fail a
+ * - Opening (open.ts `openStore`, asynchronous) takes DIR's lock and replays:
+ *   it hands every stored job to a ReplaySink (the registry) as it reads it,
+ *   one record at a time, so nothing but the registry's own structures holds
+ *   the queue, and yields to the event loop about every 50 ms (progress log
+ *   lines, Readiness `replaying`, /readyz). It ends with `restoreEnd`: the
+ *   buried jobs in bury order and the next id (above every id ever handed out:
+ *   ids are never reused). Reserved jobs come back ready; delayed ones keep
+ *   their wall-clock due time.
+ * - put/update/delete are synchronous and never do I/O that can fail a
  *   reply; `put` answers false only when nothing can be stored (the server
  *   answers OUT_OF_MEMORY) and `canPut()` asks the same question first.
  * - `flush()` stores everything queued since the last flush as one unit and
@@ -22,8 +27,9 @@
  *   and releases the directory.
  */
 import type { Logger } from 'pino'
-import type { RestoredJob } from '../queue/journal.js'
+import type { RestoredFields } from '../queue/journal.js'
 import type { Clock } from '../util/clock.js'
+import type { Readiness } from '../util/readiness.js'
 import type { HistogramView } from './latency-histogram.js'
 
 /** The fields an engine stores, read from the registry's Job at each call. */
@@ -35,6 +41,8 @@ export interface JobView {
   ttrMs: number
   /** Including the trailing CRLF. */
   body: Buffer
+  /** `body.length`, without making the view. */
+  readonly bodyLen: number
   /** The queue's JobState number: 1 ready, 2 reserved, 3 buried, 4 delayed. */
   state: number
   /** Monotonic ms. */
@@ -48,60 +56,36 @@ export interface JobView {
   kicks: number
 }
 
-/** A replayed job, as the registry restores it, plus its wall-clock times. */
-export interface RecoveredJob extends RestoredJob {
-  readonly createdAtWall: number
-  /** Delayed: the original due time; otherwise 0. */
-  readonly readyAtWall: number
-}
-
-/** What every engine keeps of a job: the restored fields, with wall-clock times. */
-export interface StoredFields extends Omit<RestoredJob, 'state' | 'createdAt' | 'deadline'> {
-  readonly createdAtWall: number
-  /** Delayed: the due time. */
-  readonly readyAtWall: number
-}
+/** A job's fields as replay hands them to the sink (declared with the queue, which takes them). */
+export type { RestoredFields } from '../queue/journal.js'
 
 /**
- * A stored job as the registry restores it (the contract above): a reserved
- * job comes back ready, so does a delayed one whose due time has passed, and
- * wall-clock times become monotonic ones against the `monoNow`/`wallNow` pair.
+ * Where replay puts the jobs it reads (the registry). Calls come in the
+ * order of the store's records; between them the sink's jobs are not yet in
+ * their heaps and lists, which `restoreEnd` builds once.
  */
-export function recoverJob(
-  j: StoredFields,
-  stored: 'ready' | 'reserved' | 'buried' | 'delayed',
-  monoNow: number,
-  wallNow: number,
-): RecoveredJob {
-  let state: RecoveredJob['state'] = stored === 'reserved' ? 'ready' : stored
-  if (state === 'delayed' && j.readyAtWall <= wallNow) state = 'ready'
-  const delayed = state === 'delayed'
-  return {
-    id: j.id,
-    tube: j.tube,
-    pri: j.pri,
-    delayMs: j.delayMs,
-    ttrMs: j.ttrMs,
-    body: j.body,
-    state,
-    createdAtWall: j.createdAtWall,
-    readyAtWall: delayed ? j.readyAtWall : 0,
-    createdAt: monoNow - (wallNow - j.createdAtWall),
-    deadline: delayed ? monoNow + (j.readyAtWall - wallNow) : 0,
-    reserves: j.reserves,
-    timeouts: j.timeouts,
-    releases: j.releases,
-    buries: j.buries,
-    kicks: j.kicks,
-  }
+export interface ReplaySink {
+  /**
+   * A job as stored whole (its body is `body[start, end)`, without the CRLF):
+   * creates it, or replaces the job with its id (the same job stored again).
+   */
+  restoreJob(f: RestoredFields, tube: string, body: Buffer, start: number, end: number): void
+  /** A later state change of a job restored before; false if there is none (a stale record). */
+  restoreUpdate(f: RestoredFields): boolean
+  /** false if there is no such job (a stale record). */
+  restoreDelete(id: number): boolean
+  /**
+   * Replay is over: every job goes where its state says (reserved ones and
+   * delayed ones whose time has passed: ready), buried ones in `buried`
+   * order, and new ids start at `nextId`.
+   */
+  restoreEnd(buried: readonly number[], nextId: number): void
+  /** The job with this id now (restored or put since), for an engine that rewrites it later. */
+  peek(id: number): JobView | undefined
 }
 
-/** The contract's `recovered` order: non-buried jobs by id, then buried ones by bury key. */
-export function recoveryOrder(plain: RecoveredJob[], buried: { key: number; job: RecoveredJob }[]): RecoveredJob[] {
-  plain.sort((a, b) => a.id - b.id)
-  buried.sort((a, b) => a.key - b.key || a.job.id - b.job.id)
-  return [...plain, ...buried.map((b) => b.job)]
-}
+/** Monotonic whole ms for a wall-clock time, against a `monoNow`/`wallNow` pair read together. */
+export const toMono = (wall: number, monoNow: number, wallNow: number): number => monoNow - (wallNow - wall)
 
 /** What `stats` shows (the binlog-* keys) and what operators and tests look at. */
 export interface StoreStats {
@@ -126,15 +110,11 @@ export interface StoreStats {
 }
 
 export interface DurableStore {
-  readonly recovered: readonly RecoveredJob[]
-  readonly nextId: number
   /** Whether a put would be accepted now (false: answer OUT_OF_MEMORY). */
   canPut(): boolean
   put(job: JobView): boolean
   update(job: JobView): void
   delete(job: JobView): void
-  /** A recovered job now lives in the registry as `job`. */
-  adopt(job: JobView): void
   /** stats-job `file`: the binlog file holding the job; 0 where there is none. */
   fileOf(jobId: number): number
   flush(): number
@@ -163,6 +143,10 @@ export interface StoreOptions {
   readonly retryMs?: number
   /** A fatal error found outside a call (a background fsync); default: thrown (an uncaught exception). */
   readonly onFatal?: (err: Error) => void
+  /** Told `replaying`, with progress, while the store replays. */
+  readonly readiness?: Readiness
+  /** How often a long replay logs its progress, ms; default 5000. */
+  readonly progressMs?: number
 }
 
 export type StateName = 'ready' | 'reserved' | 'buried' | 'delayed'

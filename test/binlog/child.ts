@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url'
 import ts from 'typescript'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
-const SOURCES = ['src/store', 'src/util/clock.ts', 'test/helpers/prng.ts', 'test/binlog/fixtures']
+const SOURCES = ['src/store', 'src/util/clock.ts', 'src/util/readiness.ts', 'test/helpers/prng.ts', 'test/binlog/fixtures']
 
 export class ChildBuild {
   readonly dir: string

@@ -32,21 +32,21 @@ async function churnBounded(m: Model, iterations: number, commitEvery: number): 
 describe('churn keeps the disk bounded', () => {
   it('-F: 20k puts and deletes among long-delayed, buried and bouncing jobs', async () => {
     const m = new Model(tmpDir(), { fileSize: FILE_SIZE, fsyncNever: true })
-    m.open()
+    await m.open()
     const r = await churnBounded(m, 20_000, 10)
     const s = m.bl.stats()
     expect(r.written).toBeGreaterThan(200 * r.maxDisk / 10) // the log saw far more than it keeps
     expect(s.recordsMigrated).toBeGreaterThan(0)
     expect(binlogFiles(m.dir).length).toBeLessThanOrEqual(Math.ceil(r.maxBound / FILE_SIZE) + 2)
     const want = expectedAll(m)
-    expect(plain(m.restart())).toEqual(want)
+    expect(plain(await m.restart())).toEqual(want)
   })
 
   it('-f 0 with real fsync: removals wait for fsyncs, and the bound still holds', async () => {
     const m = new Model(tmpDir(), { fileSize: FILE_SIZE, fsyncMs: 0 })
-    m.open()
+    await m.open()
     await churnBounded(m, 4_000, 40)
     const want = expectedAll(m)
-    expect(plain(m.restart())).toEqual(want)
+    expect(plain(await m.restart())).toEqual(want)
   })
 })

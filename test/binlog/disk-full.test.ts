@@ -61,7 +61,7 @@ describe('disk full', () => {
   it('refuses puts, keeps acknowledged and queued records, lets deletes through, recovers by itself', async () => {
     const f = new FullFs()
     const m = new Model(tmpDir(), { fs: f.io, fsyncMs: 0, retryMs: 10 })
-    m.open()
+    await m.open()
     const a = m.put('acked a')!
     m.put('acked b')
     await m.commit()
@@ -91,22 +91,22 @@ describe('disk full', () => {
     expect(fs.existsSync(path.join(m.dir, 'reserve'))).toBe(true)
     m.put('after recovery')
     await m.commit()
-    const rec = m.restart()
+    const rec = await m.restart()
     expect(rec.map((r) => r.body.toString().trim())).toEqual(['acked b', 'accepted before the disk filled', 'after recovery'])
     expect(m.lines.some((l) => l.level === WARN && /torn/.test(l.msg))).toBe(false)
-    expect(m.bl.nextId).toBe(6) // the refused put's id 4 is not handed out again
+    expect(m.replayedNextId).toBe(6) // the refused put's id 4 is not handed out again
   })
 
   it('the space reserve lets the batch that hit ENOSPC go out at once', async () => {
     const f = new FullFs()
     const m = new Model(tmpDir(), { fs: f.io, fsyncMs: 0, retryMs: 10 })
-    m.open()
+    await m.open()
     f.failNext = 1
     m.put('lands on the reserve')
     await m.commit() // written after the reserve was released
     expect(m.bl.canPut()).toBe(false) // until the reserve is back
     await until(() => m.bl.canPut())
-    expect(m.restart()).toHaveLength(1)
+    expect(await m.restart()).toHaveLength(1)
   })
 
   it('starts refusing puts when there is no room for the reserve, and accepts once there is', async () => {
@@ -114,25 +114,25 @@ describe('disk full', () => {
     f.full = true
     f.reserveOnly = true
     const m = new Model(tmpDir(), { fs: f.io, retryMs: 10 })
-    m.open()
+    await m.open()
     expect(m.put('no')).toBeNull()
     f.full = false
     await until(() => m.bl.canPut())
     expect(m.put('yes')).not.toBeNull()
   })
 
-  it('no room for even the first file: open throws BinlogFullError and releases the lock', () => {
+  it('no room for even the first file: open throws BinlogFullError and releases the lock', async () => {
     const f = new FullFs()
     f.full = true
     const dir = tmpDir()
-    expect(() => new Model(dir, { fs: f.io }).open()).toThrow(BinlogFullError)
-    new Model(dir).open()
+    await expect(new Model(dir, { fs: f.io }).open()).rejects.toThrow(BinlogFullError)
+    await new Model(dir).open()
   })
 
   it('no room for a new file: appends to the current one past -s', async () => {
     const f = new FullFs()
     const m = new Model(tmpDir(), { fs: f.io, fileSize: 512 })
-    m.open()
+    await m.open()
     f.failCreate = true
     for (let i = 0; i < 10; i++) {
       m.put(`job ${i} `.repeat(10))
@@ -142,6 +142,6 @@ describe('disk full', () => {
     expect(fs.statSync(path.join(m.dir, 'binlog.1')).size).toBeGreaterThan(512)
     expect(m.lines.some((l) => /no space for a new file/.test(l.msg))).toBe(true)
     f.failCreate = false
-    expect(m.restart()).toHaveLength(10)
+    expect(await m.restart()).toHaveLength(10)
   })
 })

@@ -48,7 +48,7 @@ describe('-f 0: group commit', () => {
   it('releases callbacks only after an fsync that started after their write; one fsync covers many flushes', async () => {
     const g = new GatedFs()
     const m = new Model(tmpDir(), { fsyncMs: 0, fs: g.io })
-    m.open()
+    await m.open()
     const done: number[] = []
     const j = m.put('first')!
     const s1 = m.bl.flush()
@@ -74,14 +74,14 @@ describe('-f 0: group commit', () => {
     let now = false
     m.bl.whenDurable(m.bl.flush(), () => (now = true))
     expect(now).toBe(true)
-    expect(m.restart()[0]).toMatchObject({ pri: 49, reserves: 50, releases: 50 })
+    expect((await m.restart())[0]).toMatchObject({ pri: 49, reserves: 50, releases: 50 })
   })
 
   it('concurrent committers share fsyncs (real fsync)', async () => {
     const g = new GatedFs()
     g.hold = false
     const m = new Model(tmpDir(), { fsyncMs: 0, fs: g.io })
-    m.open()
+    await m.open()
     const commits: Promise<number>[] = []
     for (let i = 0; i < 200; i++) {
       m.put(`job ${i}`)
@@ -91,7 +91,7 @@ describe('-f 0: group commit', () => {
     await Promise.all(commits)
     expect(g.calls).toBeGreaterThan(0)
     expect(g.calls).toBeLessThan(100)
-    expect(m.restart()).toHaveLength(200)
+    expect(await m.restart()).toHaveLength(200)
   })
 })
 
@@ -100,7 +100,7 @@ describe('-f N and -F', () => {
     const g = new GatedFs()
     g.hold = false
     const m = new Model(tmpDir(), { fsyncMs: 40, fs: g.io })
-    m.open()
+    await m.open()
     let acked = 0
     for (let i = 0; i < 20; i++) {
       m.put(`job ${i}`)
@@ -125,7 +125,7 @@ describe('-f N and -F', () => {
 
   it('-F never fsyncs while running, and files are flagged so', async () => {
     const m = new Model(tmpDir(), { fsyncNever: true, fileSize: 1024 })
-    m.open()
+    await m.open()
     for (let i = 0; i < 100; i++) {
       m.put(`job ${i} `.repeat(5))
       await m.commit()
@@ -140,7 +140,7 @@ describe('removal waits for durability', () => {
   it('an old file is removed only after the fsync covering the records moved out of it', async () => {
     const g = new GatedFs()
     const m = new Model(tmpDir(), { fsyncMs: 0, fs: g.io, fileSize: 1024 })
-    m.open()
+    await m.open()
     const keep = m.put('long-lived', { delayMs: 3_600_000 })!
     m.bl.flush()
     await g.release()
@@ -159,7 +159,7 @@ describe('removal waits for durability', () => {
     expect(fs.existsSync(homeFile)).toBe(true)
     await g.release()
     expect(fs.existsSync(homeFile)).toBe(false)
-    expect(m.restart().map((r) => r.id)).toEqual([keep.id])
+    expect((await m.restart()).map((r) => r.id)).toEqual([keep.id])
   })
 })
 
@@ -171,7 +171,7 @@ describe('fsync failure', () => {
       fsync: (_fd, cb) => setImmediate(() => cb(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }))),
     }
     const m = new Model(tmpDir(), { fsyncMs: 0, fs: io, onFatal: (e) => fatal.push(e) })
-    m.open()
+    await m.open()
     m.put('a')
     let acked = false
     m.bl.whenDurable(m.bl.flush(), () => (acked = true))
@@ -184,7 +184,7 @@ describe('fsync failure', () => {
     expect(() => m.bl.flush()).toThrow(fatal[0])
   })
 
-  it('another write error is fatal too: flush throws BinlogIoError and onFatal hears it', () => {
+  it('another write error is fatal too: flush throws BinlogIoError and onFatal hears it', async () => {
     const fatal: Error[] = []
     let broken = false
     const io: BinlogFs = {
@@ -195,7 +195,7 @@ describe('fsync failure', () => {
       },
     }
     const m = new Model(tmpDir(), { fs: io, onFatal: (e) => fatal.push(e) })
-    m.open()
+    await m.open()
     m.put('a')
     m.bl.flush()
     broken = true
@@ -205,6 +205,8 @@ describe('fsync failure', () => {
     expect(() => m.put('c')).toThrow(fatal[0])
     m.bl.close() // releases the lock without writing
     broken = false
-    expect(new Model(m.dir).open().recovered).toHaveLength(1)
+    const again = new Model(m.dir)
+    await again.open()
+    expect(again.recovered).toHaveLength(1)
   })
 })

@@ -2,15 +2,17 @@
  * Binlog test helpers: temp directories (removed after each test), a pino
  * logger that captures records, and a small job model that makes the same
  * state changes the registry makes and tells the store about them (the
- * binlog unless another engine is given: test/store/engines.ts).
+ * binlog unless another engine is given: test/store/engines.ts). The model
+ * is also the store's ReplaySink, as the registry is: replay puts its jobs
+ * back into the model's map, and `recovered` lists what came back.
  */
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { pino, type Logger } from 'pino'
 import { afterEach } from 'vitest'
-import type { Binlog, BinlogOptions, JobView, RecoveredJob } from '../../src/store/binlog/binlog.js'
-import type { DurableStore } from '../../src/store/store.js'
+import type { Binlog, BinlogOptions, JobView } from '../../src/store/binlog/binlog.js'
+import type { DurableStore, ReplaySink, RestoredFields } from '../../src/store/store.js'
 import { ManualClock } from '../../src/util/clock.js'
 import { prng } from '../helpers/prng.js'
 import { binlogEngine, type EngineFactory } from '../store/engines.js'
@@ -70,6 +72,29 @@ export interface TestJob extends JobView {
   tube: { name: string }
 }
 
+/** A replayed job as a test looks at it: its state as the registry files it, plus its wall-clock times. */
+export interface RecoveredJob {
+  readonly id: number
+  readonly tube: string
+  readonly pri: number
+  readonly delayMs: number
+  readonly ttrMs: number
+  readonly body: Buffer
+  readonly state: 'ready' | 'delayed' | 'buried'
+  readonly createdAt: number
+  readonly deadline: number
+  readonly createdAtWall: number
+  /** Delayed: the due time; otherwise 0. */
+  readonly readyAtWall: number
+  readonly reserves: number
+  readonly timeouts: number
+  readonly releases: number
+  readonly buries: number
+  readonly kicks: number
+}
+
+const CRLF = Buffer.from('\r\n')
+
 const WALL_BASE = 1_700_000_000_000
 
 /**
@@ -77,7 +102,7 @@ const WALL_BASE = 1_700_000_000_000
  * Wall and monotonic clocks move together (wall = base + mono) unless a test
  * moves `wallSkew`.
  */
-export class Model<S extends DurableStore = Binlog> {
+export class Model<S extends DurableStore = Binlog> implements ReplaySink {
   readonly clock = new ManualClock(5_000)
   wallSkew = 0
   readonly now = (): number => WALL_BASE + this.wallSkew + this.clock.now()
@@ -85,6 +110,10 @@ export class Model<S extends DurableStore = Binlog> {
   /** Ids of buried jobs in bury order, as the tube's buried list holds them. */
   buried: number[] = []
   nextId = 1
+  /** What the last open replayed: non-buried jobs by id, then buried ones in bury order. */
+  recovered: RecoveredJob[] = []
+  /** The next id the last open's replay gave (restoreEnd). */
+  replayedNextId = 0
   bl!: S
   readonly engine: EngineFactory<S>
   readonly dir: string
@@ -117,54 +146,94 @@ export class Model<S extends DurableStore = Binlog> {
     }
   }
 
-  open(): S {
-    this.bl = this.engine.open(this.options())
+  /** Opens the store, which replays into this model (its jobs map is rebuilt). */
+  async open(): Promise<S> {
+    this.jobs.clear()
+    this.buried = []
+    this.recovered = []
+    this.bl = await this.engine.open(this.options(), this)
     open.add(this.bl)
-    if (this.bl.nextId > this.nextId) this.nextId = this.bl.nextId
     return this.bl
   }
 
-  /** close(), then open again and rebuild the jobs from `recovered`, as the server would. */
-  restart(): readonly RecoveredJob[] {
+  /** close(), then open again: the jobs come back through replay, as the server's would. */
+  async restart(): Promise<readonly RecoveredJob[]> {
     this.bl.close()
     open.delete(this.bl)
-    this.jobs.clear()
-    this.buried = []
-    this.open()
-    for (const r of this.bl.recovered) {
-      const j: TestJob = {
-        id: r.id,
-        tube: { name: r.tube },
-        pri: r.pri,
-        delayMs: r.delayMs,
-        ttrMs: r.ttrMs,
-        body: r.body,
-        state: r.state === 'ready' ? JS.READY : r.state === 'delayed' ? JS.DELAYED : JS.BURIED,
-        createdAt: r.createdAt,
-        deadline: r.deadline,
-        reserves: r.reserves,
-        timeouts: r.timeouts,
-        releases: r.releases,
-        buries: r.buries,
-        kicks: r.kicks,
-      }
-      this.jobs.set(j.id, j)
-      if (r.state === 'buried') this.buried.push(j.id)
-      this.bl.adopt(j)
+    await this.open()
+    return this.recovered
+  }
+
+  // --- the ReplaySink, as the registry implements it ----------------------------------
+
+  restoreJob(f: RestoredFields, tube: string, body: Buffer, start: number, end: number): void {
+    const b = Buffer.concat([body.subarray(start, end), CRLF])
+    const j: TestJob = { ...f, tube: { name: tube }, body: b, bodyLen: b.length }
+    this.jobs.set(j.id, j)
+  }
+
+  restoreUpdate(f: RestoredFields): boolean {
+    const j = this.jobs.get(f.id)
+    if (j === undefined) return false
+    Object.assign(j, { ...f })
+    return true
+  }
+
+  restoreDelete(id: number): boolean {
+    return this.jobs.delete(id)
+  }
+
+  restoreEnd(buried: readonly number[], nextId: number): void {
+    const now = this.clock.now()
+    for (const j of this.jobs.values()) {
+      if (j.state === JS.RESERVED || (j.state === JS.DELAYED && j.deadline <= now)) j.state = JS.READY
+      if (j.state !== JS.DELAYED) j.deadline = 0
     }
-    return this.bl.recovered
+    const plainJobs = [...this.jobs.values()].filter((j) => j.state !== JS.BURIED).sort((a, b) => a.id - b.id)
+    const buriedJobs = buried.map((id) => this.jobs.get(id)!)
+    if (buriedJobs.some((j) => j.state !== JS.BURIED) || plainJobs.length + buriedJobs.length !== this.jobs.size) {
+      throw new Error(`restoreEnd: bury order ${buried.join(',')} does not match the buried jobs`)
+    }
+    this.buried = [...buried]
+    this.replayedNextId = nextId
+    if (nextId > this.nextId) this.nextId = nextId
+    const off = this.now() - now
+    this.recovered = [...plainJobs, ...buriedJobs].map((j) => ({
+      id: j.id,
+      tube: j.tube.name,
+      pri: j.pri,
+      delayMs: j.delayMs,
+      ttrMs: j.ttrMs,
+      body: j.body,
+      state: j.state === JS.BURIED ? 'buried' : j.state === JS.DELAYED ? 'delayed' : 'ready',
+      createdAt: j.createdAt,
+      deadline: j.deadline,
+      createdAtWall: j.createdAt + off,
+      readyAtWall: j.state === JS.DELAYED ? j.deadline + off : 0,
+      reserves: j.reserves,
+      timeouts: j.timeouts,
+      releases: j.releases,
+      buries: j.buries,
+      kicks: j.kicks,
+    }))
+  }
+
+  peek(id: number): TestJob | undefined {
+    return this.jobs.get(id)
   }
 
   put(body: string | Buffer, o: { pri?: number; delayMs?: number; ttrMs?: number; tube?: string } = {}): TestJob | null {
     const now = this.clock.now()
     const delayMs = o.delayMs ?? 0
+    const b = Buffer.concat([typeof body === 'string' ? Buffer.from(body, 'latin1') : body, CRLF])
     const j: TestJob = {
       id: this.nextId++,
       tube: { name: o.tube ?? 'default' },
       pri: o.pri ?? 100,
       delayMs,
       ttrMs: o.ttrMs ?? 60_000,
-      body: Buffer.concat([typeof body === 'string' ? Buffer.from(body, 'latin1') : body, Buffer.from('\r\n')]),
+      body: b,
+      bodyLen: b.length,
       state: delayMs > 0 ? JS.DELAYED : JS.READY,
       createdAt: now,
       deadline: delayMs > 0 ? now + delayMs : 0,

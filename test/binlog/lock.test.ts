@@ -18,9 +18,9 @@ afterAll(async () => {
   await build.dispose()
 })
 
-function lockError(m: Model): unknown {
+async function lockError(m: Model): Promise<unknown> {
   try {
-    m.open()
+    await m.open()
   } catch (err) {
     return err
   }
@@ -28,51 +28,51 @@ function lockError(m: Model): unknown {
 }
 
 describe('directory lock', () => {
-  it('a second open in the same process fails until the first closes', () => {
+  it('a second open in the same process fails until the first closes', async () => {
     const dir = tmpDir()
     const a = new Model(dir)
-    a.open()
-    const err = lockError(new Model(dir))
+    await a.open()
+    const err = await lockError(new Model(dir))
     expect(err).toBeInstanceOf(BinlogLockedError)
     expect(err).toMatchObject({ code: 'TSB_ERR_BINLOG_LOCKED', dir, holderPid: process.pid })
     a.bl.close()
-    new Model(dir).open()
+    await new Model(dir).open()
   })
 
-  it('another path to the same directory is the same lock', () => {
+  it('another path to the same directory is the same lock', async () => {
     const dir = tmpDir()
     const link = path.join(tmpDir(), 'link')
     fs.symlinkSync(dir, link)
-    new Model(dir).open()
-    expect(lockError(new Model(link))).toMatchObject({ code: 'TSB_ERR_BINLOG_LOCKED' })
+    await new Model(dir).open()
+    expect(await lockError(new Model(link))).toMatchObject({ code: 'TSB_ERR_BINLOG_LOCKED' })
   })
 
   it('another process holds it; killed with SIGKILL it leaves nothing stale', async () => {
     const dir = tmpDir()
     const child = build.start('hold-lock', [dir])
     await child.waitFor('locked\n')
-    const err = lockError(new Model(dir))
+    const err = await lockError(new Model(dir))
     expect(err).toMatchObject({ code: 'TSB_ERR_BINLOG_LOCKED', holderPid: child.proc.pid })
     expect((err as Error).message).toContain(`process ${child.proc.pid}`)
     await child.kill()
     const m = new Model(dir)
-    m.open()
-    expect(m.bl.nextId).toBe(1)
+    await m.open()
+    expect(m.replayedNextId).toBe(1)
   })
 
-  it('a lock file left by a dead process (an older version wrote DIR/lock itself) blocks nothing', () => {
+  it('a lock file left by a dead process (an older version wrote DIR/lock itself) blocks nothing', async () => {
     const dir = tmpDir()
     fs.writeFileSync(path.join(dir, 'lock'), '999999999\nsomehost\n')
-    new Model(dir).open()
+    await new Model(dir).open()
     expect(fs.statSync(path.join(dir, 'lock')).isDirectory()).toBe(true)
     expect(fs.readFileSync(path.join(dir, 'lock', 'holder'), 'utf8')).toMatch(new RegExp(`^${process.pid}\n`))
   })
 
-  it('a holder file left inside DIR/lock by a dead process blocks nothing', () => {
+  it('a holder file left inside DIR/lock by a dead process blocks nothing', async () => {
     const dir = tmpDir()
     fs.mkdirSync(path.join(dir, 'lock'))
     fs.writeFileSync(path.join(dir, 'lock', 'holder'), '999999999\nsomehost\n')
-    new Model(dir).open()
+    await new Model(dir).open()
     expect(fs.readFileSync(path.join(dir, 'lock', 'holder'), 'utf8')).toMatch(new RegExp(`^${process.pid}\n`))
   })
 })

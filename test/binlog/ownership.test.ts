@@ -31,9 +31,9 @@ function tree(dir: string): Record<string, string> {
   return out
 }
 
-function openError(m: Model<never> | Model): unknown {
+async function openError(m: Model<never> | Model): Promise<unknown> {
   try {
-    m.open()
+    await m.open()
   } catch (err) {
     return err
   }
@@ -42,7 +42,7 @@ function openError(m: Model<never> | Model): unknown {
 
 async function stopped(files = 1): Promise<Model> {
   const m = new Model(tmpDir(), { fileSize: 4096 })
-  m.open()
+  await m.open()
   for (let i = 0; i < files * 40; i++) m.put('x'.repeat(100))
   await m.commit()
   m.bl.close()
@@ -57,7 +57,7 @@ describe('files tsbeanstalkd did not write', () => {
       const file = path.join(m.dir, `binlog.${n + 1}`)
       fs.writeFileSync(file, junk)
       const before = tree(m.dir)
-      const err = openError(m)
+      const err = await openError(m)
       expect(err).toMatchObject({ code: 'TSB_ERR_STORE_FOREIGN', file })
       expect((err as Error).message).toMatch(junk[0] === 7 ? /beanstalkd binlog file \(format version 7\)/ : /does not start with the magic/)
       expect(tree(m.dir)).toEqual(before)
@@ -71,18 +71,18 @@ describe('files tsbeanstalkd did not write', () => {
     const last = Number(files[files.length - 1]!.split('.')[1])
     const empties = { [`binlog.${last + 1}`]: Buffer.alloc(0), [`binlog.${last + 2}`]: MAGIC.subarray(0, 5), [`binlog.${last + 3}`]: Buffer.alloc(300) }
     for (const [name, b] of Object.entries(empties)) fs.writeFileSync(path.join(m.dir, name), b)
-    m.open()
-    expect(m.bl.recovered).toHaveLength(120)
+    await m.open()
+    expect(m.recovered).toHaveLength(120)
     expect(m.bl.stats().currentIndex).toBe(last + 4)
     expect(m.lines.filter((l) => l.level === WARN && /holds no data/.test(l.msg))).toHaveLength(3)
     // Delete everything: compaction removes our files, passes the empty ones and keeps them.
     for (const j of [...m.jobs.values()]) m.delete(j)
     for (let i = 0; i < 200; i++) m.delete(m.put('y'.repeat(100))!)
     await m.commit()
-    m.restart()
+    await m.restart()
     for (let i = 0; i < 100; i++) m.delete(m.put('z'.repeat(100))!)
     await m.commit()
-    m.restart()
+    await m.restart()
     for (const [name, b] of Object.entries(empties)) expect(fs.readFileSync(path.join(m.dir, name)), name).toEqual(b)
     expect(binlogFiles(m.dir)).not.toContain('binlog.1') // ours did go
   })
@@ -91,22 +91,22 @@ describe('files tsbeanstalkd did not write', () => {
     const m = await stopped()
     const header = fs.readFileSync(path.join(m.dir, 'binlog.1')).subarray(0, 40)
     fs.writeFileSync(path.join(m.dir, 'binlog.77.new'), header.subarray(0, 20))
-    m.open()
+    await m.open()
     expect(fs.existsSync(path.join(m.dir, 'binlog.77.new'))).toBe(false)
     m.bl.close()
     fs.writeFileSync(path.join(m.dir, 'binlog.78.new'), Buffer.concat([header, Buffer.from('records?')]))
     const before = tree(m.dir)
-    expect(openError(m)).toMatchObject({ code: 'TSB_ERR_STORE_FOREIGN', file: path.join(m.dir, 'binlog.78.new') })
+    expect(await openError(m)).toMatchObject({ code: 'TSB_ERR_STORE_FOREIGN', file: path.join(m.dir, 'binlog.78.new') })
     expect(tree(m.dir)).toEqual(before)
   })
 
-  it('new files get their binlog.N name only with a header on disk; a failed link leaves neither name', () => {
+  it('new files get their binlog.N name only with a header on disk; a failed link leaves neither name', async () => {
     const dir = tmpDir()
     const fail = new Model(dir, { fs: { ...nodeFs, linkSync: () => { throw Object.assign(new Error('no space'), { code: 'ENOSPC' }) } } })
-    expect(openError(fail)).toMatchObject({ code: 'TSB_ERR_BINLOG_FULL' })
+    expect(await openError(fail)).toMatchObject({ code: 'TSB_ERR_BINLOG_FULL' })
     expect(fs.readdirSync(dir).filter((n) => n.startsWith('binlog'))).toEqual([])
     const m = new Model(dir)
-    m.open()
+    await m.open()
     for (const name of fs.readdirSync(dir).filter((n) => n.startsWith('binlog'))) {
       expect(name).toMatch(/^binlog\.\d+$/)
       expect(fs.readFileSync(path.join(dir, name)).subarray(0, 8)).toEqual(MAGIC)
@@ -117,14 +117,14 @@ describe('files tsbeanstalkd did not write', () => {
     const m = await stopped()
     const reserve = path.join(m.dir, 'reserve')
     fs.writeFileSync(reserve, Buffer.alloc(1000)) // ours, another size: rewritten
-    m.open()
+    await m.open()
     expect(fs.statSync(reserve).size).toBe(64 * 1024)
     m.bl.close()
     const data = Buffer.concat([Buffer.alloc(5000), Buffer.from('precious')])
     fs.writeFileSync(reserve, data)
     const before = tree(m.dir)
-    expect(openError(m)).toMatchObject({ code: 'TSB_ERR_STORE_FOREIGN', file: reserve })
-    expect((openError(m) as Error).message).toMatch(/non-zero byte at offset 5000/)
+    expect(await openError(m)).toMatchObject({ code: 'TSB_ERR_STORE_FOREIGN', file: reserve })
+    expect(((await openError(m)) as Error).message).toMatch(/non-zero byte at offset 5000/)
     expect(tree(m.dir)).toEqual(before)
   })
 
@@ -134,20 +134,20 @@ describe('files tsbeanstalkd did not write', () => {
     fs.rmSync(lock, { recursive: true })
     fs.writeFileSync(lock, 'not a pid\n')
     const before = tree(m.dir)
-    expect(openError(m)).toMatchObject({ code: 'TSB_ERR_STORE_FOREIGN', file: lock })
+    expect(await openError(m)).toMatchObject({ code: 'TSB_ERR_STORE_FOREIGN', file: lock })
     expect(tree(m.dir)).toEqual(before)
     fs.rmSync(lock)
     fs.symlinkSync('/etc/hostname', lock)
-    expect(openError(m)).toMatchObject({ code: 'TSB_ERR_STORE_FOREIGN', file: lock })
+    expect(await openError(m)).toMatchObject({ code: 'TSB_ERR_STORE_FOREIGN', file: lock })
     expect(fs.readlinkSync(lock)).toBe('/etc/hostname')
   })
 
-  it('the SQLite store never rewrites a tsbeanstalkd.sqlite it did not make', () => {
+  it('the SQLite store never rewrites a tsbeanstalkd.sqlite it did not make', async () => {
     const m = new Model(tmpDir(), {}, sqliteEngine)
     const file = path.join(m.dir, 'tsbeanstalkd.sqlite')
     fs.writeFileSync(file, 'my notes, not a database\n'.repeat(10))
     const before = tree(m.dir)
-    expect(openError(m as never)).toMatchObject({ code: 'TSB_ERR_STORE_CORRUPT' })
+    expect(await openError(m as never)).toMatchObject({ code: 'TSB_ERR_STORE_CORRUPT' })
     expect(tree(m.dir)).toEqual(before)
   })
 

@@ -40,14 +40,15 @@ interface Rig {
 async function rig(opts: { engine?: Engine; maxTubes?: number; source?: boolean } = {}): Promise<Rig> {
   const clock = new ManualClock(1_000_000)
   let store: DurableStore | undefined
+  const server = new BeanstalkServer({ maxJobSize: 65535, binlogMaxSize: 1 << 20, log, clock })
   if (opts.engine !== undefined) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsb-metrics-'))
     cleanup.push(() => fs.rmSync(dir, { recursive: true, force: true }))
-    store = openStore({ engine: opts.engine, dir, fileSize: 1 << 20, fsyncMs: 0, fsyncNever: false, maxJobSize: 65535, log, clock })
-    const s = store
+    const s = await openStore({ engine: opts.engine, dir, fileSize: 1 << 20, fsyncMs: 0, fsyncNever: false, maxJobSize: 65535, log, clock }, server.restoreInto)
+    store = s
     cleanup.push(() => s.close())
   }
-  const server = new BeanstalkServer({ maxJobSize: 65535, binlogMaxSize: 1 << 20, log, clock, binlog: store })
+  server.serve(store)
   const addr = await server.listen({ host: '127.0.0.1', port: 0 })
   cleanup.push(() => server.close())
   const readiness = new Readiness()

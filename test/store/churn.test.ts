@@ -15,9 +15,9 @@ import { sqliteEngine } from './engines.js'
 
 const PAGES = 256 // WAL checkpoint interval in pages (1 MiB)
 
-function model(overrides: Record<string, unknown> = {}): Model<SqliteStore> {
+async function model(overrides: Record<string, unknown> = {}): Promise<Model<SqliteStore>> {
   const m = new Model(tmpDir(), { fsyncNever: true, checkpointPages: PAGES, ...overrides } as object, sqliteEngine)
-  m.open()
+  await m.open()
   return m
 }
 
@@ -45,7 +45,7 @@ async function churnSqlite(m: Model<SqliteStore>, iterations: number, sample: (i
 
 describe('churn keeps the SQLite store bounded', () => {
   it('20k puts and deletes: rows = live jobs, file and WAL flat after warm-up, replay exact', async () => {
-    const m = model()
+    const m = await model()
     const sizes: number[] = []
     const written = await churnSqlite(m, 20_000, () => {
       expect(rowCount(m)).toBe(m.jobs.size) // deleted jobs leave no rows
@@ -59,11 +59,11 @@ describe('churn keeps the SQLite store bounded', () => {
     expect(m.bl.fileStats().dbBytes).toBeLessThan(512 * 1024) // ~290 live jobs of a few hundred bytes
     expect(written).toBeGreaterThan(8 * later) // far more went through than is kept
     const want = expectedAll(m)
-    expect(plain(m.restart())).toEqual(want)
+    expect(plain(await m.restart())).toEqual(want)
   })
 
   it('a reader holding a snapshot lets the WAL grow; once it ends the WAL is cut back to one interval', async () => {
-    const m = model()
+    const m = await model()
     const reader = new Database(path.join(m.dir, SQLITE_FILE), { readonly: true })
     reader.exec('BEGIN')
     reader.prepare('SELECT count(*) FROM jobs').get() // the snapshot is taken here
@@ -81,7 +81,7 @@ describe('churn keeps the SQLite store bounded', () => {
   })
 
   it('freed pages are reused by the next burst, and given back to the file system when idle', async () => {
-    const m = model({ maintenanceMs: 20 })
+    const m = await model({ maintenanceMs: 20 })
     const burst = async (): Promise<TestJob[]> => {
       const js: TestJob[] = []
       for (let i = 0; i < 3000; i++) js.push(m.put(`burst ${i} `.repeat(300))!)
@@ -104,6 +104,6 @@ describe('churn keeps the SQLite store bounded', () => {
     // A second burst of the same size needs no more pages than the first.
     await drain(await burst())
     expect(m.bl.fileStats().pages).toBeLessThanOrEqual(afterFirst + 16)
-    expect(m.restart()).toEqual([])
+    expect(await m.restart()).toEqual([])
   })
 })

@@ -28,7 +28,7 @@ afterEach(async () => {
 /** A binlog with a job in every state and every field set; returns its directory. */
 async function everyState(): Promise<string> {
   const m = new Model(tmpDir(), { fileSize: 64 * 1024 }, binlogEngine)
-  m.open()
+  await m.open()
   const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i))
   const js = [
     m.put('ready', { pri: 0, tube: 'alpha' })!,
@@ -59,11 +59,11 @@ async function everyState(): Promise<string> {
 }
 
 /** What an engine replays from `dir` (and its next id). */
-function replayed(dir: string, engine: typeof binlogEngine | typeof sqliteEngine): { rec: unknown[]; nextId: number } {
+async function replayed(dir: string, engine: typeof binlogEngine | typeof sqliteEngine): Promise<{ rec: unknown[]; nextId: number }> {
   const m = new Model<DurableStore>(dir, {}, engine)
-  m.open()
+  await m.open()
   // Bodies as strings: a deep equal walks a Buffer byte by byte, far slower on a MiB.
-  const out = { rec: plain(m.bl.recovered).map((r) => ({ ...r, body: r.body.toString('base64') })), nextId: m.bl.nextId }
+  const out = { rec: plain(m.recovered).map((r) => ({ ...r, body: r.body.toString('base64') })), nextId: m.replayedNextId }
   m.bl.close()
   return out
 }
@@ -75,7 +75,7 @@ describe('convertDir', () => {
     const original = readBinlog(dir)
     expect(original.jobs.map((j) => j.state).sort()).toEqual(['buried', 'buried', 'buried', 'delayed', 'delayed', 'ready', 'reserved'])
     expect(original.nextId).toBe(13)
-    const fromBinlog = replayed(dir, binlogEngine)
+    const fromBinlog = await replayed(dir, binlogEngine)
 
     const r = convertDir(dir, 'binlog', 'sqlite', 1 << 20, log)
     expect(r).toMatchObject({ jobs: 7, nextId: 13 })
@@ -85,12 +85,12 @@ describe('convertDir', () => {
     expect(l.converting).toBe(false)
     expect(fs.readdirSync(r.backup).filter((f) => f.startsWith('binlog.')).length).toBeGreaterThan(0)
     expect(difference(original, readSqlite(path.join(dir, SQLITE_FILE)))).toBeNull()
-    expect(replayed(dir, sqliteEngine)).toEqual(fromBinlog)
+    expect(await replayed(dir, sqliteEngine)).toEqual(fromBinlog)
 
     convertDir(dir, 'sqlite', 'binlog', 1 << 20, log)
     expect(layoutOf(dir).sqlite).toEqual([])
     expect(difference(original, readBinlog(dir))).toBeNull()
-    expect(replayed(dir, binlogEngine)).toEqual(fromBinlog)
+    expect(await replayed(dir, binlogEngine)).toEqual(fromBinlog)
   })
 
   it('refuses to convert onto an existing store, from nothing, or to the same engine', async () => {

@@ -5,16 +5,21 @@
  */
 import { Binlog, type BinlogOptions } from '../../src/store/binlog/binlog.js'
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js'
-import type { DurableStore, Engine } from '../../src/store/store.js'
+import type { DurableStore, Engine, ReplaySink } from '../../src/store/store.js'
 
 export interface EngineFactory<S extends DurableStore = DurableStore> {
   readonly name: Engine
   /** The CLI flags that choose it. */
   readonly flags: readonly string[]
-  open(o: BinlogOptions): S
+  /** Opens and replays into `into`. */
+  open(o: BinlogOptions, into: ReplaySink): Promise<S>
 }
 
-export const binlogEngine: EngineFactory<Binlog> = { name: 'binlog', flags: [], open: (o) => Binlog.open(o) }
-export const sqliteEngine: EngineFactory<SqliteStore> = { name: 'sqlite', flags: ['--store', 'sqlite'], open: (o) => SqliteStore.open(o) }
+export const binlogEngine: EngineFactory<Binlog> = { name: 'binlog', flags: [], open: (o, into) => Binlog.open(o, into) }
+export const sqliteEngine: EngineFactory<SqliteStore> = {
+  name: 'sqlite',
+  flags: ['--store', 'sqlite'],
+  open: (o, into) => SqliteStore.open(o, into),
+}
 
 export const ENGINES: readonly EngineFactory[] = [binlogEngine, sqliteEngine]

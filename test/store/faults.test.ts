@@ -16,15 +16,15 @@ import { sqliteEngine } from './engines.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
-function model(overrides: Partial<BinlogOptions> & { holdWriteLock?: boolean } = {}): Model<SqliteStore> {
+async function model(overrides: Partial<BinlogOptions> & { holdWriteLock?: boolean } = {}): Promise<Model<SqliteStore>> {
   const m = new Model(tmpDir(), overrides, sqliteEngine)
-  m.open()
+  await m.open()
   return m
 }
 
 describe('durability levels', () => {
-  it('-f 0: each flush is one transaction whose COMMIT fsyncs; callbacks at once', () => {
-    const m = model({ fsyncMs: 0 })
+  it('-f 0: each flush is one transaction whose COMMIT fsyncs; callbacks at once', async () => {
+    const m = await model({ fsyncMs: 0 })
     let acked = 0
     for (let i = 0; i < 20; i++) {
       for (let k = 0; k < 5; k++) m.put(`job ${i}.${k}`) // five changes, one transaction
@@ -36,7 +36,7 @@ describe('durability levels', () => {
   })
 
   it('-f N: callbacks on commit; the WAL is fsynced within N ms, at most once per N ms, even when idle', async () => {
-    const m = model({ fsyncMs: 40 })
+    const m = await model({ fsyncMs: 40 })
     let acked = 0
     for (let i = 0; i < 20; i++) {
       m.put(`job ${i}`)
@@ -61,18 +61,18 @@ describe('durability levels', () => {
   })
 
   it('-F: never fsyncs while running; close() still makes everything durable', async () => {
-    const m = model({ fsyncNever: true })
+    const m = await model({ fsyncNever: true })
     for (let i = 0; i < 50; i++) {
       m.put(`job ${i}`)
       await m.commit()
     }
     await sleep(60)
     expect(m.bl.stats().fsyncs).toBe(0)
-    expect(m.restart()).toHaveLength(50)
+    expect(await m.restart()).toHaveLength(50)
   })
 
   it('a put and a delete in one turn leave no row but still move next_id', async () => {
-    const m = model()
+    const m = await model()
     const j = m.put('short-lived')!
     m.delete(j)
     await m.commit()
@@ -80,15 +80,15 @@ describe('durability levels', () => {
     expect(db.prepare('SELECT count(*) FROM jobs').pluck().get()).toBe(0)
     expect(db.prepare("SELECT value FROM meta WHERE key = 'next_id'").pluck().get()).toBe(2)
     db.close()
-    expect(m.restart()).toEqual([])
-    expect(m.bl.nextId).toBe(2)
+    expect(await m.restart()).toEqual([])
+    expect(m.replayedNextId).toBe(2)
   })
 })
 
 describe('a database locked by another connection', () => {
   it('holds the turn, refuses puts, says so, then commits once the lock goes: nothing lost', async () => {
     // Without the held write lock, as if someone slipped in between two transactions.
-    const m = model({ holdWriteLock: false, retryMs: 10 })
+    const m = await model({ holdWriteLock: false, retryMs: 10 })
     const a = m.put('before')!
     await m.commit()
     const other = new Database(path.join(m.dir, SQLITE_FILE), { timeout: 0 })
@@ -110,7 +110,7 @@ describe('a database locked by another connection', () => {
     expect(acked).toBe(true)
     expect(m.bl.canPut()).toBe(true)
     expect(m.lines.some((l) => /the lock is gone/.test(l.msg))).toBe(true)
-    const rec = m.restart()
+    const rec = await m.restart()
     expect(rec.map((r) => [r.id, r.state, r.reserves, r.buries])).toEqual([
       [2, 'ready', 0, 0],
       [1, 'buried', 1, 1],

@@ -15,6 +15,7 @@ import { StoreCorruptError, StoreLockedError, StoreMismatchError, StoreVersionEr
 import { SQLITE_FILE } from '../../src/store/layout.js'
 import { openStore } from '../../src/store/open.js'
 import { APPLICATION_ID, SCHEMA_VERSION } from '../../src/store/sqlite/schema.js'
+import type { SqliteStore } from '../../src/store/sqlite/sqlite-store.js'
 import { MAX_JOB_SIZE_SQLITE } from '../../src/store/store.js'
 import { ensureBuilt, killAll, spawnCli } from '../helpers/process.js'
 import { Model, tmpDir } from '../binlog/helpers.js'
@@ -25,11 +26,11 @@ afterEach(async () => {
   await killAll()
 })
 
-const sqliteModel = (dir = tmpDir()): Model<ReturnType<typeof sqliteEngine.open>> => new Model(dir, {}, sqliteEngine)
+const sqliteModel = (dir = tmpDir()): Model<SqliteStore> => new Model(dir, {}, sqliteEngine)
 
-function openError(m: Model<ReturnType<typeof sqliteEngine.open>>): Error {
+async function openError(m: Model<SqliteStore>): Promise<Error> {
   try {
-    m.open()
+    await m.open()
   } catch (err) {
     return err as Error
   }
@@ -46,7 +47,7 @@ async function startFails(dir: string, store = 'sqlite'): Promise<{ code: number
 describe('schema', () => {
   it('a new store has the documented tables, columns, ids and settings', async () => {
     const m = sqliteModel()
-    m.open()
+    await m.open()
     m.put('x')
     await m.commit()
     m.bl.close()
@@ -88,9 +89,9 @@ describe('schema', () => {
     }
   })
 
-  it('the state column accepts only the four states', () => {
+  it('the state column accepts only the four states', async () => {
     const m = sqliteModel()
-    m.open()
+    await m.open()
     m.bl.close()
     const db = new Database(path.join(m.dir, SQLITE_FILE))
     try {
@@ -106,7 +107,7 @@ describe('schema', () => {
 describe('refused files', () => {
   it('a newer schema version: TSB_ERR_STORE_VERSION, the file untouched; the CLI exits 11 saying why', async () => {
     const m = sqliteModel()
-    m.open()
+    await m.open()
     m.put('keep me')
     await m.commit()
     m.bl.close()
@@ -116,7 +117,7 @@ describe('refused files', () => {
     db.pragma('journal_mode = DELETE') // as a newer build might leave it: this build must not change it
     db.close()
     const before = fs.readFileSync(file)
-    const err = openError(sqliteModel(m.dir))
+    const err = await openError(sqliteModel(m.dir))
     expect(err).toBeInstanceOf(StoreVersionError)
     expect(err).toMatchObject({ code: 'TSB_ERR_STORE_VERSION', found: SCHEMA_VERSION + 1, supported: SCHEMA_VERSION })
     expect(err.message).toMatch(/newer tsbeanstalkd/)
@@ -131,21 +132,21 @@ describe('refused files', () => {
   it('a file that is not a database, and a database that is not ours: TSB_ERR_STORE_CORRUPT, exit 11', async () => {
     const dir = tmpDir()
     fs.writeFileSync(path.join(dir, SQLITE_FILE), Buffer.alloc(8192, 0x5a))
-    expect(openError(sqliteModel(dir))).toMatchObject({ code: 'TSB_ERR_STORE_CORRUPT', name: 'StoreCorruptError' })
+    expect(await openError(sqliteModel(dir))).toMatchObject({ code: 'TSB_ERR_STORE_CORRUPT', name: 'StoreCorruptError' })
     expect((await startFails(dir)).code).toBe(11)
 
     const other = tmpDir()
     const db = new Database(path.join(other, SQLITE_FILE))
     db.exec('CREATE TABLE invoices (id INTEGER PRIMARY KEY)')
     db.close()
-    const err = openError(sqliteModel(other))
+    const err = await openError(sqliteModel(other))
     expect(err).toBeInstanceOf(StoreCorruptError)
     expect(err.message).toMatch(/not a tsbeanstalkd store/)
   })
 
   it('a damaged page is found at start (quick_check); the message says how to salvage', async () => {
     const m = sqliteModel()
-    m.open()
+    await m.open()
     for (let i = 0; i < 300; i++) m.put(`job ${i} `.repeat(40))
     await m.commit()
     m.bl.close()
@@ -153,7 +154,7 @@ describe('refused files', () => {
     const fd = fs.openSync(file, 'r+')
     fs.writeSync(fd, Buffer.alloc(4096, 0xa5), 0, 4096, 4096 * 5) // scribble over page 6
     fs.closeSync(fd)
-    const err = openError(sqliteModel(m.dir))
+    const err = await openError(sqliteModel(m.dir))
     expect(err).toBeInstanceOf(StoreCorruptError)
     expect(err.message).toMatch(/\.recover/)
     const { code, msgs } = await startFails(m.dir)
@@ -163,18 +164,18 @@ describe('refused files', () => {
 })
 
 describe('locks', () => {
-  it('one server per directory: a second open gets the directory lock error', () => {
+  it('one server per directory: a second open gets the directory lock error', async () => {
     const dir = tmpDir()
     const a = sqliteModel(dir)
-    a.open()
-    expect(openError(sqliteModel(dir))).toBeInstanceOf(BinlogLockedError)
+    await a.open()
+    expect(await openError(sqliteModel(dir))).toBeInstanceOf(BinlogLockedError)
     a.bl.close()
-    sqliteModel(dir).open()
+    await sqliteModel(dir).open()
   })
 
   it('while the store is open, other connections read but cannot write', async () => {
     const m = sqliteModel()
-    m.open()
+    await m.open()
     m.put('a')
     await m.commit()
     const db = new Database(path.join(m.dir, SQLITE_FILE), { timeout: 0 })
@@ -186,17 +187,17 @@ describe('locks', () => {
     }
     m.put('b')
     await m.commit()
-    expect(m.restart()).toHaveLength(2)
+    expect(await m.restart()).toHaveLength(2)
   })
 
   it('an open write transaction elsewhere at start: TSB_ERR_STORE_LOCKED (exit 10)', async () => {
     const m = sqliteModel()
-    m.open()
+    await m.open()
     m.bl.close()
     const db = new Database(path.join(m.dir, SQLITE_FILE), { timeout: 0 })
     db.exec('BEGIN IMMEDIATE')
     try {
-      expect(openError(sqliteModel(m.dir))).toBeInstanceOf(StoreLockedError)
+      expect(await openError(sqliteModel(m.dir))).toBeInstanceOf(StoreLockedError)
       const { code, msgs } = await startFails(m.dir)
       expect(code).toBe(10)
       expect(msgs.some((s) => /locked by another connection/.test(s))).toBe(true)
@@ -204,30 +205,33 @@ describe('locks', () => {
       db.exec('ROLLBACK')
       db.close()
     }
-    sqliteModel(m.dir).open()
+    await sqliteModel(m.dir).open()
   })
 })
 
 describe('a directory of the other engine', () => {
   it('is refused both ways with the command that converts it (exit 5)', async () => {
     const b = new Model(tmpDir(), {}, binlogEngine)
-    b.open()
+    await b.open()
     b.put('in the binlog')
     await b.commit()
     b.bl.close()
     const s = sqliteModel()
-    s.open()
+    await s.open()
     s.bl.close()
     const opts = (dir: string, engine: 'binlog' | 'sqlite'): Parameters<typeof openStore>[0] => ({ ...new Model(dir).options(), engine })
-    expect(() => openStore(opts(b.dir, 'sqlite'))).toThrow(StoreMismatchError)
-    expect(() => openStore(opts(b.dir, 'sqlite'))).toThrow(/convert --from binlog --to sqlite/)
-    expect(() => openStore(opts(s.dir, 'binlog'))).toThrow(/start with --store sqlite/)
+    const into = new Model(tmpDir())
+    await expect(openStore(opts(b.dir, 'sqlite'), into)).rejects.toThrow(StoreMismatchError)
+    await expect(openStore(opts(b.dir, 'sqlite'), into)).rejects.toThrow(/convert --from binlog --to sqlite/)
+    await expect(openStore(opts(s.dir, 'binlog'), into)).rejects.toThrow(/start with --store sqlite/)
     const { code, msgs } = await startFails(b.dir, 'sqlite')
     expect(code).toBe(5)
     expect(msgs.some((m) => /holds a binlog/.test(m))).toBe(true)
     // The right engine opens each.
-    openStore(opts(b.dir, 'binlog')).close()
-    openStore(opts(s.dir, 'sqlite')).close()
+    for (const [dir, engine] of [[b.dir, 'binlog'], [s.dir, 'sqlite']] as const) {
+      const store = await openStore(opts(dir, engine), new Model(tmpDir()))
+      store.close()
+    }
   })
 })
 

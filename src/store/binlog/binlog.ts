@@ -4,18 +4,19 @@
  *
  * ## Boundary: what the server calls, and when
  *
- * 1. Start (cli.ts): `Binlog.open(opts)`. It takes DIR's lock, replays every
- *    file, cuts a torn tail (warning), starts a fresh file. Errors, all with a
- *    stable `code`: BinlogLockedError (TSB_ERR_BINLOG_LOCKED, another server
- *    has DIR), BinlogCorruptError (TSB_ERR_BINLOG_CORRUPT: file, offset and
- *    what to do), BinlogFullError (TSB_ERR_BINLOG_FULL: not even a first file
- *    fits), BinlogIoError (TSB_ERR_BINLOG_IO). Map them to exit codes.
- * 2. Restore: for each of `recovered` (non-buried jobs by id, then buried
- *    jobs in bury order), create the Job in its tube in the given state
- *    (`createdAt`/`deadline` are already monotonic per `opts.clock`), then
- *    call `adopt(job)` so the binlog drops its own snapshot of it. Set the
- *    registry's next id to `nextId`.
- * 3. Every state change, synchronously, after the Job's fields are updated:
+ * 1. Start (cli.ts, through open.ts): `await Binlog.open(opts, registry)`. It
+ *    takes DIR's lock and replays every file straight into the registry (the
+ *    ReplaySink: restoreJob/restoreUpdate/restoreDelete per record, yielding
+ *    to the event loop about every 50 ms, progress logged and reported to
+ *    opts.readiness), cuts a torn tail (warning), starts a fresh file and
+ *    ends with `restoreEnd(buried in bury order, next id)`. From then on the
+ *    binlog reads jobs from the registry (`peek`) when compaction rewrites
+ *    them; it keeps no copy. Errors, all with a stable `code`:
+ *    BinlogLockedError (TSB_ERR_BINLOG_LOCKED, another server has DIR),
+ *    BinlogCorruptError (TSB_ERR_BINLOG_CORRUPT: file, offset and what to
+ *    do), BinlogFullError (TSB_ERR_BINLOG_FULL: not even a first file fits),
+ *    BinlogIoError (TSB_ERR_BINLOG_IO). Map them to exit codes.
+ * 2. Every state change, synchronously, after the Job's fields are updated:
  *    - put: `put(job)` once its state (READY or DELAYED) and deadline are
  *      set, before processQueue may hand it to a waiter. On `false` the disk
  *      is full: answer OUT_OF_MEMORY and do not keep the job (`canPut()`
@@ -29,7 +30,7 @@
  *      pause, drain. Reserve is logged only so `reserves` survives a restart;
  *      its reply need not wait for durability.
  *    - `delete(job)` when a job is deleted.
- * 4. Once per connection run (after the commands of one input chunk) and
+ * 3. Once per connection run (after the commands of one input chunk) and
  *    once after the timer advances the wheel (TTR timeouts, waiters handed
  *    jobs): `seq = flush()` writes everything queued in one write (nothing
  *    queued: no syscall, returns the last seq). Send the replies of that run from
@@ -38,14 +39,14 @@
  *    already is); under -f 0 once an fsync that started after the write has
  *    completed (group commit). When the disk is full the batch stays queued
  *    and the callbacks wait; the binlog retries on its own timer.
- * 5. `opts.onFatal(err)` receives a BinlogFsyncError or BinlogIoError, once,
+ * 4. `opts.onFatal(err)` receives a BinlogFsyncError or BinlogIoError, once,
  *    whether it arose in the background fsync or in flush()/close() (which
  *    also throw it): log it and exit; replay recovers. Every later call
  *    throws the same error. Without onFatal a background failure is thrown
  *    as an uncaught exception.
- * 6. SIGTERM/SIGINT: `close()` (writes what is queued, fsyncs even under -F,
+ * 5. SIGTERM/SIGINT: `close()` (writes what is queued, fsyncs even under -F,
  *    releases the lock).
- * 7. stats: `stats()` (binlog-oldest-index, -current-index, -records-written,
+ * 6. stats: `stats()` (binlog-oldest-index, -current-index, -records-written,
  *    -records-migrated, -max-size), stats-job `file`: `fileOf(id)`.
  *
  * Invariants:
@@ -60,21 +61,14 @@ import path from 'node:path'
 import type { Logger } from 'pino'
 import { DurableWaiters } from '../durable-waiters.js'
 import { RetryTimer } from '../retry-timer.js'
-import { recoverJob, recoveryOrder, type DurableStore, type RecoveredJob, type StoreOptions, type StoreStats } from '../store.js'
+import type { DurableStore, ReplaySink, StoreOptions, StoreStats } from '../store.js'
 import type { Clock } from '../../util/clock.js'
-import { Compactor, newEntry, type LiveEntry } from './compactor.js'
+import type { Compactor } from './compactor.js'
 import { BinlogFsyncError, BinlogFullError, BinlogIoError } from './errors.js'
 import { nodeFs, type BinlogFs } from '../io.js'
 import { DirLock } from '../lock.js'
-import {
-  RecState,
-  encodeDelete,
-  encodeFull,
-  encodeUpdate,
-  fullRecordSize,
-  type JobFields,
-} from './record.js'
-import { replay, type ReplayedJob } from './replay.js'
+import { RecState, encodeDelete, encodeFull, encodeUpdate, type JobFields } from './record.js'
+import { fullBytesOf, restore, type Restored } from './restore.js'
 import { SpaceReserve } from '../reserve.js'
 import type { JobView } from './types.js'
 import { Writer, reservePath } from './writer.js'
@@ -92,45 +86,41 @@ export interface BinlogOptions extends StoreOptions {
   readonly reserveBytes?: number
 }
 
-/** A replayed job, as the registry restores it, plus its wall-clock times. */
-export type { RecoveredJob } from '../store.js'
-
 export interface BinlogStats extends StoreStats {
   readonly maxSize: number
   /** Bytes a fully compacted log of the live jobs would take. */
   readonly liveBytes: number
 }
 
-
-const STATE_NAME = { [RecState.READY]: 'ready', [RecState.RESERVED]: 'reserved', [RecState.DELAYED]: 'delayed', [RecState.BURIED]: 'buried' } as const
-
 export class Binlog implements DurableStore {
-  readonly recovered: RecoveredJob[]
-  readonly nextId: number
   private readonly opts: BinlogOptions
   private readonly log: Logger
   private readonly clock: Clock
   private readonly wall: () => number
   private readonly lock: DirLock
   private readonly live: Compactor
+  /** The registry: where the binlog reads a job when compaction rewrites it. */
+  private readonly jobs: ReplaySink
   private readonly writer: Writer
   private readonly reserve: SpaceReserve
   /** Files in the run that hold no data of ours (replay's `empty`): never removed, only dropped from the books. */
   private readonly keep = new Set<number>()
 
-  // The batch being built: encoded records, and the entries whose FULL record is in it.
+  // The batch being built: encoded records, and the ids whose FULL record is in it.
   private parts: Buffer[] = []
   private bytes = 0
   private records = 0
   private migrations = 0
-  private placing: LiveEntry[] = []
+  private placing: number[] = []
   /** Bytes the server logged since the last flush: the compaction budget. */
   private appBytes = 0
 
   private lastSeq = 0
   private readonly waiters = new DurableWaiters()
   private hwm: number
-  private nextBuryKey = 1
+  /** Bury order of the buried jobs, as their records carry it. */
+  private readonly buryKeys: Map<number, number>
+  private nextBuryKey: number
   private noSpace = false
   /** The last write found no space; the queue waits for a retry. */
   private writeFailed = false
@@ -140,35 +130,45 @@ export class Binlog implements DurableStore {
   private recordsWritten = 0
   private recordsMigrated = 0
 
-  static open(opts: BinlogOptions): Binlog {
+  /** Takes DIR's lock and replays it into `jobs` (the boundary above, step 1). */
+  static async open(opts: BinlogOptions, jobs: ReplaySink): Promise<Binlog> {
     const io = opts.fs ?? nodeFs
     io.mkdirSync(opts.dir)
     const lock = DirLock.acquire(opts.dir)
     try {
       SpaceReserve.check(reservePath(opts.dir), io) // before anything in DIR changes
-      return new Binlog(opts, io, lock)
+      const wall = opts.now ?? Date.now
+      const r = await restore({ ...opts, wall }, io, jobs)
+      const b = new Binlog(opts, io, lock, jobs, r)
+      jobs.restoreEnd(r.buried, r.nextId)
+      b.log.info(
+        { dir: path.resolve(opts.dir), files: r.files.length, records: r.records, stale: r.stale, jobs: r.live.liveJobs, nextId: r.nextId, seconds: r.seconds },
+        'binlog: replayed',
+      )
+      return b
     } catch (err) {
       lock.release({ failedOpen: true })
       throw err
     }
   }
 
-  private constructor(opts: BinlogOptions, io: BinlogFs, lock: DirLock) {
+  private constructor(opts: BinlogOptions, io: BinlogFs, lock: DirLock, jobs: ReplaySink, r: Restored) {
     this.opts = opts
     this.retryTimer = new RetryTimer(opts.retryMs ?? 1000, () => this.retry(), (err) => this.asyncFailure(err))
     this.log = opts.log
     this.clock = opts.clock
     this.wall = opts.now ?? Date.now
     this.lock = lock
-    this.live = new Compactor(opts.fileSize)
+    this.jobs = jobs
+    this.live = r.live
+    this.buryKeys = r.buryKeys
+    this.nextBuryKey = r.nextBuryKey
 
-    const r = replay(opts.dir, io)
     for (const file of r.leftovers) {
       this.log.warn({ file }, 'binlog: removing a new file whose creation a crash interrupted (it held only its header)')
       io.unlinkSync(file)
     }
     let lastIndex = 0
-    let runStarted = false
     for (const f of r.files) {
       lastIndex = f.index
       if (f.empty) {
@@ -176,14 +176,13 @@ export class Binlog implements DurableStore {
           { file: f.path, bytes: f.originalSize },
           'binlog: skipping a file that holds no data (a crash while it was created); tsbeanstalkd cannot tell it wrote it, so it is left in place: remove it when convenient',
         )
-        // Inside the run of our files it keeps the run contiguous; it is never removed (keep).
-        if (runStarted) {
+        // Inside the run of our files (replay began it in the books) it keeps the run contiguous; it is never removed (keep).
+        if (this.live.fileAt(f.index) !== undefined) {
           this.live.fileWritten(f.index, f.size)
           this.keep.add(f.index)
         }
         continue
       }
-      runStarted = true
       if (f.cut !== null) {
         this.log.warn(
           { file: f.path, offset: f.cut.offset, bytes: f.cut.bytes, detail: f.cut.detail },
@@ -196,10 +195,11 @@ export class Binlog implements DurableStore {
       }
       this.live.fileWritten(f.index, f.size)
     }
+    if (r.oversized > 0) {
+      this.log.warn({ jobs: r.oversized, maxJobSize: opts.maxJobSize }, 'binlog: replayed jobs larger than the current -z')
+    }
 
     this.hwm = r.nextId
-    this.nextId = r.nextId
-    this.recovered = this.restore(r.jobs)
     this.writer = new Writer(
       {
         dir: opts.dir,
@@ -219,35 +219,6 @@ export class Binlog implements DurableStore {
     if (!this.reserve.ensure()) this.enterNoSpace(new BinlogFullError(opts.dir, `no room for the ${this.reserve.bytes}-byte space reserve`))
     this.live.markRemovable(0, this.writer.currentIndex)
     this.removeFiles()
-    this.log.info(
-      { dir: path.resolve(opts.dir), files: r.files.length, records: r.records, stale: r.stale, jobs: this.recovered.length, nextId: this.nextId },
-      'binlog: replayed',
-    )
-  }
-
-  /** Turns replayed jobs into live entries (with snapshot views) and the recovered list. */
-  private restore(jobs: Map<number, ReplayedJob>): RecoveredJob[] {
-    const monoNow = this.clock.now()
-    const wallNow = this.wall()
-    const plain: RecoveredJob[] = []
-    const buried: { key: number; job: RecoveredJob }[] = []
-    let oversized = 0
-    for (const j of jobs.values()) {
-      const rec = recoverJob(j, STATE_NAME[j.state], monoNow, wallNow)
-      if (j.body.length > this.opts.maxJobSize + 2) oversized++
-      const { state } = rec
-      const stateNum = state === 'delayed' ? RecState.DELAYED : state === 'buried' ? RecState.BURIED : RecState.READY
-      const view: JobView = { ...rec, tube: { name: j.tube }, state: stateNum }
-      const e = newEntry(j.id, view, fullRecordSize(Buffer.byteLength(j.tube, 'latin1'), j.body.length), stateNum === RecState.BURIED ? j.buryKey : 0)
-      this.live.addPlaced(e, j.file)
-      if (e.buryKey >= this.nextBuryKey) this.nextBuryKey = e.buryKey + 1
-      if (state === 'buried') buried.push({ key: j.buryKey, job: rec })
-      else plain.push(rec)
-    }
-    if (oversized > 0) {
-      this.log.warn({ jobs: oversized, maxJobSize: this.opts.maxJobSize }, 'binlog: replayed jobs larger than the current -z')
-    }
-    return recoveryOrder(plain, buried)
   }
 
   // --- mutations: queue records, synchronously ---------------------------------
@@ -257,36 +228,25 @@ export class Binlog implements DurableStore {
     this.check()
     if (job.id >= this.hwm) this.hwm = job.id + 1
     if (this.noSpace) return false
-    if (this.live.entries.has(job.id)) throw new Error(`binlog: job ${job.id} put twice`)
-    const size = fullRecordSize(Buffer.byteLength(job.tube.name, 'latin1'), job.body.length)
-    const e = newEntry(job.id, job, size, job.state === RecState.BURIED ? this.nextBuryKey++ : 0)
-    this.live.add(e)
-    this.queueFull(e, false)
+    if (this.live.has(job.id)) throw new Error(`binlog: job ${job.id} put twice`)
+    if (job.state === RecState.BURIED) this.buryKeys.set(job.id, this.nextBuryKey++)
+    this.live.add(job.id, fullBytesOf(job))
+    this.queueFull(job, false)
     return true
   }
 
   /** Logs a job's new state, priority and counters (see the boundary above for when). */
   update(job: JobView): void {
     this.check()
-    const e = this.live.entries.get(job.id)
-    if (e === undefined) return // never logged: nothing on disk to update
-    e.view = job
-    if (job.state !== RecState.BURIED) e.buryKey = 0
-    else if (e.state !== RecState.BURIED) e.buryKey = this.nextBuryKey++
-    e.state = job.state
-    this.queue(encodeUpdate(this.fields(job, e.buryKey)))
+    if (!this.live.has(job.id)) return // never logged: nothing on disk to update
+    this.queue(encodeUpdate(this.fields(job, this.buryKeyFor(job))))
   }
 
   delete(job: JobView): void {
     this.check()
-    if (this.live.remove(job.id) === undefined) return
+    if (!this.live.remove(job.id, fullBytesOf(job))) return
+    this.buryKeys.delete(job.id)
     this.queue(encodeDelete(job.id))
-  }
-
-  /** A recovered job now lives in the registry as `job`: reference it instead of the binlog's snapshot. */
-  adopt(job: JobView): void {
-    const e = this.live.entries.get(job.id)
-    if (e !== undefined) e.view = job
   }
 
   /** Whether a put would be accepted now. */
@@ -306,7 +266,9 @@ export class Binlog implements DurableStore {
     const budget = 2 * this.appBytes
     this.appBytes = 0
     // After a failed write, adding migrations to the waiting batch only makes it bigger.
-    if (!this.writeFailed) for (const e of this.live.select(budget, this.writer.currentIndex)) this.queueFull(e, true)
+    if (!this.writeFailed) {
+      for (const id of this.live.select(budget, this.writer.currentIndex, this.sizeOf)) this.queueFull(this.job(id), true)
+    }
     this.lastSeq++
     try {
       this.writeQueued()
@@ -358,7 +320,7 @@ export class Binlog implements DurableStore {
       maxSize: this.opts.fileSize,
       diskBytes: this.live.diskBytes,
       liveBytes: this.live.liveBytes,
-      liveJobs: this.live.entries.size,
+      liveJobs: this.live.liveJobs,
       noSpace: this.noSpace,
       fsyncs: this.writer.fsyncs,
       engine: 'binlog',
@@ -369,9 +331,7 @@ export class Binlog implements DurableStore {
 
   /** The file holding the job's latest full record (stats-job `file`); 0 if the binlog has none. */
   fileOf(jobId: number): number {
-    const e = this.live.entries.get(jobId)
-    if (e === undefined) return 0
-    return e.file !== 0 ? e.file : this.writer.currentIndex
+    return this.live.fileOf(jobId, this.writer.currentIndex)
   }
 
   // --- internals -------------------------------------------------------------------
@@ -413,15 +373,37 @@ export class Binlog implements DurableStore {
     this.records++
   }
 
-  private queueFull(e: LiveEntry, migration: boolean): void {
-    const [head, body] = encodeFull(this.fields(e.view, e.buryKey), e.view.tube.name, e.view.body)
+  /** A live job as the registry holds it now. */
+  private job(id: number): JobView {
+    const j = this.jobs.peek(id)
+    if (j === undefined) throw new Error(`binlog: live job ${id} is not in the registry`)
+    return j
+  }
+
+  private readonly sizeOf = (id: number): number => fullBytesOf(this.job(id))
+
+  /** The job's bury key: kept while it stays buried, a new one when it enters BURIED, none otherwise. */
+  private buryKeyFor(job: JobView): number {
+    if (job.state !== RecState.BURIED) {
+      this.buryKeys.delete(job.id)
+      return 0
+    }
+    let key = this.buryKeys.get(job.id)
+    if (key === undefined) {
+      key = this.nextBuryKey++
+      this.buryKeys.set(job.id, key)
+    }
+    return key
+  }
+
+  private queueFull(job: JobView, migration: boolean): void {
+    const [head, body] = encodeFull(this.fields(job, this.buryKeys.get(job.id) ?? 0), job.tube.name, job.body)
     this.parts.push(head)
     if (body.length > 0) this.parts.push(body)
     const n = head.length + body.length
     this.bytes += n
     this.records++
-    e.queued = true
-    this.placing.push(e)
+    this.placing.push(job.id)
     if (migration) this.migrations++
     else this.appBytes += n
   }

@@ -1,70 +1,65 @@
 /**
  * Which jobs are live, which file holds each one's latest FULL record, and
  * which of them to move so the oldest files can be removed. Pure bookkeeping:
- * the facade encodes and writes what this selects.
+ * the facade encodes and writes what this selects, reading each job from the
+ * registry (the store keeps no copy of a job: 16 bytes a job, see below).
  *
  * Invariants:
- * - Every live job has one LiveEntry. `file` is the index of the file holding
- *   its latest *written* FULL record, 0 while its only FULL is still queued.
- * - `FileInfo.live` counts the entries whose `file` is that file; its `head`
- *   list holds those of them with no FULL queued (the ones a migration may
- *   still pick). `live === 0` means no live job needs any record in the
- *   file: its UPDATE and DELETE records are superseded by later FULL records
- *   or concern deleted jobs.
+ * - `where(id)` is non-zero exactly for the live jobs: > 0 is the index of
+ *   the file holding the job's latest *written* FULL record; < 0 means a
+ *   FULL for it is queued (its put, or a migration), -1 - prev where prev is
+ *   the file of its previous written FULL (0 for a put).
+ * - `FileInfo.live` counts the live jobs whose latest written FULL is in that
+ *   file (a queued migration still counts in the file it moves from).
+ *   `live === 0` means no live job needs any record in the file: its UPDATE
+ *   and DELETE records are superseded by later FULL records or concern
+ *   deleted jobs.
+ * - `FileInfo.ids` lists, in write order, the ids whose FULL was written to
+ *   the file; an entry is current iff where(id) is that file, and stale
+ *   otherwise (moved on or deleted). `select` walks each list once from
+ *   `next`, skipping stale entries: O(1) amortised per FULL written.
+ *   Memory: 8 bytes per id slot plus 8 per FULL record in a file on disk.
  * - `files` is the contiguous run of files on disk, oldest first; the last is
  *   the writer's current file, which is never migrated from nor removed.
  *   Files go strictly from the oldest end, once `live === 0` and everything
  *   written up to `removeAfter` is durable (the records moved out are safe).
- * - liveBytes = Σ fullBytes of live entries (what a fully compacted log holds);
- *   diskBytes = Σ file sizes.
+ * - liveBytes = Σ FULL record sizes of live jobs (what a fully compacted log
+ *   holds); diskBytes = Σ file sizes.
  * - Migration runs only while diskBytes > 2·liveBytes + 2·fileSize and moves
  *   at most twice the bytes the server logged since the last flush (at least
  *   one record): O(1) amortised per operation, and disk stays within about
  *   4·liveBytes + 3·fileSize (docs/binlog-format.md gives the argument).
- *   Every list operation is O(1); the only scans are over files (few).
  */
-import type { JobView } from './types.js'
-
-export interface LiveEntry {
-  readonly id: number
-  /** The latest Job object the registry passed (or a snapshot of a replayed job). */
-  view: JobView
-  /** Last logged state (JobState number); bury order changes on entering BURIED. */
-  state: number
-  buryKey: number
-  fullBytes: number
-  file: number
-  /** A FULL record for it is queued (its put, or a migration). */
-  queued: boolean
-  deleted: boolean
-  list: FileInfo | null
-  prev: LiveEntry | null
-  next: LiveEntry | null
-}
+import { IdSlots } from './id-slots.js'
 
 export interface FileInfo {
   readonly index: number
   size: number
   live: number
-  head: LiveEntry | null
-  tail: LiveEntry | null
+  /** Ids whose FULL was written here, in write order (some stale); `select` has looked at those before `next`. */
+  ids: number[]
+  next: number
   /** Write sequence after which the file may be removed once durable; -1 while still needed. */
   removeAfter: number
 }
 
-export function newEntry(id: number, view: JobView, fullBytes: number, buryKey: number): LiveEntry {
-  return { id, view, state: view.state, buryKey, fullBytes, file: 0, queued: false, deleted: false, list: null, prev: null, next: null }
-}
-
 export class Compactor {
-  readonly entries = new Map<number, LiveEntry>()
   readonly files: FileInfo[] = []
   liveBytes = 0
   diskBytes = 0
+  private readonly where = new IdSlots()
   private readonly fileSize: number
 
   constructor(fileSize: number) {
     this.fileSize = fileSize
+  }
+
+  get liveJobs(): number {
+    return this.where.size
+  }
+
+  has(id: number): boolean {
+    return this.where.get(id) !== 0
   }
 
   fileAt(index: number): FileInfo | undefined {
@@ -76,49 +71,59 @@ export class Compactor {
   fileWritten(index: number, size: number): void {
     let f = this.fileAt(index)
     if (f === undefined) {
-      f = { index, size: 0, live: 0, head: null, tail: null, removeAfter: -1 }
+      f = { index, size: 0, live: 0, ids: [], next: 0, removeAfter: -1 }
       this.files.push(f)
     }
     this.diskBytes += size - f.size
     f.size = size
   }
 
-  add(e: LiveEntry): void {
-    this.entries.set(e.id, e)
-    this.liveBytes += e.fullBytes
+  /** A new job whose FULL record is queued. */
+  add(id: number, fullBytes: number): void {
+    this.where.set(id, -1)
+    this.liveBytes += fullBytes
   }
 
   /** A replayed job whose latest FULL is in `file`. */
-  addPlaced(e: LiveEntry, file: number): void {
-    this.add(e)
+  addPlaced(id: number, file: number, fullBytes: number): void {
+    this.where.set(id, file)
+    this.liveBytes += fullBytes
     const f = this.fileAt(file)!
-    e.file = file
     f.live++
-    append(f, e)
+    f.ids.push(id)
   }
 
-  remove(id: number): LiveEntry | undefined {
-    const e = this.entries.get(id)
-    if (e === undefined) return undefined
-    this.entries.delete(id)
-    this.liveBytes -= e.fullBytes
-    e.deleted = true
-    if (e.file !== 0) this.fileAt(e.file)!.live--
-    if (e.list !== null) unlink(e)
-    return e
+  /** A job is gone; false if it was not live. */
+  remove(id: number, fullBytes: number): boolean {
+    const v = this.where.get(id)
+    if (v === 0) return false
+    const file = v > 0 ? v : -1 - v
+    if (file !== 0) this.fileAt(file)!.live--
+    this.where.delete(id)
+    this.liveBytes -= fullBytes
+    return true
   }
 
-  /** The queued FULL records of `placed` were written to file `index`. */
-  placed(placed: readonly LiveEntry[], index: number): void {
+  /** The queued FULL records of `ids` were written to file `index`. */
+  placed(ids: readonly number[], index: number): void {
     const to = this.fileAt(index)!
-    for (const e of placed) {
-      e.queued = false
-      if (e.deleted) continue
-      if (e.file !== 0) this.fileAt(e.file)!.live--
-      e.file = index
+    for (const id of ids) {
+      const v = this.where.get(id)
+      if (v >= 0) continue // deleted since it was queued
+      const prev = -1 - v
+      if (prev !== 0) this.fileAt(prev)!.live--
+      this.where.set(id, index)
       to.live++
-      append(to, e)
+      to.ids.push(id)
     }
+  }
+
+  /** stats-job `file`: the file holding the job's latest FULL (the current one while its put is queued); 0 if not live. */
+  fileOf(id: number, current: number): number {
+    const v = this.where.get(id)
+    if (v >= 0) return v
+    const prev = -1 - v
+    return prev !== 0 ? prev : current
   }
 
   get overThreshold(): boolean {
@@ -126,21 +131,27 @@ export class Compactor {
   }
 
   /**
-   * Picks live entries out of the oldest files (never `current`) whose FULL
-   * records add up to at least `budget` bytes, or one entry, and marks them
-   * queued. Returns them in the order picked.
+   * Picks live jobs out of the oldest files (never `current`) whose FULL
+   * records (`sizeOf`) add up to at least `budget` bytes, or one job, and
+   * marks them queued. Returns their ids in the order picked.
    */
-  select(budget: number, current: number): LiveEntry[] {
-    const out: LiveEntry[] = []
+  select(budget: number, current: number, sizeOf: (id: number) => number): number[] {
+    const out: number[] = []
     if (!this.overThreshold) return out
     let spent = 0
     for (const f of this.files) {
       if (f.index === current) break
-      for (let e = f.head; e !== null && (spent < budget || out.length === 0); e = f.head) {
-        unlink(e)
-        e.queued = true
-        spent += e.fullBytes
-        out.push(e)
+      while (f.next < f.ids.length && (spent < budget || out.length === 0)) {
+        const id = f.ids[f.next++]!
+        if (this.where.get(id) !== f.index) continue // moved on or deleted
+        this.where.set(id, -1 - f.index)
+        spent += sizeOf(id)
+        out.push(id)
+      }
+      if (f.next === f.ids.length) {
+        // Every job listed here has been moved or is gone: the list is done.
+        f.ids = []
+        f.next = 0
       }
       if (spent >= budget && out.length > 0) break
     }
@@ -166,24 +177,4 @@ export class Compactor {
     const f = this.files.shift()
     if (f !== undefined) this.diskBytes -= f.size
   }
-}
-
-function append(f: FileInfo, e: LiveEntry): void {
-  e.list = f
-  e.prev = f.tail
-  e.next = null
-  if (f.tail === null) f.head = e
-  else f.tail.next = e
-  f.tail = e
-}
-
-function unlink(e: LiveEntry): void {
-  const f = e.list!
-  if (e.prev === null) f.head = e.next
-  else e.prev.next = e.next
-  if (e.next === null) f.tail = e.prev
-  else e.next.prev = e.prev
-  e.list = null
-  e.prev = null
-  e.next = null
 }

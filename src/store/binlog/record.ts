@@ -18,6 +18,7 @@
  *   can account live bytes without encoding.
  */
 import { crc32 } from 'node:zlib'
+import { crc32Range } from './crc.js'
 
 /** "\x89TSBLOG\n": a high byte and a newline catch 7-bit and newline-mangling copies. */
 export const MAGIC = Buffer.from([0x89, 0x54, 0x53, 0x42, 0x4c, 0x4f, 0x47, 0x0a])
@@ -95,8 +96,13 @@ function writeU64(b: Buffer, off: number, v: number): void {
   b.writeUInt32LE(Math.floor(v / U32), off + 4)
 }
 
+/** A little-endian u32 without Buffer's range checks (callers check the record's bounds first). */
+function u32At(b: Buffer, off: number): number {
+  return (b[off]! | (b[off + 1]! << 8) | (b[off + 2]! << 16)) + b[off + 3]! * 0x1000000
+}
+
 function readU64(b: Buffer, off: number): number {
-  return b.readUInt32LE(off + 4) * U32 + b.readUInt32LE(off)
+  return u32At(b, off + 4) * U32 + u32At(b, off)
 }
 
 /** Counters are u32 on the wire, as in the reference; they saturate rather than wrap. */
@@ -232,67 +238,125 @@ function shapeOk(b: Buffer, off: number, len: number): boolean {
 }
 
 function crcOk(b: Buffer, off: number, len: number): boolean {
-  let c = crc32(b.subarray(off, off + 4))
-  c = crc32(b.subarray(off + FRAME_SIZE, off + FRAME_SIZE + len), c)
+  const c = crc32Range(b, off + FRAME_SIZE, off + FRAME_SIZE + len, crc32Range(b, off, off + 4))
   return c === b.readUInt32LE(off + 4)
 }
 
-function readFields(b: Buffer, p: number): JobFields {
-  return {
-    id: readU64(b, p + 4),
-    state: b[p + 1]! as RecState,
-    pri: b.readUInt32LE(p + 12),
-    reserves: b.readUInt32LE(p + 16),
-    timeouts: b.readUInt32LE(p + 20),
-    releases: b.readUInt32LE(p + 24),
-    buries: b.readUInt32LE(p + 28),
-    kicks: b.readUInt32LE(p + 32),
-    delayMs: readU64(b, p + 40),
-    ttrMs: readU64(b, p + 48),
-    createdAtWall: readU64(b, p + 56),
-    readyAtWall: readU64(b, p + 64),
-    buryKey: readU64(b, p + 72),
-  }
+/** Reads a record's fixed fields into `f`. */
+function readFieldsInto(b: Buffer, p: number, f: JobFields): void {
+  f.id = readU64(b, p + 4)
+  f.state = b[p + 1]! as RecState
+  f.pri = u32At(b, p + 12)
+  f.reserves = u32At(b, p + 16)
+  f.timeouts = u32At(b, p + 20)
+  f.releases = u32At(b, p + 24)
+  f.buries = u32At(b, p + 28)
+  f.kicks = u32At(b, p + 32)
+  f.delayMs = readU64(b, p + 40)
+  f.ttrMs = readU64(b, p + 48)
+  f.createdAtWall = readU64(b, p + 56)
+  f.readyAtWall = readU64(b, p + 64)
+  f.buryKey = readU64(b, p + 72)
 }
 
 /**
- * Decodes the record at `off`. A FULL record's body is copied out, so the
- * file buffer can be dropped afterwards.
+ * What `decodeInto` fills in: one object, reused for every record of a
+ * replay, so decoding allocates nothing. A FULL record's tube name and body
+ * stay where they are, as offsets into the buffer decoded.
  */
-export function decodeRecord(b: Buffer, off: number): Decoded {
-  const left = b.length - off
-  if (left < FRAME_SIZE) return torn(`${left} bytes left, less than a record frame`)
+export class RecordScratch {
+  type: RecordType = RecordType.DELETE
+  /** FULL and UPDATE: the job's fields; DELETE: only `id`. */
+  readonly fields: JobFields = {
+    id: 0,
+    state: RecState.READY,
+    pri: 0,
+    reserves: 0,
+    timeouts: 0,
+    releases: 0,
+    buries: 0,
+    kicks: 0,
+    delayMs: 0,
+    ttrMs: 0,
+    createdAtWall: 0,
+    readyAtWall: 0,
+    buryKey: 0,
+  }
+  tubeStart = 0
+  tubeLen = 0
+  bodyStart = 0
+  bodyLen = 0
+  /** After a failed decode: what kind of damage (see Decoded) and what it is. */
+  kind: 'torn' | 'invalid' = 'torn'
+  detail = ''
+}
+
+const fail = (s: RecordScratch, kind: 'torn' | 'invalid', detail: string): number => {
+  s.kind = kind
+  s.detail = detail
+  return 0
+}
+
+/**
+ * Decodes the record at `off` of `b[0, end)` into `s`. Returns its size, or 0
+ * when it is damaged (`s.kind`, `s.detail`). Allocates nothing but the two
+ * views the CRC needs.
+ */
+export function decodeInto(b: Buffer, off: number, end: number, s: RecordScratch): number {
+  const left = end - off
+  if (left < FRAME_SIZE) return fail(s, 'torn', `${left} bytes left, less than a record frame`)
   const len = b.readUInt32LE(off)
-  if (len < DELETE_SIZE || len > FIXED_SIZE + TUBE_NAME_MAX + BODY_MAX) return torn(`implausible record length ${len}`)
-  if (len > left - FRAME_SIZE) return torn(`record of ${len} bytes runs past the end of the file`)
-  if (!crcOk(b, off, len)) return torn(`CRC mismatch in a record of ${len} bytes`)
+  if (len < DELETE_SIZE || len > FIXED_SIZE + TUBE_NAME_MAX + BODY_MAX) return fail(s, 'torn', `implausible record length ${len}`)
+  if (len > left - FRAME_SIZE) return fail(s, 'torn', `record of ${len} bytes runs past the end of the file`)
+  if (!crcOk(b, off, len)) return fail(s, 'torn', `CRC mismatch in a record of ${len} bytes`)
   const p = off + FRAME_SIZE
   const size = FRAME_SIZE + len
   const type = b[p]!
+  const f = s.fields
   if (type === RecordType.DELETE) {
-    if (len !== DELETE_SIZE) return invalid(`DELETE record of ${len} bytes`)
-    const id = readU64(b, p + 4)
-    if (id === 0) return invalid('record for job id 0')
-    return { ok: true, record: { type: RecordType.DELETE, id }, size }
+    if (len !== DELETE_SIZE) return fail(s, 'invalid', `DELETE record of ${len} bytes`)
+    f.id = readU64(b, p + 4)
+    if (f.id === 0) return fail(s, 'invalid', 'record for job id 0')
+    s.type = RecordType.DELETE
+    return size
   }
-  if (type !== RecordType.FULL && type !== RecordType.UPDATE) return invalid(`unknown record type ${type}`)
+  if (type !== RecordType.FULL && type !== RecordType.UPDATE) return fail(s, 'invalid', `unknown record type ${type}`)
   const state = b[p + 1]!
-  if (state < RecState.READY || state > RecState.DELAYED) return invalid(`unknown job state ${state}`)
-  const f = readFields(b, p)
-  if (f.id === 0) return invalid('record for job id 0')
+  if (state < RecState.READY || state > RecState.DELAYED) return fail(s, 'invalid', `unknown job state ${state}`)
+  readFieldsInto(b, p, f)
+  if (f.id === 0) return fail(s, 'invalid', 'record for job id 0')
   if (type === RecordType.UPDATE) {
-    if (len !== FIXED_SIZE) return invalid(`UPDATE record of ${len} bytes`)
-    return { ok: true, record: { type: RecordType.UPDATE, ...f }, size }
+    if (len !== FIXED_SIZE) return fail(s, 'invalid', `UPDATE record of ${len} bytes`)
+    s.type = RecordType.UPDATE
+    return size
   }
   const tubeLen = b[p + 2]!
   const bodyLen = b.readUInt32LE(p + 36)
-  if (tubeLen === 0) return invalid('FULL record with an empty tube name')
-  if (len !== FIXED_SIZE + tubeLen + bodyLen) return invalid(`FULL record of ${len} bytes announces a ${bodyLen}-byte body`)
-  const t = p + FIXED_SIZE
-  const tube = b.toString('latin1', t, t + tubeLen)
-  const body = Buffer.allocUnsafeSlow(bodyLen)
-  b.copy(body, 0, t + tubeLen, t + tubeLen + bodyLen)
-  return { ok: true, record: { type: RecordType.FULL, ...f, tube, body }, size }
+  if (tubeLen === 0) return fail(s, 'invalid', 'FULL record with an empty tube name')
+  if (len !== FIXED_SIZE + tubeLen + bodyLen) return fail(s, 'invalid', `FULL record of ${len} bytes announces a ${bodyLen}-byte body`)
+  s.type = RecordType.FULL
+  s.tubeStart = p + FIXED_SIZE
+  s.tubeLen = tubeLen
+  s.bodyStart = s.tubeStart + tubeLen
+  s.bodyLen = bodyLen
+  return size
+}
+
+/**
+ * Decodes the record at `off` into a record object of its own, the body
+ * copied out so the file buffer can be dropped (tools and tests; replay
+ * uses decodeInto).
+ */
+export function decodeRecord(b: Buffer, off: number): Decoded {
+  const s = new RecordScratch()
+  const size = decodeInto(b, off, b.length, s)
+  if (size === 0) return { ok: false, kind: s.kind, detail: s.detail }
+  if (s.type === RecordType.DELETE) return { ok: true, record: { type: RecordType.DELETE, id: s.fields.id }, size }
+  if (s.type === RecordType.UPDATE) return { ok: true, record: { type: RecordType.UPDATE, ...s.fields }, size }
+  const tube = b.toString('latin1', s.tubeStart, s.tubeStart + s.tubeLen)
+  const body = Buffer.allocUnsafeSlow(s.bodyLen)
+  b.copy(body, 0, s.bodyStart, s.bodyStart + s.bodyLen)
+  return { ok: true, record: { type: RecordType.FULL, ...s.fields, tube, body }, size }
 }
 
 /**

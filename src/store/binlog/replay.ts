@@ -1,5 +1,6 @@
 /**
- * Reads a binlog directory back into the jobs it describes. Read-only: the
+ * Reads a binlog directory back, record by record, into a visitor (the
+ * binlog's restore feeding the registry, or a conversion). Read-only: the
  * caller applies the cuts it reports.
  *
  * Invariants:
@@ -10,7 +11,8 @@
  *   about a job supersedes every earlier one. FULL creates or replaces a job;
  *   UPDATE replaces its mutable fields; DELETE removes it. An UPDATE or DELETE
  *   for an id with no FULL yet is stale: its FULL lived in a removed file and
- *   a later FULL (the migrated copy) supersedes it, or the job is gone.
+ *   a later FULL (the migrated copy) supersedes it, or the job is gone. The
+ *   visitor tells which ones were stale.
  * - A file is ours only with our magic: a `binlog.N` that does not start
  *   with it is another program's (ForeignFileError; a beanstalkd binlog is
  *   imported before replay runs, beanstalkd/import.ts), except a file that
@@ -24,32 +26,46 @@
  * - Damage is a torn tail only at the end of the last file (or of a file
  *   written under -F, which promised nothing) and only if no intact record
  *   follows it. Every other damage, and any record whose CRC is right but
- *   whose content is impossible, throws BinlogCorruptError: nothing is
- *   skipped silently.
+ *   whose content is impossible (a body without its CRLF included), throws
+ *   BinlogCorruptError: nothing is skipped silently.
  * - nextId is above every id in any record and at least every header's
  *   high-water mark, so ids survive even when their records do not.
+ * - Memory: files are read through one reusable buffer (CHUNK bytes, or one
+ *   record if it is larger), never whole; a record's tube name and body are
+ *   handed over as offsets into it, valid only during the call, and the
+ *   fields object is reused: the visitor copies what it keeps.
  */
 import path from 'node:path'
 import { ForeignFileError } from '../errors.js'
 import { BinlogCorruptError } from './errors.js'
 import type { BinlogFs } from '../io.js'
+import type { ReplayMeter } from '../replay-progress.js'
 import {
+  BODY_MAX,
+  FIXED_SIZE,
+  FRAME_SIZE,
   HEADER_SIZE,
   HeaderFlag,
   MAGIC,
+  RecordScratch,
   RecordType,
+  TUBE_NAME_MAX,
   decodeHeader,
-  decodeRecord,
+  decodeInto,
   findIntactRecord,
-  type BinlogRecord,
   type JobFields,
 } from './record.js'
 
-export interface ReplayedJob extends JobFields {
-  tube: string
-  body: Buffer
-  /** Index of the file holding the job's latest FULL record. */
-  file: number
+/** What replay hands over; `f` is reused between calls. */
+export interface RecordVisitor {
+  /** A file of the run begins (its records follow; an empty file inside the run has none). */
+  beginFile(index: number): void
+  /** A FULL record; the body (with its CRLF) is `buf[start, end)`, in file `file`. */
+  full(f: JobFields, tube: string, buf: Buffer, start: number, end: number, file: number): void
+  /** false: no such job (stale). */
+  update(f: JobFields): boolean
+  /** false: no such job (stale). */
+  delete(id: number): boolean
 }
 
 export interface ScannedFile {
@@ -66,8 +82,6 @@ export interface ScannedFile {
 
 export interface ReplayResult {
   readonly files: ScannedFile[]
-  /** Live jobs by id, in order of their latest FULL record. */
-  readonly jobs: Map<number, ReplayedJob>
   readonly nextId: number
   readonly records: number
   /** UPDATE/DELETE records about jobs whose FULL record was compacted away. */
@@ -77,8 +91,12 @@ export interface ReplayResult {
 }
 
 const FILE_NAME = /^binlog\.([1-9]\d{0,15})$/
-
 const NEW_FILE_NAME = /^binlog\.[1-9]\d{0,15}\.new$/
+/** Read size: large enough that a read costs nothing per record, small enough not to matter in RSS. */
+const CHUNK = 1 << 20
+const MAX_PAYLOAD = FIXED_SIZE + TUBE_NAME_MAX + BODY_MAX
+const CR = 0x0d
+const LF = 0x0a
 
 export const fileName = (dir: string, index: number): string => path.join(dir, `binlog.${index}`)
 /** The name a new file has until its header is on disk (writer.ts). */
@@ -124,9 +142,98 @@ export function listFiles(dir: string, io: BinlogFs): number[] {
   return out.sort((a, b) => a - b)
 }
 
-export function replay(dir: string, io: BinlogFs): ReplayResult {
+/** `a[at, at + n)` equals `b[0, n)` (a loop: tube names are short, a native compare costs more to call). */
+function sameBytes(a: Buffer, at: number, b: Buffer, n: number): boolean {
+  for (let i = 0; i < n; i++) if (a[at + i] !== b[i]) return false
+  return true
+}
+
+/** The bytes of one file from `from` to its end (the rare paths that need all of it at once). */
+function readRest(io: BinlogFs, fd: number, from: number, size: number): Buffer {
+  const b = Buffer.allocUnsafe(Math.max(0, size - from))
+  let got = 0
+  while (got < b.length) {
+    const n = io.readSync(fd, b, got, b.length - got, from + got)
+    if (n <= 0) break
+    got += n
+  }
+  return got === b.length ? b : b.subarray(0, got)
+}
+
+/**
+ * A file seen through one buffer: `buf[0, have)` holds the file's bytes from
+ * offset `pos`; `ensure(off, n)` makes `buf[off, off + n)` present if the file has them.
+ */
+class Window {
+  buf = Buffer.allocUnsafeSlow(CHUNK)
+  pos = 0
+  have = 0
+  private fd = -1
+  private size = 0
+  private readonly io: BinlogFs
+
+  constructor(io: BinlogFs) {
+    this.io = io
+  }
+
+  open(fd: number, size: number): void {
+    this.fd = fd
+    this.size = size
+    this.pos = 0
+    this.have = 0
+  }
+
+  /** True when the file ends within the buffer. */
+  get atEnd(): boolean {
+    return this.pos + this.have >= this.size
+  }
+
+  /** Slides the buffer so it starts at buffer offset `off` and holds `n` bytes from there (fewer at the file's end); returns the new offset of `off` (0). */
+  ensure(off: number, n: number): number {
+    if (off + n <= this.have || this.atEnd) return off
+    if (n > this.buf.length) {
+      const bigger = Buffer.allocUnsafeSlow(n)
+      this.buf.copy(bigger, 0, off, this.have)
+      this.buf = bigger
+    } else {
+      this.buf.copyWithin(0, off, this.have)
+    }
+    this.have -= off
+    this.pos += off
+    while (this.have < this.buf.length && !this.atEnd) {
+      const got = this.io.readSync(this.fd, this.buf, this.have, this.buf.length - this.have, this.pos + this.have)
+      if (got <= 0) {
+        // The file shrank under us: treat what is there as its end.
+        this.size = this.pos + this.have
+        break
+      }
+      this.have += got
+    }
+    return 0
+  }
+}
+
+/**
+ * Replays `dir` into `visit`, file by file, record by record, pausing (for
+ * the event loop) when the meter says so; a server's start.
+ */
+export async function replay(dir: string, io: BinlogFs, visit: RecordVisitor, meter: ReplayMeter): Promise<ReplayResult> {
+  const g = scan(dir, io, visit, meter)
+  for (let r = g.next(); ; r = g.next()) {
+    if (r.done === true) return r.value
+    await meter.pause()
+  }
+}
+
+/** The same in one go, without pauses: tools that read a whole directory (snapshot.ts). */
+export function replaySync(dir: string, io: BinlogFs, visit: RecordVisitor): ReplayResult {
+  const g = scan(dir, io, visit, undefined)
+  for (let r = g.next(); ; r = g.next()) if (r.done === true) return r.value
+}
+
+/** The replay itself: yields where the meter wants a pause (never without one). */
+function* scan(dir: string, io: BinlogFs, visit: RecordVisitor, meter: ReplayMeter | undefined): Generator<void, ReplayResult, void> {
   const indices = listFiles(dir, io)
-  const jobs = new Map<number, ReplayedJob>()
   const files: ScannedFile[] = []
   const leftovers: string[] = []
   for (const name of io.readdirSync(dir)) {
@@ -136,44 +243,17 @@ export function replay(dir: string, io: BinlogFs): ReplayResult {
     if (b.length > HEADER_SIZE || !holdsNothing(b)) throw foreign(file, b)
     leftovers.push(file)
   }
+  const win = new Window(io)
+  const s = new RecordScratch()
   let maxId = 0
   let headerNextId = 1
   let records = 0
   let stale = 0
-
-  const apply = (r: BinlogRecord, file: number): void => {
-    if (r.id > maxId) maxId = r.id
-    records++
-    switch (r.type) {
-      case RecordType.FULL: {
-        const { type: _type, ...fields } = r
-        jobs.delete(r.id) // re-insert: the map stays in latest-FULL order
-        jobs.set(r.id, { ...fields, file })
-        return
-      }
-      case RecordType.UPDATE: {
-        const j = jobs.get(r.id)
-        if (j === undefined) {
-          stale++
-          return
-        }
-        j.state = r.state
-        j.pri = r.pri
-        j.reserves = r.reserves
-        j.timeouts = r.timeouts
-        j.releases = r.releases
-        j.buries = r.buries
-        j.kicks = r.kicks
-        j.delayMs = r.delayMs
-        j.readyAtWall = r.readyAtWall
-        j.buryKey = r.buryKey
-        return
-      }
-      case RecordType.DELETE:
-        if (!jobs.delete(r.id)) stale++
-        return
-    }
-  }
+  let bytesDone = 0
+  // The previous FULL record's tube name: consecutive records mostly share one, and a string per record is garbage.
+  let tubeName = ''
+  const tubeBytes = Buffer.alloc(256)
+  let tubeLen = 0
 
   // Files that hold nothing before the first one with our header are not in the run (the writer never removes them).
   let runStarted = false
@@ -188,39 +268,85 @@ export function replay(dir: string, io: BinlogFs): ReplayResult {
       )
     }
     const last = i === indices.length - 1
-    const buf = io.readFileSync(file)
-    const h = decodeHeader(buf)
-    if (typeof h === 'string') {
-      if (holdsNothing(buf)) {
-        files.push({ index, path: file, size: buf.length, originalSize: buf.length, cut: null, empty: true })
-        continue
+    const size = io.sizeOf(file)
+    const fd = io.openSync(file, 'r')
+    try {
+      win.open(fd, size)
+      win.ensure(0, HEADER_SIZE)
+      const h = decodeHeader(win.buf.subarray(0, Math.min(win.have, HEADER_SIZE)))
+      if (typeof h === 'string') {
+        const whole = readRest(io, fd, 0, size)
+        if (holdsNothing(whole)) {
+          files.push({ index, path: file, size, originalSize: size, cut: null, empty: true })
+          if (runStarted) visit.beginFile(index)
+          continue
+        }
+        if (whole.length < MAGIC.length || !whole.subarray(0, MAGIC.length).equals(MAGIC)) throw foreign(file, whole)
+        throw new BinlogCorruptError(file, 0, h)
       }
-      if (buf.length < MAGIC.length || !buf.subarray(0, MAGIC.length).equals(MAGIC)) throw foreign(file, buf)
-      throw new BinlogCorruptError(file, 0, h)
+      runStarted = true
+      if (h.index !== index) throw new BinlogCorruptError(file, 0, `header says this is binlog.${h.index} (renamed file?)`)
+      if (h.nextId > headerNextId) headerNextId = h.nextId
+      const tornOk = last || (h.flags & HeaderFlag.NO_FSYNC) !== 0
+      visit.beginFile(index)
+      let off = HEADER_SIZE
+      let cut: ScannedFile['cut'] = null
+      for (;;) {
+        // Have the whole record in the buffer: its frame, then as much as its length says (within the file).
+        off = win.ensure(off, FRAME_SIZE)
+        if (off >= win.have) break
+        if (win.have - off >= FRAME_SIZE) {
+          const len = win.buf.readUInt32LE(off)
+          if (len <= MAX_PAYLOAD) off = win.ensure(off, Math.min(FRAME_SIZE + len, size - (win.pos + off)))
+        }
+        const buf = win.buf
+        const n = decodeInto(buf, off, win.have, s)
+        const at = win.pos + off
+        if (n === 0) {
+          if (s.kind === 'invalid' || !tornOk) throw new BinlogCorruptError(file, at, s.detail)
+          const next = findIntactRecord(readRest(io, fd, at + 1, size), 0)
+          if (next >= 0) {
+            throw new BinlogCorruptError(file, at, `${s.detail}, yet an intact record follows at offset ${at + 1 + next}`)
+          }
+          cut = { offset: at, bytes: size - at, detail: s.detail }
+          break
+        }
+        const f = s.fields
+        if (f.id > maxId) maxId = f.id
+        records++
+        if (s.type === RecordType.FULL) {
+          const end = s.bodyStart + s.bodyLen
+          if (s.bodyLen < 2 || buf[end - 2] !== CR || buf[end - 1] !== LF) {
+            throw new BinlogCorruptError(file, at, 'FULL record whose body does not end in CRLF')
+          }
+          if (s.tubeLen !== tubeLen || !sameBytes(buf, s.tubeStart, tubeBytes, tubeLen)) {
+            tubeLen = s.tubeLen
+            buf.copy(tubeBytes, 0, s.tubeStart, s.tubeStart + tubeLen)
+            tubeName = buf.toString('latin1', s.tubeStart, s.tubeStart + tubeLen)
+          }
+          visit.full(f, tubeName, buf, s.bodyStart, end, index)
+        } else if (s.type === RecordType.UPDATE) {
+          if (!visit.update(f)) stale++
+        } else if (!visit.delete(f.id)) {
+          stale++
+        }
+        off += n
+        if (meter !== undefined) {
+          meter.records = records
+          meter.bytes = bytesDone + win.pos + off
+          if (meter.due()) yield
+        }
+      }
+      files.push({ index, path: file, size: cut === null ? size : cut.offset, originalSize: size, cut, empty: false })
+    } finally {
+      io.closeSync(fd)
+      bytesDone += size
+      if (meter !== undefined) {
+        meter.files++
+        meter.bytes = bytesDone
+      }
     }
-    runStarted = true
-    if (h.index !== index) throw new BinlogCorruptError(file, 0, `header says this is binlog.${h.index} (renamed file?)`)
-    if (h.nextId > headerNextId) headerNextId = h.nextId
-    const tornOk = last || (h.flags & HeaderFlag.NO_FSYNC) !== 0
-    let off = HEADER_SIZE
-    let cut: ScannedFile['cut'] = null
-    while (off < buf.length) {
-      const d = decodeRecord(buf, off)
-      if (d.ok) {
-        apply(d.record, index)
-        off += d.size
-        continue
-      }
-      if (d.kind === 'invalid' || !tornOk) throw new BinlogCorruptError(file, off, d.detail)
-      const next = findIntactRecord(buf, off + 1)
-      if (next >= 0) {
-        throw new BinlogCorruptError(file, off, `${d.detail}, yet an intact record follows at offset ${next}`)
-      }
-      cut = { offset: off, bytes: buf.length - off, detail: d.detail }
-      break
-    }
-    files.push({ index, path: file, size: off, originalSize: buf.length, cut, empty: false })
   }
 
-  return { files, jobs, nextId: Math.max(headerNextId, maxId + 1), records, stale, leftovers }
+  return { files, nextId: Math.max(headerNextId, maxId + 1), records, stale, leftovers }
 }

@@ -151,39 +151,65 @@ export function storeError(file: string, err: unknown, doing: string): Error {
   return new StoreIoError(file, `${doing}: ${msg}`, { cause: err })
 }
 
-type Row = [number, string, string, number, number, number, number, number | null, number | null, number, number, number, number, number, Buffer]
+/** The job columns in the order JobRow has them. */
+export const JOB_COLUMNS =
+  'id, tube, state, pri, delay_ms, ttr_ms, created_at, due_at, bury_seq, reserves, timeouts, releases, buries, kicks, body'
+
+/** A `jobs` row as a raw statement returns it (JOB_COLUMNS), once checkRow has passed it. */
+export type JobRow = [
+  id: number,
+  tube: string,
+  state: StateName,
+  pri: number,
+  delayMs: number,
+  ttrMs: number,
+  createdAtWall: number,
+  dueAt: number | null,
+  burySeq: number | null,
+  reserves: number,
+  timeouts: number,
+  releases: number,
+  buries: number,
+  kicks: number,
+  body: Buffer,
+]
 
 const CRLF = 0x0a0d // "\r\n" as a little-endian u16
 
-/** Every job row in id order; rows that break the schema's rules are damage. */
+/** A row that breaks the schema's rules is damage: StoreCorruptError naming the job. */
+export function checkRow(r: JobRow, file: string): void {
+  const [id, tube, state, , , , , dueAt, burySeq, , , , , , body] = r
+  const bad = (what: string): never => {
+    throw new StoreCorruptError(file, `job ${id}: ${what}`)
+  }
+  if (!Number.isSafeInteger(id) || id < 1) bad('invalid id')
+  if (typeof tube !== 'string' || tube.length === 0) bad('empty or non-text tube name')
+  if (!Buffer.isBuffer(body)) bad('body is not a BLOB')
+  if (state !== 'ready' && state !== 'reserved' && state !== 'delayed' && state !== 'buried') bad(`unknown state ${String(state)}`)
+  if (state === 'delayed' && dueAt === null) bad('delayed without due_at')
+  if (state === 'buried' && burySeq === null) bad('buried without bury_seq')
+}
+
+/** Every job row in id order, bodies with their CRLF (a conversion reads a whole store this way). */
 export function readJobs(db: Db, file: string): StoredJob[] {
-  const stmt = db.prepare(
-    'SELECT id, tube, state, pri, delay_ms, ttr_ms, created_at, due_at, bury_seq, ' +
-      'reserves, timeouts, releases, buries, kicks, body FROM jobs ORDER BY id',
-  )
+  const stmt = db.prepare(`SELECT ${JOB_COLUMNS} FROM jobs ORDER BY id`)
   const out: StoredJob[] = []
-  for (const r of stmt.raw().iterate() as IterableIterator<Row>) {
+  for (const r of stmt.raw().iterate() as IterableIterator<JobRow>) {
+    checkRow(r, file)
     const [id, tube, state, pri, delayMs, ttrMs, createdAtWall, dueAt, burySeq, reserves, timeouts, releases, buries, kicks, raw] = r
-    const bad = (what: string): never => {
-      throw new StoreCorruptError(file, `job ${id}: ${what}`)
-    }
-    if (!Number.isSafeInteger(id) || id < 1) bad('invalid id')
-    if (typeof tube !== 'string' || tube.length === 0) bad('empty or non-text tube name')
-    if (!Buffer.isBuffer(raw)) bad('body is not a BLOB')
-    if (state !== 'ready' && state !== 'reserved' && state !== 'delayed' && state !== 'buried') bad(`unknown state ${state}`)
     const body = Buffer.allocUnsafeSlow(raw.length + 2)
     raw.copy(body, 0)
     body.writeUInt16LE(CRLF, raw.length)
     out.push({
       id,
       tube,
-      state: state as StateName,
+      state,
       pri,
       delayMs,
       ttrMs,
       createdAtWall,
-      readyAtWall: state === 'delayed' ? (dueAt ?? bad('delayed without due_at')) : 0,
-      buryKey: state === 'buried' ? (burySeq ?? bad('buried without bury_seq')) : 0,
+      readyAtWall: state === 'delayed' ? dueAt! : 0,
+      buryKey: state === 'buried' ? burySeq! : 0,
       reserves,
       timeouts,
       releases,

@@ -74,12 +74,11 @@ import {
   UPDATE_JOB,
   metaValue,
   openDb,
-  readJobs,
   storeError,
   type Db,
-  type StoredJob,
 } from './schema.js'
-import { recoverJob, recoveryOrder, type DurableStore, type JobView, type RecoveredJob, type StoreOptions, type StoreStats } from '../store.js'
+import { restoreRows } from './restore.js'
+import type { DurableStore, JobView, ReplaySink, StoreOptions, StoreStats } from '../store.js'
 import { fsyncDir } from '../sync.js'
 import { RetryTimer } from '../retry-timer.js'
 import { LatencyHistogram } from '../latency-histogram.js'
@@ -123,8 +122,6 @@ interface Statements {
 }
 
 export class SqliteStore implements DurableStore {
-  readonly recovered: RecoveredJob[]
-  readonly nextId: number
   /** DIR/tsbeanstalkd.sqlite */
   readonly file: string
   private readonly walPath: string
@@ -139,15 +136,17 @@ export class SqliteStore implements DurableStore {
   /** -f 0: COMMIT fsyncs. -f N: a timer fsyncs the WAL. -F: nobody does. */
   private readonly level: 'commit' | 'timer' | 'never'
   private readonly holdLock: boolean
+  /** The database file was created by this open. */
+  private readonly created: boolean
 
   private pending = new Map<number, Pending>()
   /** Calls since the last commit (stats: records written). */
   private queued = 0
   private readonly buryKeys = new Map<number, number>()
   private nextBuryKey = 1
-  private hwm: number
-  private storedNextId: number
-  private live: number
+  private hwm = 1
+  private storedNextId = 1
+  private live = 0
 
   private lastSeq = 0
   private committedSeq = 0
@@ -171,14 +170,19 @@ export class SqliteStore implements DurableStore {
   /** Our fsyncs of the WAL and, at -f 0, each COMMIT (SQLite fsyncs inside it). */
   private readonly fsyncLatency = new LatencyHistogram()
 
-  static open(opts: SqliteStoreOptions): SqliteStore {
+  /** Takes DIR's lock, opens (or creates) the database and replays its rows into `jobs` (store.ts). */
+  static async open(opts: SqliteStoreOptions, jobs: ReplaySink): Promise<SqliteStore> {
     fs.mkdirSync(opts.dir, { recursive: true })
     const lock = DirLock.acquire(opts.dir)
+    let store: SqliteStore | null = null
     try {
       SpaceReserve.check(path.join(opts.dir, 'reserve'), nodeFs) // before anything in DIR changes
-      return new SqliteStore(opts, lock)
+      store = new SqliteStore(opts, lock)
+      await store.replay(jobs)
+      return store
     } catch (err) {
-      lock.release({ failedOpen: true })
+      if (store !== null) store.abandon()
+      else lock.release({ failedOpen: true })
       throw err
     }
   }
@@ -204,13 +208,6 @@ export class SqliteStore implements DurableStore {
       db.pragma(`journal_size_limit = ${pages * PAGE_SIZE}`)
       // The database and its WAL are new directory entries after a first start or a clean stop.
       if (this.level !== 'never') fsyncDir(opts.dir)
-      const jobs = readJobs(db, this.file)
-      const maxId = jobs.length === 0 ? 0 : jobs[jobs.length - 1]!.id
-      this.storedNextId = Math.max(metaValue(db, 'next_id') ?? 1, maxId + 1)
-      this.hwm = this.storedNextId
-      this.nextId = this.storedNextId
-      this.live = jobs.length
-      this.recovered = this.restore(jobs)
       this.stmt = {
         begin: db.prepare('BEGIN IMMEDIATE'),
         commit: db.prepare('COMMIT'),
@@ -223,9 +220,6 @@ export class SqliteStore implements DurableStore {
         pageCount: db.prepare('PRAGMA page_count').pluck(),
         checkpointTruncate: db.prepare('PRAGMA wal_checkpoint(TRUNCATE)'),
       }
-      // Taken with open's patience: an operator's write transaction fails the start clearly.
-      if (this.holdLock) this.stmt.begin.run()
-      db.pragma(`busy_timeout = ${opts.busyTimeoutMs ?? 20}`)
       this.reserve = new SpaceReserve(
         path.join(opts.dir, 'reserve'),
         opts.reserveBytes ?? pages * PAGE_SIZE + (1 << 20),
@@ -241,33 +235,59 @@ export class SqliteStore implements DurableStore {
       }
       throw storeError(this.file, err, 'cannot open the SQLite store')
     }
-    this.maintenanceTimer = setInterval(() => this.maintain(), opts.maintenanceMs ?? 5000)
-    this.maintenanceTimer.unref()
-    this.log.info({ file: path.resolve(this.file), jobs: this.recovered.length, nextId: this.nextId, created }, 'sqlite store: opened')
+    this.created = created
   }
 
-  /** Rows -> the recovered list, as the binlog's replay hands it over. */
-  private restore(jobs: readonly StoredJob[]): RecoveredJob[] {
-    const monoNow = this.clock.now()
-    const wallNow = this.wall()
-    const plain: RecoveredJob[] = []
-    const buried: { key: number; job: RecoveredJob }[] = []
-    let oversized = 0
-    for (const j of jobs) {
-      const rec = recoverJob(j, j.state, monoNow, wallNow)
-      if (j.body.length > this.opts.maxJobSize + 2) oversized++
-      if (rec.state === 'buried') {
-        this.buryKeys.set(j.id, j.buryKey)
-        if (j.buryKey >= this.nextBuryKey) this.nextBuryKey = j.buryKey + 1
-        buried.push({ key: j.buryKey, job: rec })
-      } else {
-        plain.push(rec)
+  /**
+   * Reads every row into `jobs` (yielding now and then), then takes the
+   * write lock and starts the timers: the store is ready for the server.
+   */
+  private async replay(jobs: ReplaySink): Promise<void> {
+    const db = this.db
+    try {
+      // Taken with open's patience (an operator's write transaction fails the start clearly),
+      // and before the rows are read, so nobody changes them while replay yields.
+      if (this.holdLock) this.stmt.begin.run()
+      const r = await restoreRows(db, this.file, jobs, {
+        clock: this.clock,
+        wall: this.wall,
+        log: this.log,
+        readiness: this.opts.readiness,
+        progressMs: this.opts.progressMs,
+        maxJobSize: this.opts.maxJobSize,
+      })
+      this.storedNextId = Math.max(metaValue(db, 'next_id') ?? 1, r.maxId + 1)
+      this.hwm = this.storedNextId
+      this.live = r.jobs
+      for (const [id, key] of r.buryKeys) this.buryKeys.set(id, key)
+      this.nextBuryKey = r.nextBuryKey
+      if (r.oversized > 0) {
+        this.log.warn({ jobs: r.oversized, maxJobSize: this.opts.maxJobSize }, 'sqlite store: stored jobs larger than the current -z')
       }
+      db.pragma(`busy_timeout = ${this.opts.busyTimeoutMs ?? 20}`)
+      jobs.restoreEnd(r.buried, this.storedNextId)
+      this.log.info(
+        { file: path.resolve(this.file), jobs: r.jobs, nextId: this.storedNextId, created: this.created, seconds: r.seconds },
+        'sqlite store: opened',
+      )
+    } catch (err) {
+      // SQLite's own errors get the store's classes; anything else (a bug) goes up as it is.
+      throw sqliteCode(err) === '' ? err : storeError(this.file, err, 'cannot read the SQLite store')
     }
-    if (oversized > 0) {
-      this.log.warn({ jobs: oversized, maxJobSize: this.opts.maxJobSize }, 'sqlite store: stored jobs larger than the current -z')
+    this.maintenanceTimer = setInterval(() => this.maintain(), this.opts.maintenanceMs ?? 5000)
+    this.maintenanceTimer.unref()
+  }
+
+  /** A failed open: closes the database and releases the directory. */
+  private abandon(): void {
+    this.closed = true
+    this.stopTimers()
+    try {
+      this.db.close()
+    } catch {
+      // Reporting the open's own error.
     }
-    return recoveryOrder(plain, buried)
+    this.lock.release({ failedOpen: true })
   }
 
   // --- mutations: note the job, synchronously ------------------------------------
@@ -276,7 +296,7 @@ export class SqliteStore implements DurableStore {
     this.check()
     if (job.id >= this.hwm) this.hwm = job.id + 1
     if (this.noSpace || this.stalled) return false
-    if (job.body.length - 2 > MAX_BODY) throw new Error(`sqlite store: a ${job.body.length}-byte body exceeds SQLite's limit (the CLI clamps -z)`)
+    if (job.bodyLen - 2 > MAX_BODY) throw new Error(`sqlite store: a ${job.bodyLen}-byte body exceeds SQLite's limit (the CLI clamps -z)`)
     if (this.pending.has(job.id)) throw new Error(`sqlite store: job ${job.id} put twice`)
     this.pending.set(job.id, { job, op: Op.INSERT })
     if (job.state === BURIED) this.buryKeys.set(job.id, this.nextBuryKey++)
@@ -305,9 +325,6 @@ export class SqliteStore implements DurableStore {
     else if (p.op === Op.INSERT) this.pending.delete(job.id) // never committed: nothing to delete
     else p.op = Op.DELETE
   }
-
-  /** Nothing to do: the store keeps no copy of a job, only its id in `pending` until the next commit. */
-  adopt(_job: JobView): void {}
 
   canPut(): boolean {
     return !this.noSpace && !this.stalled && this.fatal === null && !this.closed
