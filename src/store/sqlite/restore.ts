@@ -1,26 +1,28 @@
 /**
  * The SQLite store's replay: every row of `jobs`, in id order, straight into
- * the registry (the ReplaySink), a page of rows at a time.
+ * the registry (the ReplaySink), a page of rows at a time, while a worker
+ * checks the file (check.ts).
  *
  * Invariants:
- * - Rows are read in pages of PAGE_ROWS by id (`WHERE id > last`), each page
- *   one statement run, so no statement stays open while replay yields to
- *   the event loop between pages, and only one page of rows is ever held.
- *   The caller holds the write lock meanwhile, so the pages are one snapshot.
- * - A row that breaks the schema's rules is damage (StoreCorruptError, the
- *   job named); nothing is skipped.
+ * - Rows come through JobPages (schema.ts): one statement run per page, so
+ *   no statement stays open while replay yields to the event loop between
+ *   pages, and only one page of rows is ever held. The caller holds the
+ *   write lock meanwhile, so the pages are one snapshot.
+ * - A row that breaks the schema's rules, or a file the check finds damaged,
+ *   is StoreCorruptError; nothing is skipped. restoreEnd is the caller's, so
+ *   a damaged file never reaches the server.
  * - Stored wall-clock times become monotonic ones against one
  *   (monoNow, wallNow) pair read at the start.
  */
 import type { Logger } from 'pino'
+import { StoreCorruptError } from '../errors.js'
 import { ReplayMeter } from '../replay-progress.js'
-import { toMono, type RestoredFields, type ReplaySink } from '../store.js'
+import { toMono, type ReplaySink, type RestoredFields } from '../store.js'
 import type { Clock } from '../../util/clock.js'
 import type { Readiness } from '../../util/readiness.js'
-import { JOB_COLUMNS, checkRow, type Db, type JobRow } from './schema.js'
+import { checkInBackground } from './check.js'
+import { JobPages, PAGE_ROWS, storeError, type Db, type JobRow } from './schema.js'
 
-/** Rows per statement run: big enough that a run costs nothing per row, small enough to hold. */
-const PAGE_ROWS = 2048
 const STATE_NUMBER = { ready: 1, reserved: 2, buried: 3, delayed: 4 } as const
 
 export interface RestoreRowsOptions {
@@ -31,6 +33,8 @@ export interface RestoreRowsOptions {
   readonly progressMs?: number | undefined
   /** -z: bodies over it still replay, counted for a warning. */
   readonly maxJobSize: number
+  /** How long the check's connection waits for a lock, ms. */
+  readonly timeoutMs: number
 }
 
 export interface RestoredRows {
@@ -45,8 +49,8 @@ export interface RestoredRows {
 }
 
 export async function restoreRows(db: Db, file: string, sink: ReplaySink, o: RestoreRowsOptions): Promise<RestoredRows> {
+  const check = checkInBackground(file, o.timeoutMs)
   const total = db.prepare('SELECT count(*) FROM jobs').pluck().get() as number
-  const page = db.prepare(`SELECT ${JOB_COLUMNS} FROM jobs WHERE id > ? ORDER BY id LIMIT ${PAGE_ROWS}`).raw()
   const meter = new ReplayMeter('sqlite store', { filesTotal: 1, bytesTotal: 0, recordsTotal: total }, o.log, o.readiness, o.progressMs)
   const monoNow = o.clock.now()
   const wallNow = o.wall()
@@ -56,39 +60,49 @@ export async function restoreRows(db: Db, file: string, sink: ReplaySink, o: Res
   let oversized = 0
   let jobs = 0
   let last = 0
-  for (;;) {
-    const rows = page.all(last) as JobRow[]
-    let pause = false
-    for (const r of rows) {
-      checkRow(r, file)
-      const [id, tube, state, pri, delayMs, ttrMs, createdAtWall, dueAt, burySeq, reserves, timeouts, releases, buries, kicks, body] = r
-      f.id = id
-      f.state = STATE_NUMBER[state]
-      f.pri = pri
-      f.delayMs = delayMs
-      f.ttrMs = ttrMs
-      f.createdAt = toMono(createdAtWall, monoNow, wallNow)
-      f.deadline = state === 'delayed' ? toMono(dueAt!, monoNow, wallNow) : 0
-      f.reserves = reserves
-      f.timeouts = timeouts
-      f.releases = releases
-      f.buries = buries
-      f.kicks = kicks
-      sink.restoreJob(f, tube, body, 0, body.length)
-      if (state === 'buried') {
-        buryKeys.set(id, burySeq!)
-        if (burySeq! >= nextBuryKey) nextBuryKey = burySeq! + 1
-      }
-      if (body.length > o.maxJobSize) oversized++
-      last = id
-      if (meter.due()) pause = true
+  let pause = false
+  const restore = (r: JobRow): void => {
+    f.id = r.id
+    f.state = STATE_NUMBER[r.state]
+    f.pri = r.pri
+    f.delayMs = r.delayMs
+    f.ttrMs = r.ttrMs
+    f.createdAt = toMono(r.createdAtWall, monoNow, wallNow)
+    f.deadline = r.state === 'delayed' ? toMono(r.readyAtWall, monoNow, wallNow) : 0
+    f.reserves = r.reserves
+    f.timeouts = r.timeouts
+    f.releases = r.releases
+    f.buries = r.buries
+    f.kicks = r.kicks
+    sink.restoreJob(f, r.tube, r.body, 0, r.body.length)
+    if (r.state === 'buried') {
+      buryKeys.set(r.id, r.buryKey)
+      if (r.buryKey >= nextBuryKey) nextBuryKey = r.buryKey + 1
     }
-    jobs += rows.length
-    meter.records = jobs
-    meter.jobs = jobs
-    if (rows.length < PAGE_ROWS) break
-    if (pause) await meter.pause()
+    if (r.body.length > o.maxJobSize) oversized++
+    last = r.id
+    if (meter.due()) pause = true
   }
+  const pages = new JobPages(db, file)
+  let readError: unknown = null
+  try {
+    for (let n = PAGE_ROWS; n === PAGE_ROWS; ) {
+      n = pages.next(restore)
+      jobs += n
+      meter.records = meter.jobs = jobs
+      if (pause) {
+        pause = false
+        await meter.pause()
+      }
+    }
+  } catch (err) {
+    readError = err
+  }
+  // The check's verdict first: damage explains a failed read best.
+  const c = await check
+  if (c.error !== undefined) throw storeError(file, Object.assign(new Error(c.error.message), { code: c.error.code }), 'cannot check the SQLite store')
+  if (c.problems.length > 0) throw new StoreCorruptError(file, `quick_check: ${c.problems.join('; ')}`)
+  if (readError !== null) throw readError
   meter.files = 1
   const buried = [...buryKeys].sort((a, b) => a[1] - b[1] || a[0] - b[0]).map(([id]) => id)
   return { jobs, maxId: last, buryKeys, nextBuryKey, buried, oversized, seconds: meter.finish().seconds }

@@ -13,7 +13,7 @@
  * - Times are wall-clock ms since the epoch; due_at is set only for delayed
  *   jobs and bury_seq only for buried ones (larger = buried later).
  */
-import Database from 'better-sqlite3'
+import Database, { type Statement } from 'better-sqlite3'
 import { StoreCorruptError, StoreFullError, StoreIoError, StoreLockedError, StoreVersionError, isBusy, isCorrupt, isFull } from '../errors.js'
 import type { StateName, StoredJob } from '../store.js'
 
@@ -151,73 +151,137 @@ export function storeError(file: string, err: unknown, doing: string): Error {
   return new StoreIoError(file, `${doing}: ${msg}`, { cause: err })
 }
 
-/** The job columns in the order JobRow has them. */
-export const JOB_COLUMNS =
-  'id, tube, state, pri, delay_ms, ttr_ms, created_at, due_at, bury_seq, reserves, timeouts, releases, buries, kicks, body'
+/** A job row as JobPages hands it over: one object, reused for every row. */
+export interface JobRow {
+  id: number
+  tube: string
+  state: StateName
+  pri: number
+  delayMs: number
+  ttrMs: number
+  createdAtWall: number
+  /** Delayed: due_at; otherwise 0. */
+  readyAtWall: number
+  /** Buried: bury_seq; otherwise 0. */
+  buryKey: number
+  reserves: number
+  timeouts: number
+  releases: number
+  buries: number
+  kicks: number
+  /** Without the CRLF; valid until the next row. */
+  body: Buffer
+}
 
-/** A `jobs` row as a raw statement returns it (JOB_COLUMNS), once checkRow has passed it. */
-export type JobRow = [
-  id: number,
-  tube: string,
-  state: StateName,
-  pri: number,
-  delayMs: number,
-  ttrMs: number,
-  createdAtWall: number,
-  dueAt: number | null,
-  burySeq: number | null,
-  reserves: number,
-  timeouts: number,
-  releases: number,
-  buries: number,
-  kicks: number,
-  body: Buffer,
-]
+/** Rows per statement run: big enough that a run costs nothing per row, small enough to hold. */
+export const PAGE_ROWS = 2048
+/** Bodies up to this size come as hex text: cheaper than a BLOB's Buffer (decoded into Node's pool). */
+const HEX_BODY_MAX = 2048
+const STATE_OF = [null, 'ready', 'reserved', 'buried', 'delayed'] as const
+
+/**
+ * Every column better-sqlite3 returns costs about 100 ns a row and a BLOB
+ * about 800 (its own Buffer), so the row comes packed into fewer values:
+ * state and priority in one number, the due time or bury key (a state has
+ * at most one) in one, the five counters as NULL when all are 0 (most jobs),
+ * small bodies as hex. Measured on 1,000,000 rows: 3.0 s -> 1.9 s.
+ */
+const PAGE_QUERY =
+  "SELECT id, tube, CASE state WHEN 'ready' THEN 1 WHEN 'reserved' THEN 2 WHEN 'buried' THEN 3 WHEN 'delayed' THEN 4 ELSE 0 END * 4294967296 + pri, " +
+  "delay_ms, ttr_ms, created_at, CASE state WHEN 'delayed' THEN due_at WHEN 'buried' THEN bury_seq END, " +
+  "CASE WHEN (reserves | timeouts | releases | buries | kicks) = 0 THEN NULL ELSE reserves || ' ' || timeouts || ' ' || releases || ' ' || buries || ' ' || kicks END, " +
+  `CASE WHEN length(body) <= ${HEX_BODY_MAX} THEN hex(body) ELSE body END ` +
+  `FROM jobs WHERE id > ? ORDER BY id LIMIT ${PAGE_ROWS}`
+
+type PackedRow = [number, string, number, number, number, number, number | null, string | null, string | Buffer]
+
+const U32 = 4294967296
+
+/**
+ * Every job row in id order, a page at a time (PAGE_ROWS rows per statement
+ * run, no statement left open between pages). A row that breaks the
+ * schema's rules is damage: StoreCorruptError naming the job.
+ */
+export class JobPages {
+  private readonly stmt: Statement
+  private readonly file: string
+  private last = 0
+  private readonly row: JobRow = {
+    id: 0,
+    tube: '',
+    state: 'ready',
+    pri: 0,
+    delayMs: 0,
+    ttrMs: 0,
+    createdAtWall: 0,
+    readyAtWall: 0,
+    buryKey: 0,
+    reserves: 0,
+    timeouts: 0,
+    releases: 0,
+    buries: 0,
+    kicks: 0,
+    body: Buffer.alloc(0),
+  }
+
+  constructor(db: Db, file: string) {
+    this.stmt = db.prepare(PAGE_QUERY).raw()
+    this.file = file
+  }
+
+  /** Reads the next page into `visit`; returns the rows read (fewer than PAGE_ROWS: that was the last page). */
+  next(visit: (r: JobRow) => void): number {
+    const rows = this.stmt.all(this.last) as PackedRow[]
+    const r = this.row
+    for (const [id, tube, statePri, delayMs, ttrMs, createdAtWall, dueOrBury, counters, body] of rows) {
+      const bad = (what: string): never => {
+        throw new StoreCorruptError(this.file, `job ${id}: ${what}`)
+      }
+      if (!Number.isSafeInteger(id) || id < 1) bad('invalid id')
+      if (typeof tube !== 'string' || tube.length === 0) bad('empty or non-text tube name')
+      const state = STATE_OF[Math.floor(statePri / U32)] ?? bad('unknown state')
+      if (typeof body !== 'string' && !Buffer.isBuffer(body)) bad('body is not a BLOB')
+      if ((state === 'delayed' || state === 'buried') && dueOrBury === null) bad(state === 'delayed' ? 'delayed without due_at' : 'buried without bury_seq')
+      r.id = id
+      r.tube = tube
+      r.state = state
+      r.pri = statePri % U32
+      r.delayMs = delayMs
+      r.ttrMs = ttrMs
+      r.createdAtWall = createdAtWall
+      r.readyAtWall = state === 'delayed' ? dueOrBury! : 0
+      r.buryKey = state === 'buried' ? dueOrBury! : 0
+      if (counters === null) {
+        r.reserves = r.timeouts = r.releases = r.buries = r.kicks = 0
+      } else {
+        const c = counters.split(' ')
+        r.reserves = Number(c[0])
+        r.timeouts = Number(c[1])
+        r.releases = Number(c[2])
+        r.buries = Number(c[3])
+        r.kicks = Number(c[4])
+      }
+      r.body = typeof body === 'string' ? Buffer.from(body, 'hex') : body
+      visit(r)
+      this.last = id
+    }
+    return rows.length
+  }
+}
 
 const CRLF = 0x0a0d // "\r\n" as a little-endian u16
 
-/** A row that breaks the schema's rules is damage: StoreCorruptError naming the job. */
-export function checkRow(r: JobRow, file: string): void {
-  const [id, tube, state, , , , , dueAt, burySeq, , , , , , body] = r
-  const bad = (what: string): never => {
-    throw new StoreCorruptError(file, `job ${id}: ${what}`)
-  }
-  if (!Number.isSafeInteger(id) || id < 1) bad('invalid id')
-  if (typeof tube !== 'string' || tube.length === 0) bad('empty or non-text tube name')
-  if (!Buffer.isBuffer(body)) bad('body is not a BLOB')
-  if (state !== 'ready' && state !== 'reserved' && state !== 'delayed' && state !== 'buried') bad(`unknown state ${String(state)}`)
-  if (state === 'delayed' && dueAt === null) bad('delayed without due_at')
-  if (state === 'buried' && burySeq === null) bad('buried without bury_seq')
-}
-
 /** Every job row in id order, bodies with their CRLF (a conversion reads a whole store this way). */
 export function readJobs(db: Db, file: string): StoredJob[] {
-  const stmt = db.prepare(`SELECT ${JOB_COLUMNS} FROM jobs ORDER BY id`)
+  const pages = new JobPages(db, file)
   const out: StoredJob[] = []
-  for (const r of stmt.raw().iterate() as IterableIterator<JobRow>) {
-    checkRow(r, file)
-    const [id, tube, state, pri, delayMs, ttrMs, createdAtWall, dueAt, burySeq, reserves, timeouts, releases, buries, kicks, raw] = r
-    const body = Buffer.allocUnsafeSlow(raw.length + 2)
-    raw.copy(body, 0)
-    body.writeUInt16LE(CRLF, raw.length)
-    out.push({
-      id,
-      tube,
-      state,
-      pri,
-      delayMs,
-      ttrMs,
-      createdAtWall,
-      readyAtWall: state === 'delayed' ? dueAt! : 0,
-      buryKey: state === 'buried' ? burySeq! : 0,
-      reserves,
-      timeouts,
-      releases,
-      buries,
-      kicks,
-      body,
-    })
+  const keep = (r: JobRow): void => {
+    const body = Buffer.allocUnsafeSlow(r.body.length + 2)
+    r.body.copy(body, 0)
+    body.writeUInt16LE(CRLF, r.body.length)
+    out.push({ ...r, body })
   }
+  for (let n = PAGE_ROWS; n === PAGE_ROWS; ) n = pages.next(keep)
   return out
 }
 

@@ -198,7 +198,8 @@ export class SqliteStore implements DurableStore {
     this.walPath = `${this.file}-wal`
     this.level = opts.fsyncNever ? 'never' : opts.fsyncMs === 0 ? 'commit' : 'timer'
     this.holdLock = opts.holdWriteLock ?? true
-    const { db, created } = openDb(this.file, { timeoutMs: OPEN_TIMEOUT_MS, check: true })
+    // The integrity check runs beside the replay (restore.ts).
+    const { db, created } = openDb(this.file, { timeoutMs: OPEN_TIMEOUT_MS, check: false })
     this.db = db
     try {
       const pages = opts.checkpointPages ?? 1000
@@ -255,6 +256,7 @@ export class SqliteStore implements DurableStore {
         readiness: this.opts.readiness,
         progressMs: this.opts.progressMs,
         maxJobSize: this.opts.maxJobSize,
+        timeoutMs: OPEN_TIMEOUT_MS,
       })
       this.storedNextId = Math.max(metaValue(db, 'next_id') ?? 1, r.maxId + 1)
       this.hwm = this.storedNextId
