@@ -22,6 +22,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { probe } from './lib/ctl.mjs'
+import { procStatusKb } from './lib/proc.mjs'
 import { SCENARIOS, select } from './scenarios.mjs'
 
 const HERE = path.dirname(fileURLToPath(import.meta.url))
@@ -46,7 +47,7 @@ options:
                       it is repeated once (--retries 1; quick 0) and flagged if still noisy
   --out DIR           raw results and logs (default /tmp/tsbeanstalkd-bench/<time>)
   --list              list the scenarios
-groups: core pipelined latency body tubes conns memory durable all`
+groups: core pipelined latency body tubes conns memory restart restart-10m drain durable all (all: not restart-10m)`
 
 // ---------------------------------------------------------------- arguments
 
@@ -198,10 +199,14 @@ const live = new Set()
 /** @type {Set<import('node:child_process').ChildProcess>} */
 const liveGens = new Set()
 
-/** @param {string} tmpl @param {string[]} flags @param {string} tag @returns {Promise<Srv>} */
-async function startServer(tmpl, flags, tag) {
+/**
+ * @param {string} tmpl @param {string[]} flags @param {string} tag
+ * @param {{dir?: string, probe?: boolean}} [o] an existing {DIR} (a restart), and whether to wait until it answers
+ * @returns {Promise<Srv>}
+ */
+async function startServer(tmpl, flags, tag, o = {}) {
   const port = await freePort()
-  const dir = mkdtempSync(path.join(OUT, 'srvdir-'))
+  const dir = o.dir ?? mkdtempSync(path.join(OUT, 'srvdir-'))
   const words = [...splitCmd(tmpl), ...flags].map((w) => w.replaceAll('{PORT}', `${port}`).replaceAll('{DIR}', dir))
   const log = path.join(OUT, `server-${tag}.log`)
   const fd = openSync(log, 'w')
@@ -216,6 +221,7 @@ async function startServer(tmpl, flags, tag) {
   proc.on('error', () => {
     srv.exited = true
   })
+  if (o.probe === false) return srv
   const ok = await probe('127.0.0.1', port, 20000, () => srv.exited)
   if (!ok) {
     await stopServer(srv)
@@ -224,10 +230,10 @@ async function startServer(tmpl, flags, tag) {
   return srv
 }
 
-/** @param {Srv} srv */
-async function stopServer(srv) {
+/** @param {Srv} srv @param {{keepDir?: boolean, signal?: NodeJS.Signals}} [o] */
+async function stopServer(srv, o = {}) {
   if (!srv.exited) {
-    srv.proc.kill('SIGTERM')
+    srv.proc.kill(o.signal ?? 'SIGTERM')
     const t0 = Date.now()
     while (!srv.exited && Date.now() - t0 < 5000) await sleep(20)
     if (!srv.exited) {
@@ -235,7 +241,7 @@ async function stopServer(srv) {
       while (!srv.exited && Date.now() - t0 < 8000) await sleep(20)
     }
   }
-  rmSync(srv.dir, { recursive: true, force: true })
+  if (!o.keepDir) rmSync(srv.dir, { recursive: true, force: true })
   live.delete(srv)
 }
 
@@ -323,7 +329,7 @@ async function runOne(sc, who, round) {
     let srv
     const tRun = Date.now()
     try {
-      srv = await startServer(tmpl, sc.flags ?? [], tag)
+      srv = await startServer(tmpl, flagsFor(tmpl, sc), tag)
     } catch (e) {
       kv = { scenario: sc.name, label: sc.name, failed: 'server_start' }
       log(`  ${sc.name} ${who} round ${round}: ${/** @type {Error} */ (e).message}`)
@@ -346,8 +352,15 @@ async function runOne(sc, who, round) {
     const errLog = path.join(OUT, `loadgen-${tag}.err`)
     const line = await runGen(args, errLog, (maxSecs + 60) * 1000)
     const alive = !srv.exited
-    await stopServer(srv)
     kv = line ? parseLine(line) : { scenario: sc.name, label: sc.name, failed: 'loadgen_no_output' }
+    if (sc.restart && alive && !kv.failed) {
+      await stopServer(srv, { keepDir: true, signal: 'SIGKILL' })
+      Object.assign(kv, await restartOnce(tmpl, sc, srv.dir, `${tag}-restart`, Number(kv.ops ?? 0), maxSecs))
+      // the queue's RSS when it was built live (the fill's, after its settle) against after the replay
+      if (kv.replay_rss_mb) kv.rss_vs_live = (Number(kv.replay_rss_mb) / Number(kv.rss_mb)).toFixed(2)
+      if (kv.replay_hwm_mb) kv.hwm_vs_live = (Number(kv.replay_hwm_mb) / Number(kv.rss_mb)).toFixed(2)
+    }
+    await stopServer(srv)
     if (!alive) kv.server_alive = '0'
     kv.wall_s = ((Date.now() - tRun) / 1000).toFixed(2)
     const other = Number(kv.other_cpu_pct ?? 0)
@@ -360,6 +373,83 @@ async function runOne(sc, who, round) {
   }
 }
 
+/**
+ * A scenario's server flags for this server: its `flags`, plus its
+ * `tsbFlags` when the server is tsbeanstalkd (an engine the reference has
+ * not: the reference then runs its own binlog on the same queue).
+ * @param {string} tmpl @param {import('./scenarios.mjs').Scenario} sc
+ */
+function flagsFor(tmpl, sc) {
+  const tsb = splitCmd(tmpl).some((w) => w.endsWith('bin/tsbeanstalkd.js'))
+  return [...(sc.flags ?? []), ...(tsb ? (sc.tsbFlags ?? []) : [])]
+}
+
+/**
+ * The second half of a restart scenario: the filled server was killed (-9);
+ * start it again on the same {DIR} and time from the spawn to the first
+ * reply (a `stats`, sent as soon as a connection is accepted), then read
+ * the new process's RSS and peak RSS 1 s later, and check that every job
+ * came back.
+ * @param {string} tmpl @param {import('./scenarios.mjs').Scenario} sc @param {string} dir @param {string} tag
+ * @param {number} jobs @param {number} maxSecs
+ * @returns {Promise<Record<string, string>>}
+ */
+async function restartOnce(tmpl, sc, dir, tag, jobs, maxSecs) {
+  const t0 = performance.now()
+  const srv = await startServer(tmpl, flagsFor(tmpl, sc), tag, { dir, probe: false })
+  try {
+    const reply = await firstReply(srv, t0 + maxSecs * 1000)
+    const secs = (performance.now() - t0) / 1000
+    if (reply === null) return { failed: 'restart_no_reply' }
+    await sleep(1000)
+    const rss = procStatusKb(srv.pid, 'VmRSS') / 1024
+    const hwm = procStatusKb(srv.pid, 'VmHWM') / 1024
+    const ready = Number(/current-jobs-ready: (\d+)/.exec(reply)?.[1] ?? -1)
+    return {
+      restart_s: secs.toFixed(2),
+      replay_rss_mb: rss.toFixed(1),
+      replay_hwm_mb: hwm.toFixed(1),
+      restart_jobs: `${ready}`,
+      restart_check: ready === jobs ? 'ok' : 'FAIL',
+    }
+  } finally {
+    await stopServer(srv, { keepDir: true })
+  }
+}
+
+/**
+ * Connects (retrying while nothing listens), sends `stats` and waits for the whole reply.
+ * @param {Srv} srv @param {number} deadline performance.now() ms @returns {Promise<string | null>}
+ */
+async function firstReply(srv, deadline) {
+  while (performance.now() < deadline && !srv.exited) {
+    const got = await new Promise((resolve) => {
+      const s = net.connect({ host: '127.0.0.1', port: srv.port })
+      let buf = ''
+      const t = setTimeout(() => s.destroy(), Math.max(1, deadline - performance.now()))
+      s.setEncoding('latin1')
+      s.on('connect', () => s.write('stats\r\n'))
+      s.on('data', (d) => {
+        buf += d
+        const m = /^OK (\d+)\r\n/.exec(buf)
+        if (m && buf.length >= m[0].length + Number(m[1]) + 2) {
+          clearTimeout(t)
+          s.destroy()
+          resolve(buf)
+        }
+      })
+      s.on('error', () => undefined)
+      s.on('close', () => {
+        clearTimeout(t)
+        resolve(null)
+      })
+    })
+    if (got !== null) return /** @type {string} */ (got)
+    await sleep(10)
+  }
+  return null
+}
+
 /** @param {string} who @param {number} round @param {number} attempt @param {number} discard @param {Record<string, string>} kv */
 function record(who, round, attempt, discard, kv) {
   const pre = `server=${who} round=${round} attempt=${attempt} discard=${discard}`
@@ -370,7 +460,7 @@ const BRIEF = ['ops_per_s', 'p50_us', 'p99_us', 'srv_us_per_op', 'gen_us_per_op'
 /** @param {Record<string, string>} kv */
 function brief(kv) {
   if (kv.failed) return `FAILED ${kv.failed}`
-  const extra = ['bytes_per_job', 'kb_per_idle_conn', 'srv_us_per_cmd', 'verify', 'check', 'errors', 'complete'].filter((k) => kv[k] !== undefined)
+  const extra = ['bytes_per_job', 'kb_per_idle_conn', 'srv_us_per_cmd', 'restart_s', 'replay_rss_mb', 'replay_hwm_mb', 'rss_vs_live', 'drain_rss_10s_mb', 'drain_vs_idle', 'verify', 'check', 'errors', 'complete'].filter((k) => kv[k] !== undefined)
   return [...BRIEF, ...extra].filter((k) => kv[k] !== undefined).map((k) => `${k}=${kv[k]}`).join(' ')
 }
 
@@ -428,6 +518,7 @@ function problems(kv) {
     if (kv.errors && kv.errors !== '0') p.push(`errors=${kv.errors}`)
     if (kv.verify === 'FAIL') p.push(`verify=FAIL(${kv.verify_got ?? ''})`)
     if (kv.check === 'FAIL') p.push(`check=FAIL(${kv.check_why ?? ''})`)
+    if (kv.restart_check === 'FAIL') p.push(`restart_check=FAIL(${kv.restart_jobs ?? ''} jobs)`)
     if (kv.server_alive === '0') p.push('server_died')
   }
   return p
@@ -517,7 +608,8 @@ const t0 = Date.now()
 /** @type {Array<{sc: import('./scenarios.mjs').Scenario, sum: ReturnType<typeof summarize>}>} */
 const all = []
 for (const sc of scenarios) {
-  log(`\n== ${sc.name}: ${sc.what}${sc.flags ? ` [server flags: ${sc.flags.join(' ')}]` : ''}`)
+  const tsbOnly = sc.tsbFlags ? ` (tsbeanstalkd also: ${sc.tsbFlags.join(' ')})` : ''
+  log(`\n== ${sc.name}: ${sc.what}${sc.flags ? ` [server flags: ${sc.flags.join(' ')}${tsbOnly}]` : ''}`)
   /** @type {Record<string, Array<Record<string, string>>>} */
   const res = { A: [], B: [] }
   for (let r = 1; r <= rounds; r++) {
@@ -556,7 +648,7 @@ if (opt.compare) {
     const gs = `${(gq.a / c.a).toFixed(2)}, ${(gq.b / c.b).toFixed(2)}`
     /** @type {string[]} */
     const other = []
-    for (const k of ['bytes_per_job', 'kb_per_idle_conn', 'srv_us_per_cmd', 'p999_us']) {
+    for (const k of ['bytes_per_job', 'kb_per_idle_conn', 'srv_us_per_cmd', 'p999_us', 'restart_s', 'replay_rss_mb', 'replay_hwm_mb', 'rss_vs_live', 'drain_rss_10s_mb', 'drain_vs_idle']) {
       const x = m[k]
       if (x && (sc.metrics ?? []).includes(k)) other.push(`${k} ${fmt(x.a)}/${fmt(x.b)} = ${fmtRatio(x.ratio)}`)
     }

@@ -3,14 +3,18 @@
  * The named scenarios of `bench/run.mjs`: each is one loadgen run against a
  * fresh server. `n` is the job count of the full run, `quick` of --quick;
  * `flags` are added to the server command (the durable scenarios' binlog,
- * for both servers of a compare); `metrics` are the extra keys the summary
- * shows for it.
+ * for both servers of a compare), `tsbFlags` only to tsbeanstalkd's (an
+ * engine the reference has not); `metrics` are the extra keys the summary
+ * shows for it. `restart`: after the run the server is killed (-9) and
+ * started again on the same {DIR}, and the restart is measured (run.mjs).
+ * `manual` ones run only when named (or their group is): not in `all`.
  */
 
 /**
  * @typedef {{
  *   name: string, group: string, what: string, args: string[], n: number, quick: number,
- *   flags?: string[], maxSecs?: number, quickArgs?: string[], metrics?: string[], warmup?: number
+ *   flags?: string[], tsbFlags?: string[], maxSecs?: number, quickArgs?: string[], metrics?: string[], warmup?: number,
+ *   restart?: boolean, manual?: boolean
  * }} Scenario
  */
 
@@ -146,6 +150,49 @@ add({
   metrics: ['bytes_per_job', 'chk_ready'],
 })
 
+/** restart: fill N jobs (pipelined), kill -9, start on the same DIR (run.mjs restartOnce) */
+const RESTART_METRICS = ['restart_s', 'replay_rss_mb', 'replay_hwm_mb', 'rss_mb', 'rss_vs_live', 'hwm_vs_live']
+for (const [tag, n, manual] of /** @type {Array<[string, number, boolean]>} */ ([
+  ['1m', 1_000_000, false],
+  ['10m', 10_000_000, true],
+])) {
+  for (const sqlite of [false, true]) {
+    add({
+      name: `restart-${tag}${sqlite ? '-sqlite' : ''}`,
+      group: tag === '1m' ? 'restart' : 'restart-10m',
+      what: `${n.toLocaleString('en-US')} x 100-byte jobs put (4 connections x 200 in flight) with -b DIR${sqlite ? ' (tsbeanstalkd: --store sqlite; the reference: its binlog)' : ''}, kill -9, start again: time to the first reply, RSS after the replay against the live queue's (rss_mb)`,
+      args: ['-s', 'fill', '-c', '4', '-p', '200'],
+      quickArgs: ['-s', 'fill', '-c', '4', '-p', '200', '--settle-ms', '300'],
+      flags: ['-b', '{DIR}'],
+      ...(sqlite ? { tsbFlags: ['--store', 'sqlite'] } : {}),
+      n,
+      quick: n / 10,
+      maxSecs: n > 1_000_000 ? 900 : 180,
+      warmup: 0,
+      restart: true,
+      manual,
+      metrics: RESTART_METRICS,
+    })
+  }
+}
+
+/** drain: fill, delete everything, RSS over time against the idle server's */
+for (const tubes of [1, 1000]) {
+  add({
+    name: tubes === 1 ? 'drain-1m' : `drain-1m-${tubes}t`,
+    group: 'drain',
+    what: `1,000,000 jobs in ${tubes === 1 ? 'one tube' : `${tubes} tubes`}, all deleted (reserve + delete, 4 x 100 in flight); RSS 10 s after the last delete over the idle server's (drain_vs_idle)`,
+    args: ['-s', 'drain', '-c', '4', '-p', '100', '-t', `${tubes}`],
+    quickArgs: ['-s', 'drain', '-c', '4', '-p', '100', '-t', `${tubes}`, '--drain-secs', '3'],
+    n: 1_000_000,
+    quick: 100_000,
+    maxSecs: 180,
+    // the idle figure is the server's before anything ran
+    warmup: 0,
+    metrics: ['idle_rss_mb', 'full_rss_mb', 'drain_rss_1s_mb', 'drain_rss_5s_mb', 'drain_rss_10s_mb', 'drain_vs_idle', 'drain_s_to_1_5x'],
+  })
+}
+
 /** durable: put then delete (two binlog records per job) */
 const DUR = /** @type {Array<[string, string[], number[]]>} */ ([
   ['F', ['-F'], [1, 10, 100]],
@@ -173,8 +220,9 @@ export const SCENARIOS = list
 
 /**
  * Scenario names from arguments: exact names, groups (core, pipelined,
- * latency, body, tubes, conns, memory, durable), `all`, globs with `*`, or
- * a custom one as name='loadgen args' (e.g. put50='-s put -c 50 -n 100000').
+ * latency, body, tubes, conns, memory, restart, restart-10m, drain,
+ * durable), `all` (every one not `manual`), globs with `*`, or a custom one
+ * as name='loadgen args' (e.g. put50='-s put -c 50 -n 100000').
  * @param {string[]} words
  * @returns {Scenario[]}
  */
@@ -194,7 +242,7 @@ export function select(words) {
     }
     for (const w of w0.split(',')) {
       if (!w) continue
-      let hit = list.filter((s) => w === 'all' || s.name === w || s.group === w)
+      let hit = list.filter((s) => (w === 'all' && !s.manual) || s.name === w || s.group === w)
       if (hit.length === 0 && w.includes('*')) {
         const re = new RegExp(`^${w.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`)
         hit = list.filter((s) => re.test(s.name))

@@ -180,6 +180,11 @@ export class BodyArena {
     this.endCompaction()
   }
 
+  /** Bytes of bodies held now. */
+  get live(): number {
+    return this.liveBytes
+  }
+
   stats(): { slabs: number; allocated: number; live: number; compactions: number } {
     return { slabs: this.slabs.size, allocated: this.allocated, live: this.liveBytes, compactions: this.compactions }
   }

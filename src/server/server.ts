@@ -21,6 +21,7 @@ import { NO_BINLOG } from '../protocol/replies.js'
 import { BinlogGate } from './reply-gate.js'
 import { Throttled } from '../util/throttled.js'
 import { unixSocketPath } from './systemd.js'
+import { MemoryReclaimer } from './memory-reclaim.js'
 
 export interface ServerOptions {
   readonly maxJobSize: number
@@ -83,6 +84,8 @@ export class BeanstalkServer implements ConnectionHost {
   /** Connections closed at once for lack of file descriptors (/metrics). */
   refusedConnections = 0
   private readonly refusals: Throttled
+  /** Gives memory back once a backlog has drained (off the command path). */
+  private readonly reclaimer: MemoryReclaimer
 
   constructor(opts: ServerOptions) {
     this.log = opts.log
@@ -99,6 +102,7 @@ export class BeanstalkServer implements ConnectionHost {
     this.registry = new Registry(this.clock, this.wheel)
     this.restoreInto = this.registry
     this.waiting = opts.awaitStore === true ? [] : null
+    this.reclaimer = new MemoryReclaimer(() => ({ jobs: this.registry.jobs.size, bodyBytes: this.registry.bodies.live }))
     this.ctx = {
       registry: this.registry,
       cmd: new Float64Array(32),
@@ -229,6 +233,7 @@ export class BeanstalkServer implements ConnectionHost {
       }
     })
     this.listeners.push(srv)
+    this.reclaimer.start()
     // Node knows no path for a Unix socket it was handed as an fd.
     const bound = srv.address() ?? ('fd' in addr ? (unixSocketPath(addr.fd) ?? `fd ${addr.fd}`) : null)
     if (bound === null) throw new Error('server has no address after listen')
@@ -246,6 +251,7 @@ export class BeanstalkServer implements ConnectionHost {
   async close(): Promise<void> {
     if (this.timer !== null) clearTimeout(this.timer)
     this.timer = null
+    this.reclaimer.stop()
     const listeners = this.listeners.splice(0)
     this.refusals.stop()
     for (const socket of this.waiting ?? []) socket.destroy()
