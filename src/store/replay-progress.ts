@@ -28,6 +28,14 @@ export interface ReplayTotals {
   readonly recordsTotal: number
 }
 
+export interface ReplayMeterOptions {
+  readonly readiness?: Readiness | undefined
+  /** Log a progress line at most this often, ms (default 5000). */
+  readonly progressMs?: number | undefined
+  /** Pause after this long without one, ms (default 50; tests: 0 pauses every CHECK_EVERY records). */
+  readonly yieldMs?: number | undefined
+}
+
 export class ReplayMeter {
   files = 0
   bytes = 0
@@ -38,27 +46,29 @@ export class ReplayMeter {
   private readonly what: string
   private readonly readiness: Readiness | undefined
   private readonly logMs: number
+  private readonly yieldMs: number
   private readonly started = performance.now()
   private lastYield = this.started
   private lastLog = this.started
   private calls = 0
 
   /** `what` names the engine in the log lines ("binlog", "sqlite store"). */
-  constructor(what: string, totals: ReplayTotals, log: Logger, readiness?: Readiness, logMs = DEFAULT_LOG_MS) {
+  constructor(what: string, totals: ReplayTotals, log: Logger, o: ReplayMeterOptions = {}) {
     this.what = what
     this.totals = totals
     this.log = log
-    this.readiness = readiness
-    this.logMs = logMs
+    this.readiness = o.readiness
+    this.logMs = o.progressMs ?? DEFAULT_LOG_MS
+    this.yieldMs = o.yieldMs ?? YIELD_MS
     // A SIGUSR1 during the start has said draining already: that stays (it is not ready either way).
-    if (readiness !== undefined && readiness.state !== ReadyState.DRAINING) readiness.set(ReadyState.REPLAYING)
+    if (this.readiness !== undefined && this.readiness.state !== ReadyState.DRAINING) this.readiness.set(ReadyState.REPLAYING)
     this.report()
   }
 
   /** True when the replay has run long enough without a pause. */
   due(): boolean {
     if (++this.calls % CHECK_EVERY !== 0) return false
-    return performance.now() - this.lastYield >= YIELD_MS
+    return performance.now() - this.lastYield >= this.yieldMs
   }
 
   /** Gives the event loop a turn, reporting progress first. */

@@ -147,6 +147,8 @@ export interface StoreOptions {
   readonly readiness?: Readiness
   /** How often a long replay logs its progress, ms; default 5000. */
   readonly progressMs?: number
+  /** How long replay runs between turns of the event loop, ms; default 50 (tests: 0). */
+  readonly yieldMs?: number
 }
 
 export type StateName = 'ready' | 'reserved' | 'buried' | 'delayed'

@@ -43,6 +43,7 @@ export interface RestoreOptions {
   readonly log: Logger
   readonly readiness?: Readiness | undefined
   readonly progressMs?: number | undefined
+  readonly yieldMs?: number | undefined
 }
 
 /** The size of a live job's FULL record, from the job the sink holds. */
@@ -148,7 +149,7 @@ export async function restore(o: RestoreOptions, io: BinlogFs, sink: ReplaySink)
   const indices = listFiles(o.dir, io)
   let bytesTotal = 0
   for (const i of indices) bytesTotal += Math.max(0, io.sizeOf(fileName(o.dir, i)))
-  const meter = new ReplayMeter('binlog', { filesTotal: indices.length, bytesTotal, recordsTotal: 0 }, o.log, o.readiness, o.progressMs)
+  const meter = new ReplayMeter('binlog', { filesTotal: indices.length, bytesTotal, recordsTotal: 0 }, o.log, o)
   const live = new Compactor(o.fileSize)
   const visit = new RestoreVisitor(live, sink, meter, o)
   const r = await replay(o.dir, io, visit, meter)

@@ -31,6 +31,7 @@ export interface RestoreRowsOptions {
   readonly log: Logger
   readonly readiness?: Readiness | undefined
   readonly progressMs?: number | undefined
+  readonly yieldMs?: number | undefined
   /** -z: bodies over it still replay, counted for a warning. */
   readonly maxJobSize: number
   /** How long the check's connection waits for a lock, ms. */
@@ -51,7 +52,7 @@ export interface RestoredRows {
 export async function restoreRows(db: Db, file: string, sink: ReplaySink, o: RestoreRowsOptions): Promise<RestoredRows> {
   const check = checkInBackground(file, o.timeoutMs)
   const total = db.prepare('SELECT count(*) FROM jobs').pluck().get() as number
-  const meter = new ReplayMeter('sqlite store', { filesTotal: 1, bytesTotal: 0, recordsTotal: total }, o.log, o.readiness, o.progressMs)
+  const meter = new ReplayMeter('sqlite store', { filesTotal: 1, bytesTotal: 0, recordsTotal: total }, o.log, o)
   const monoNow = o.clock.now()
   const wallNow = o.wall()
   const f: RestoredFields = { id: 0, state: 0, pri: 0, delayMs: 0, ttrMs: 0, createdAt: 0, deadline: 0, reserves: 0, timeouts: 0, releases: 0, buries: 0, kicks: 0 }

@@ -255,6 +255,7 @@ export class SqliteStore implements DurableStore {
         log: this.log,
         readiness: this.opts.readiness,
         progressMs: this.opts.progressMs,
+        yieldMs: this.opts.yieldMs,
         maxJobSize: this.opts.maxJobSize,
         timeoutMs: OPEN_TIMEOUT_MS,
       })

@@ -1,0 +1,66 @@
+/**
+ * When the reclaimer collects: only after a large drop in what the queue
+ * holds, to a quarter of its peak or less, once the drop has settled; then
+ * once more SHRINK_AFTER_MS later; never while the queue just holds steady
+ * or shrinks a little. Samples are taken by hand (check()); the follow-up
+ * collection's timer runs on vitest's fake clock.
+ */
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { MemoryReclaimer, type Held } from '../../src/server/memory-reclaim.js'
+
+const MB = 1024 * 1024
+let held: Held
+let gcs: number
+let m: MemoryReclaimer
+
+beforeEach(() => {
+  vi.useFakeTimers()
+  held = { jobs: 0, bodyBytes: 0 }
+  gcs = 0
+  m = new MemoryReclaimer(
+    () => held,
+    () => gcs++,
+  )
+})
+afterEach(() => {
+  m.stop()
+  vi.useRealTimers()
+})
+
+const hold = (jobs: number, bodyMb: number): void => {
+  held = { jobs, bodyBytes: bodyMb * MB }
+  m.check()
+}
+
+describe('MemoryReclaimer', () => {
+  it('collects once after a drained backlog has settled, and once more 5.5 s later', () => {
+    hold(1_000_000, 100)
+    hold(1_000_000, 100)
+    hold(400_000, 40) // draining
+    expect(gcs).toBe(0)
+    hold(0, 0) // the drop is still moving on this sample
+    expect(gcs).toBe(0)
+    hold(0, 0) // settled
+    expect(gcs).toBe(1)
+    hold(0, 0)
+    expect(gcs).toBe(1) // the peak was reset: no collection per sample
+    vi.advanceTimersByTime(5500)
+    expect(gcs).toBe(2)
+  })
+
+  it('leaves a steady queue, a small one and a partial drain alone', () => {
+    for (let i = 0; i < 20; i++) hold(1_000_000, 100)
+    for (let i = 0; i < 5; i++) hold(600_000, 60) // down 40 %: not drained
+    for (let i = 0; i < 5; i++) hold(50_000, 5)
+    expect(gcs).toBe(1) // 1,000,000 -> 50,000: drained
+    const small = new MemoryReclaimer(
+      () => held,
+      () => gcs++,
+    )
+    for (const jobs of [60_000, 60_000, 0, 0, 0]) {
+      held = { jobs, bodyBytes: 0 }
+      small.check() // 15 MB of jobs: below the 32 MiB worth collecting for
+    }
+    expect(gcs).toBe(1)
+  })
+})
