@@ -166,9 +166,8 @@ function writeFixed(b: Buffer, type: RecordType, f: JobFields, tubeLen: number, 
 function seal(head: Buffer, rest: Buffer | null): void {
   const payloadLen = head.length - FRAME_SIZE + (rest === null ? 0 : rest.length)
   head.writeUInt32LE(payloadLen, 0)
-  let c = crc32(head.subarray(0, 4))
-  c = crc32(head.subarray(FRAME_SIZE), c)
-  if (rest !== null && rest.length > 0) c = crc32(rest, c)
+  let c = crc32Range(head, FRAME_SIZE, head.length, crc32Range(head, 0, 4))
+  if (rest !== null && rest.length > 0) c = crc32Range(rest, 0, rest.length, c)
   head.writeUInt32LE(c, 4)
 }
 
