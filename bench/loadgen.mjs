@@ -10,6 +10,7 @@
  *   node bench/loadgen.mjs -s put -P 11300 --pid <server pid> -c 10 -n 100000
  *   node bench/loadgen.mjs --help
  */
+import net from 'node:net'
 import { parseArgs } from 'node:util'
 import { Worker } from 'node:worker_threads'
 import { Hist } from './lib/hist.mjs'
@@ -28,7 +29,7 @@ const USAGE = `usage: node bench/loadgen.mjs -s SCENARIO [options]
     delayed         put -n jobs with random delays (--delay-min..--delay-max s); checks the counts
     tubes           one worker watching -t tubes, producers putting into random tubes (use + put)
     many-conns      --idle idle connections plus -c busy ones (cycle); slowdown and KB per idle conn
-    drain           fill -n jobs over -t tubes, delete them all, then the server's RSS for --drain-secs
+    drain           fill -n jobs over -t tubes, delete them all (by id), then the server's RSS for --drain-secs
   -H host (127.0.0.1; loopback only)   -P port (11300)   --pid PID (server pid: CPU and RSS)
   -c conns  -p in-flight per conn  -b body bytes (100)  -t tubes (1)  -n jobs
   --threads T (1: worker threads for the connections of put/reserve-delete/cycle/put-delete/fill)
@@ -684,18 +685,72 @@ async function scManyConns() {
 }
 
 /**
+ * Deletes ids first..last from `conns` connections, each its share of the
+ * range pipelined in batches of 1,000 (these deletes are setup, not
+ * measured per command). Resolves with the DELETED count.
+ * @param {number} first @param {number} last @param {number} conns
+ */
+async function deleteIds(first, last, conns) {
+  const n = last - first + 1
+  const parts = []
+  for (let k = 0; k < conns; k++) {
+    const from = first + Math.floor((n * k) / conns)
+    const to = first + Math.floor((n * (k + 1)) / conns) - 1
+    parts.push(
+      new Promise((resolve, reject) => {
+        const s = net.connect({ host: HOST, port: PORT })
+        let got = 0
+        let deleted = 0
+        let carry = ''
+        const want = to - from + 1
+        s.setEncoding('latin1')
+        s.on('error', reject)
+        s.on('data', (/** @type {string} */ d) => {
+          const lines = (carry + d).split('\r\n')
+          carry = /** @type {string} */ (lines.pop())
+          for (const l of lines) {
+            got++
+            if (l === 'DELETED') deleted++
+          }
+          if (got >= want) {
+            s.destroy()
+            resolve(deleted)
+          }
+        })
+        let id = from
+        const write = () => {
+          while (id <= to) {
+            let chunk = ''
+            for (const end = Math.min(to, id + 999); id <= end; id++) chunk += `delete ${id}\r\n`
+            if (!s.write(chunk, 'latin1')) return void s.once('drain', write)
+          }
+        }
+        if (want === 0) resolve(0)
+        else s.on('connect', write)
+      }),
+    )
+  }
+  return (await Promise.all(parts)).reduce((a, b) => a + b, 0)
+}
+
+/**
  * The server's RSS after a backlog is deleted: idle (before anything, so no
  * warm-up: --warmup 0 for an idle figure), full, then sampled every 250 ms
  * from the last delete for --drain-secs. A server that gives memory back
- * gets near its idle RSS again.
+ * gets near its idle RSS again. The jobs are deleted by id (the prefill's
+ * ids: total-jobs before and after it), so many tubes cost no reserve scans.
  */
 async function scDrain() {
   const rssMb = () => procStatusKb(C.pid, 'VmRSS') / 1024
   const idle = rssMb()
+  const before = await counts()
   const pf = await prefill(C.n, C.tubes > 64)
+  const mid = await counts()
   await sleep(500)
   const full = rssMb()
-  const { r, a, b, before } = await measuredStage('wrd', 'rd', pf.ok)
+  const a = snap(C.pid)
+  const deleted = await deleteIds((before['total-jobs'] ?? 0) + 1, mid['total-jobs'] ?? 0, C.conns)
+  const b = snap(C.pid)
   const tEnd = mono()
   /** @type {Array<[number, number]>} */
   const samples = []
@@ -706,7 +761,8 @@ async function scDrain() {
   /** @param {number} secs */
   const at = (secs) => (samples.filter(([t]) => t <= secs + 0.01).pop() ?? [0, -1])[1].toFixed(1)
   const back = samples.find(([, mb]) => mb <= 1.5 * idle)
-  reportCommon(a, b, r.G.jobsDone ?? 0, r.G.cmdsDone ?? 0, r.rtt, {
+  reportCommon(a, b, deleted, deleted, new Hist(), {
+    fill_ops_per_s: (pf.ok / pf.secs).toFixed(0),
     idle_rss_mb: idle.toFixed(1),
     full_rss_mb: full.toFixed(1),
     drain_rss_1s_mb: at(1),
@@ -718,8 +774,9 @@ async function scDrain() {
     drain_vs_idle: (Number(at(10)) / idle).toFixed(2),
     drain_s_to_1_5x: back ? back[0].toFixed(2) : -1,
   })
-  await verify(before, { ready: -(r.G.jobsDone ?? 0), puts: 0, deletes: r.G.jobsDone ?? 0 })
-  reportTail(r.G.timeouts)
+  if (deleted !== pf.ok) G0.errors++
+  await verify(before, { puts: pf.ok, deletes: pf.ok })
+  reportTail()
 }
 
 /** @param {number} ms */

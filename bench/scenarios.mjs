@@ -181,7 +181,7 @@ for (const tubes of [1, 1000]) {
   add({
     name: tubes === 1 ? 'drain-1m' : `drain-1m-${tubes}t`,
     group: 'drain',
-    what: `1,000,000 jobs in ${tubes === 1 ? 'one tube' : `${tubes} tubes`}, all deleted (reserve + delete, 4 x 100 in flight); RSS 10 s after the last delete over the idle server's (drain_vs_idle)`,
+    what: `1,000,000 jobs in ${tubes === 1 ? 'one tube' : `${tubes} tubes`}, all deleted by id (4 connections, pipelined); RSS 10 s after the last delete over the idle server's (drain_vs_idle)`,
     args: ['-s', 'drain', '-c', '4', '-p', '100', '-t', `${tubes}`],
     quickArgs: ['-s', 'drain', '-c', '4', '-p', '100', '-t', `${tubes}`, '--drain-secs', '3'],
     n: 1_000_000,
