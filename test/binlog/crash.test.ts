@@ -27,7 +27,7 @@ interface State {
 }
 
 describe.each(ENGINES)('crash: $name', (engine) => {
-  it('survives 20 kill -9s at random moments with nothing acknowledged lost', async () => {
+  it('survives 20 kill -9s at random moments with nothing acknowledged lost', { timeout: 60_000 }, async () => {
     const rnd = prng(9)
     const dir = tmpDir()
     // What replay showed last time: the truth the next child starts from.

@@ -1,7 +1,7 @@
 /**
  * The SQLite store's replay: every row of `jobs`, in id order, straight into
  * the registry (the ReplaySink), a page of rows at a time, while a worker
- * checks the file (check.ts).
+ * checks a large file (check.ts).
  *
  * Invariants:
  * - Rows come through JobPages (schema.ts): one statement run per page, so
@@ -20,7 +20,7 @@ import { ReplayMeter } from '../replay-progress.js'
 import { toMono, type ReplaySink, type RestoredFields } from '../store.js'
 import type { Clock } from '../../util/clock.js'
 import type { Readiness } from '../../util/readiness.js'
-import { checkInBackground } from './check.js'
+import { checkFile } from './check.js'
 import { JobPages, PAGE_ROWS, storeError, type Db, type JobRow } from './schema.js'
 
 const STATE_NUMBER = { ready: 1, reserved: 2, buried: 3, delayed: 4 } as const
@@ -50,7 +50,7 @@ export interface RestoredRows {
 }
 
 export async function restoreRows(db: Db, file: string, sink: ReplaySink, o: RestoreRowsOptions): Promise<RestoredRows> {
-  const check = checkInBackground(file, o.timeoutMs)
+  const check = checkFile(db, file, o.timeoutMs)
   const total = db.prepare('SELECT count(*) FROM jobs').pluck().get() as number
   const meter = new ReplayMeter('sqlite store', { filesTotal: 1, bytesTotal: 0, recordsTotal: total }, o.log, o)
   const monoNow = o.clock.now()
