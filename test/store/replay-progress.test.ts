@@ -50,3 +50,19 @@ describe.each(ENGINES)('$name', (engine) => {
     else expect(last['recordsTotal']).toBe(JOBS)
   })
 })
+
+describe('a replay after SIGUSR1 came during the start', () => {
+  it('leaves the Readiness at draining (not ready either way), and still reports progress', async () => {
+    const m = new Model(undefined, { fileSize: 64 * 1024 })
+    await m.open()
+    for (let i = 0; i < 1000; i++) m.put(`job ${i}`)
+    await m.commit()
+    m.bl.close()
+    const readiness = new Readiness()
+    readiness.set(ReadyState.DRAINING)
+    const again = new Model(m.dir, { ...m.overrides, readiness, yieldMs: 0 })
+    await again.open()
+    expect(readiness.state).toBe(ReadyState.DRAINING)
+    expect(readiness.progress).toMatchObject({ jobs: 1000 })
+  })
+})
