@@ -455,7 +455,7 @@ export async function main(argv: string[]): Promise<void> {
   if (config.binlogDir !== null) {
     // A SIGUSR1 that came during the start has put the server in drain mode already.
     if (!srv.registry.draining) readiness.set(ReadyState.REPLAYING)
-    log.info({ listeners: listens.map((l) => l.label) }, 'bound; connections wait until the store has replayed')
+    log.info({ address: first.address, port: first.port, listeners: listens.map((l) => l.label) }, 'bound; connections wait until the store has replayed')
     binlog = await openBinlog(config, config.binlogDir, log, srv.restoreInto, readiness)
   }
   // What is open now (store files, the HTTP listener) is not a client's to take; the clients that waited hold theirs already.
