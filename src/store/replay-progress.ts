@@ -15,6 +15,7 @@
  *   record is a counter increment.
  */
 import type { Logger } from 'pino'
+import type { Clock } from '../util/clock.js'
 import { ReadyState, type Readiness, type ReplayProgress } from '../util/readiness.js'
 
 const YIELD_MS = 50
@@ -34,6 +35,16 @@ export interface ReplayMeterOptions {
   readonly progressMs?: number | undefined
   /** Pause after this long without one, ms (default 50; tests: 0 pauses every CHECK_EVERY records). */
   readonly yieldMs?: number | undefined
+}
+
+/** What an engine's restore takes (binlog/restore.ts, sqlite/restore.ts; each adds its own). */
+export interface RestoreOptions extends ReplayMeterOptions {
+  readonly clock: Clock
+  /** Wall-clock ms: read once, with the clock, to turn stored times monotonic. */
+  readonly wall: () => number
+  readonly log: Logger
+  /** -z: bodies over it still replay, counted for a warning. */
+  readonly maxJobSize: number
 }
 
 export class ReplayMeter {

@@ -13,12 +13,9 @@
  * - Stored wall-clock times become monotonic ones against one
  *   (monoNow, wallNow) pair read at the start.
  */
-import type { Logger } from 'pino'
 import type { BinlogFs } from '../io.js'
-import { ReplayMeter } from '../replay-progress.js'
+import { ReplayMeter, type RestoreOptions } from '../replay-progress.js'
 import { toMono, type RestoredFields, type ReplaySink } from '../store.js'
-import type { Clock } from '../../util/clock.js'
-import type { Readiness } from '../../util/readiness.js'
 import { Compactor } from './compactor.js'
 import { RecState, fullRecordSize, type JobFields } from './record.js'
 import { listFiles, fileName, replay, type RecordVisitor, type ReplayResult } from './replay.js'
@@ -34,16 +31,9 @@ export interface Restored extends ReplayResult {
   readonly seconds: number
 }
 
-export interface RestoreOptions {
+export interface BinlogRestoreOptions extends RestoreOptions {
   readonly dir: string
   readonly fileSize: number
-  readonly maxJobSize: number
-  readonly clock: Clock
-  readonly wall: () => number
-  readonly log: Logger
-  readonly readiness?: Readiness | undefined
-  readonly progressMs?: number | undefined
-  readonly yieldMs?: number | undefined
 }
 
 /** The size of a live job's FULL record, from the job the sink holds. */
@@ -76,7 +66,7 @@ class RestoreVisitor implements RecordVisitor {
   private readonly monoNow: number
   private readonly wallNow: number
 
-  constructor(live: Compactor, sink: ReplaySink, meter: ReplayMeter, o: RestoreOptions) {
+  constructor(live: Compactor, sink: ReplaySink, meter: ReplayMeter, o: BinlogRestoreOptions) {
     this.live = live
     this.sink = sink
     this.meter = meter
@@ -145,7 +135,7 @@ class RestoreVisitor implements RecordVisitor {
 }
 
 /** Replays DIR into `sink`; the caller applies the cuts and ends the restore (`sink.restoreEnd`). */
-export async function restore(o: RestoreOptions, io: BinlogFs, sink: ReplaySink): Promise<Restored> {
+export async function restore(o: BinlogRestoreOptions, io: BinlogFs, sink: ReplaySink): Promise<Restored> {
   const indices = listFiles(o.dir, io)
   let bytesTotal = 0
   for (const i of indices) bytesTotal += Math.max(0, io.sizeOf(fileName(o.dir, i)))

@@ -14,26 +14,15 @@
  * - Stored wall-clock times become monotonic ones against one
  *   (monoNow, wallNow) pair read at the start.
  */
-import type { Logger } from 'pino'
 import { StoreCorruptError } from '../errors.js'
-import { ReplayMeter } from '../replay-progress.js'
+import { ReplayMeter, type RestoreOptions } from '../replay-progress.js'
 import { toMono, type ReplaySink, type RestoredFields } from '../store.js'
-import type { Clock } from '../../util/clock.js'
-import type { Readiness } from '../../util/readiness.js'
 import { checkFile } from './check.js'
 import { JobPages, PAGE_ROWS, storeError, type Db, type JobRow } from './schema.js'
 
 const STATE_NUMBER = { ready: 1, reserved: 2, buried: 3, delayed: 4 } as const
 
-export interface RestoreRowsOptions {
-  readonly clock: Clock
-  readonly wall: () => number
-  readonly log: Logger
-  readonly readiness?: Readiness | undefined
-  readonly progressMs?: number | undefined
-  readonly yieldMs?: number | undefined
-  /** -z: bodies over it still replay, counted for a warning. */
-  readonly maxJobSize: number
+export interface RestoreRowsOptions extends RestoreOptions {
   /** How long the check's connection waits for a lock, ms. */
   readonly timeoutMs: number
 }

@@ -151,24 +151,8 @@ export function storeError(file: string, err: unknown, doing: string): Error {
   return new StoreIoError(file, `${doing}: ${msg}`, { cause: err })
 }
 
-/** A job row as JobPages hands it over: one object, reused for every row. */
-export interface JobRow {
-  id: number
-  tube: string
-  state: StateName
-  pri: number
-  delayMs: number
-  ttrMs: number
-  createdAtWall: number
-  /** Delayed: due_at; otherwise 0. */
-  readyAtWall: number
-  /** Buried: bury_seq; otherwise 0. */
-  buryKey: number
-  reserves: number
-  timeouts: number
-  releases: number
-  buries: number
-  kicks: number
+/** A job row as JobPages hands it over (readyAtWall is due_at, buryKey bury_seq): one object, reused for every row. */
+export interface JobRow extends Omit<StoredJob, 'body'> {
   /** Without the CRLF; valid until the next row. */
   body: Buffer
 }
