@@ -37,6 +37,7 @@ const USAGE = `usage: node conformance/fuzz/run.mjs [options]
   --steps N         steps per case (default: 20..120, from the case's seed)
   --ref CMD         reference command (default "beanstalkd -l 127.0.0.1 -p {PORT}")
   --tsb CMD         tsbeanstalkd command (default "node bin/tsbeanstalkd.js -l 127.0.0.1 -p {PORT}")
+                    Without the reference command the run is skipped with a notice (an error when CI is set).
   --shrink-seconds N  time for shrinking a divergence (default 120)
   --save DIR        write each reproducer to DIR/fuzz_<seed>.txt
   --ignore KEY      do not compare this YAML key (repeatable; to look past a known difference)
@@ -55,7 +56,7 @@ function parseArgs(argv) {
     only: -1,
     steps: 0,
     ref: 'beanstalkd -l 127.0.0.1 -p {PORT}',
-    tsb: 'node bin/tsbeanstalkd.js -l 127.0.0.1 -p {PORT}',
+    tsb: `"${process.execPath}" "${path.join(ROOT, 'bin/tsbeanstalkd.js')}" -l 127.0.0.1 -p {PORT}`,
     shrinkSeconds: 120,
     save: '',
     keepGoing: false,
@@ -212,7 +213,17 @@ async function main() {
     console.error(`${/** @type {Error} */ (e).message}\n${USAGE}`);
     process.exit(2);
   }
-  console.log(`fuzz: seed ${o.seed}, up to ${o.seconds} s (replay: node conformance/fuzz/run.mjs --seed ${o.seed})`);
+  const refCmd = splitWords(o.ref)[0] ?? '';
+  if (spawnSync(refCmd, ['-v'], { stdio: 'ignore' }).status !== 0) {
+    if (process.env.CI) {
+      console.error(`fuzz: the reference (${refCmd}) is not installed; CI needs it (apt-get install -y beanstalkd)`);
+      process.exit(1);
+    }
+    console.log(`fuzz: the reference (${refCmd}) is not installed, fuzzing skipped (apt-get install -y beanstalkd)`);
+    return;
+  }
+  if (o.replay) console.log(`fuzz: replaying ${o.replay}`);
+  else console.log(`fuzz: seed ${o.seed}, up to ${o.seconds} s (replay: node conformance/fuzz/run.mjs --seed ${o.seed})`);
   const started = Date.now();
   const until = started + o.seconds * 1000;
   let cases = 0;
@@ -255,7 +266,8 @@ async function main() {
   }
   if (pending !== undefined) await pending.then((p) => p.stop(), () => {});
   const secs = ((Date.now() - started) / 1000).toFixed(1);
-  console.log(`fuzz: seed ${o.seed}, ${cases} cases, ${steps} steps, ${divergences} divergences${timing ? `, ${timing} not reproducible` : ''} in ${secs} s (replay: node conformance/fuzz/run.mjs --seed ${o.seed} --cases ${cases})`);
+  const replay = o.replay ? `node conformance/fuzz/run.mjs --replay ${o.replay}` : `node conformance/fuzz/run.mjs --seed ${o.seed} --cases ${cases}`;
+  console.log(`fuzz: seed ${o.seed}, ${cases} cases, ${steps} steps, ${divergences} divergences${timing ? `, ${timing} not reproducible` : ''} in ${secs} s (replay: ${replay})`);
   process.exitCode = divergences ? 1 : 0;
 }
 
