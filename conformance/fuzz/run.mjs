@@ -19,12 +19,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseScenario } from '../lib/scenario.mjs';
-import { killAllServers } from '../lib/server.mjs';
+import { killAllServers, splitWords } from '../lib/server.mjs';
 import { generateCase } from './lib/generate.mjs';
 import { runCase } from './lib/lockstep.mjs';
 import { caseSeed } from './lib/prng.mjs';
 import { toScenario } from './lib/reproducer.mjs';
-import { ServerPair, liveDirectories, splitWords } from './lib/servers.mjs';
+import { ServerPair, liveDirectories } from './lib/servers.mjs';
 import { shrinkSteps } from './lib/shrink.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -133,7 +133,7 @@ function makeCase(o, index) {
 
 /** Runs a case on a fresh pair of servers. @param {Options} o @param {Case} c @param {Promise<ServerPair>} [pending] */
 async function runFresh(o, c, pending) {
-  const pair = await (pending ?? new ServerPair({ ref: splitWords(o.ref), tsb: splitWords(o.tsb) }, c.args).start());
+  const pair = await (pending ?? new ServerPair(o, c.args).start());
   try {
     const res = await runCase(c, pair.ports, { ignore: o.ignore });
     return { ...res, stderr: pair.stderr() };
@@ -144,7 +144,7 @@ async function runFresh(o, c, pending) {
 
 /** @param {Options} o @param {Case} c */
 function startPair(o, c) {
-  const p = new ServerPair({ ref: splitWords(o.ref), tsb: splitWords(o.tsb) }, c.args).start();
+  const p = new ServerPair(o, c.args).start();
   p.catch(() => {}); // awaited later; an early failure must not be unhandled
   return p;
 }

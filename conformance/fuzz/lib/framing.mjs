@@ -130,6 +130,8 @@ export class Framing {
     this.fed = 0;
     /** Bytes fed up to the end of a quit, once one was read (-1 before). */
     this.closedAt = -1;
+    /** The client closed it (not a quit, not a half-close). */
+    this.closedByClient = false;
   }
 
   /** Bytes sent after a quit: the server closes with them unread, a reset that can lose replies. */
@@ -158,7 +160,6 @@ export class Framing {
   /** The client sent `bytes`. @param {Buffer} bytes */
   feed(bytes) {
     this.fed += bytes.length;
-    if (this.mode === 'closed') return;
     this.pending = Buffer.concat([this.pending, bytes]);
     for (;;) {
       if (this.waiting) return;
@@ -250,6 +251,7 @@ export class Framing {
 
   /** The connection is gone (closed by the client): nothing more is read. */
   close() {
+    this.closedByClient = true;
     this.mode = 'closed';
     this.pending = Buffer.alloc(0);
   }

@@ -13,7 +13,7 @@
  * a case runs (every one is 0 or at least 3600 s; a TTR of 0 or 1 would give
  * DEADLINE_SOON and then expire), and signals.
  */
-import { Framing, IdCounter, strtolInt } from './framing.mjs';
+import { Framing, IdCounter } from './framing.mjs';
 import { Prng } from './prng.mjs';
 
 /**
@@ -85,12 +85,13 @@ export class Generator {
     this.steps.push({ op: 'send', conn, chunks });
   }
 
+  /** @returns {void} */
   step() {
     const r = this.rng;
     const conn = `c${r.range(1, this.connCount)}`;
     const m = this.model(conn);
     if ((m.mode === 'body' || m.mode === 'skip') && r.chance(0.75)) return this.finishBody(conn, m);
-    const kind = r.weighted({ single: 55, pipeline: 22, split: 10, partial: 6, close: 4, halfclose: 1.5 });
+    const kind = r.weighted({ single: 55, pipeline: 22, burst: 4, split: 10, partial: 6, close: 4, halfclose: 1.5 });
     if (kind === 'close' || kind === 'halfclose') {
       if (!this.models.has(conn)) return this.step();
       if (kind === 'close') m.close();
@@ -100,6 +101,7 @@ export class Generator {
     }
     if (kind === 'single') return this.send(conn, [this.command()]);
     if (kind === 'pipeline') return this.send(conn, [this.commands(r.range(2, 4))]);
+    if (kind === 'burst') return this.send(conn, [this.burst()]);
     if (kind === 'split') return this.send(conn, this.splitAt(this.commands(r.chance(0.3) ? 2 : 1), r.range(1, 2)));
     // A put whose body is still to come: other connections act in between.
     const body = this.body();
@@ -132,6 +134,20 @@ export class Generator {
     }
     out.push(bytes.subarray(prev));
     return out;
+  }
+
+  /**
+   * A change that can make a job reservable, and a reserve in the same
+   * packet: whatever the change does must be done before the reserve runs.
+   */
+  burst() {
+    const r = this.rng;
+    const change = r.weighted({ pause: 4, kick: 2, release: 2, put: 2 });
+    const first = change === 'pause' ? `pause-tube ${this.tube(0)} ${r.chance(0.7) ? 0 : 3600}`
+      : change === 'kick' ? `kick ${r.pick(['1', '10'])}`
+      : change === 'release' ? `release ${this.id()} ${this.pri()} 0`
+      : `put ${this.pri()} 0 3600 1\r\nx`;
+    return Buffer.from(`${first}\r\n${r.chance(0.7) ? 'reserve-with-timeout 0' : 'reserve'}\r\n`, 'latin1');
   }
 
   /** Up to n commands in a row; nothing after a quit (the server would reset the connection). @param {number} n */
@@ -291,10 +307,4 @@ export class Generator {
 /** @param {number} seed @param {number} steps @returns {Case} */
 export function generateCase(seed, steps) {
   return new Generator(seed).build(steps);
-}
-
-/** True when a reserve-with-timeout argument means 0 or a timeout no case outlives. @param {string} arg */
-export function rwtIsSafe(arg) {
-  const t = strtolInt(arg);
-  return t === null || t <= 0 || t >= 3600;
 }

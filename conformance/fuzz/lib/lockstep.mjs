@@ -14,7 +14,7 @@
  * before it was handled, and its replies written by the second.
  *
  * Invariants: every wait is bounded; a case never outlives its servers or
- * its sockets (run() closes them whatever happens).
+ * its sockets (runCase closes them whatever happens).
  */
 import net from 'node:net';
 import { Framing, IdCounter } from './framing.mjs';
@@ -216,7 +216,7 @@ export async function runCase(c, ports, opts = {}) {
   const tsb = new Side('tsbeanstalkd', ports.tsb);
   const sides = [ref, tsb];
   const ids = new IdCounter();
-  /** @type {Map<string, Framing & {closedByClient?: boolean}>} */
+  /** @type {Map<string, Framing>} */
   const models = new Map();
   /** @type {StepRecord[]} */
   const records = [];
@@ -257,7 +257,6 @@ export async function runCase(c, ports, opts = {}) {
       } else if (m !== undefined) {
         if (step.op === 'close') {
           m.close();
-          m.closedByClient = true;
           for (const s of sides) s.links.get(step.conn)?.sock.destroy();
         } else {
           m.halfclose();
@@ -291,7 +290,7 @@ export async function runCase(c, ports, opts = {}) {
 
 /**
  * The reference waits in a reserve on `conn` (no reply yet to a reserve that may wait).
- * @param {string} conn @param {Map<string, Framing & {closedByClient?: boolean}>} models @param {Side} ref
+ * @param {string} conn @param {Map<string, Framing>} models @param {Side} ref
  */
 function blocked(conn, models, ref) {
   const m = models.get(conn);
@@ -302,7 +301,7 @@ function blocked(conn, models, ref) {
 
 /**
  * Blocked, with more commands (or a quit) queued behind the reserve.
- * @param {string} conn @param {Map<string, Framing & {closedByClient?: boolean}>} models @param {Side} ref
+ * @param {string} conn @param {Map<string, Framing>} models @param {Side} ref
  */
 function loaded(conn, models, ref) {
   return blocked(conn, models, ref) && /** @type {Framing} */ (models.get(conn)).pending.length > 0;
@@ -323,7 +322,7 @@ function loaded(conn, models, ref) {
  * - more than QUEUE_LIMIT bytes queued behind a waiting reserve;
  * - bytes after a quit: the server closes with them unread, which resets
  *   the connection, and a reset can drop replies not yet read.
- * @param {import('./generate.mjs').Step} step @param {Map<string, Framing & {closedByClient?: boolean}>} models
+ * @param {import('./generate.mjs').Step} step @param {Map<string, Framing>} models
  * @param {Side} ref @param {number} maxJobSize
  */
 function hazard(step, models, ref, maxJobSize) {

@@ -77,6 +77,7 @@ function rewrite(reply, opts, mark, len) {
   const kind = docKind(body);
   if (kind === null) return text;
   if (Number(m[1]) !== Buffer.byteLength(body, 'latin1')) return text; // a framing error: compare raw
+  /** @type {Record<string, string>} */
   const keys = { ...VARYING[kind], ...(opts.binlog ? VARYING_BINLOG[/** @type {'stats' | 'job'} */ (kind)] : {}) };
   for (const k of opts.ignore ?? []) keys[k] ??= '{str}';
   const out = body.replace(/^([a-z-]+): (.*)$/gm, (all, key, value) => {

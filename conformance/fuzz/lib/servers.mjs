@@ -7,20 +7,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { Server, freePort } from '../../lib/server.mjs';
-
-/**
- * Splits a command template into words; double or single quotes group words.
- * @param {string} s
- */
-export function splitWords(s) {
-  /** @type {string[]} */
-  const out = [];
-  const re = /"([^"]*)"|'([^']*)'|(\S+)/g;
-  let m;
-  while ((m = re.exec(s))) out.push(m[1] ?? m[2] ?? m[3] ?? '');
-  return out;
-}
+import { Server, freePort, splitWords } from '../../lib/server.mjs';
 
 /** Directories of pairs still running, for an interrupted run. */
 const liveDirs = new Set();
@@ -31,9 +18,9 @@ export function liveDirectories() {
 }
 
 export class ServerPair {
-  /** @param {{ref: string[], tsb: string[]}} commands @param {string[]} args the case's extra arguments */
+  /** @param {{ref: string, tsb: string}} commands templates @param {string[]} args the case's extra arguments */
   constructor(commands, args) {
-    this.commands = commands;
+    this.commands = { ref: splitWords(commands.ref), tsb: splitWords(commands.tsb) };
     this.args = args;
     /** @type {Server[]} */
     this.servers = [];
