@@ -18,6 +18,7 @@ import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'nod
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { argsOrExit, onInterrupt } from '../lib/cli.mjs';
 import { parseScenario } from '../lib/scenario.mjs';
 import { killAllServers, splitWords } from '../lib/server.mjs';
 import { generateCase } from './lib/generate.mjs';
@@ -206,13 +207,7 @@ async function investigate(o, c, index, diff) {
 }
 
 async function main() {
-  let o;
-  try {
-    o = parseArgs(process.argv.slice(2));
-  } catch (e) {
-    console.error(`${/** @type {Error} */ (e).message}\n${USAGE}`);
-    process.exit(2);
-  }
+  const o = argsOrExit(parseArgs, USAGE);
   const refCmd = splitWords(o.ref)[0] ?? '';
   if (spawnSync(refCmd, ['-v'], { stdio: 'ignore' }).status !== 0) {
     if (process.env.CI) {
@@ -223,6 +218,7 @@ async function main() {
     return;
   }
   if (o.replay) console.log(`fuzz: replaying ${o.replay}`);
+  else if (o.only >= 0) console.log(`fuzz: seed ${o.seed}, case ${o.only}`);
   else console.log(`fuzz: seed ${o.seed}, up to ${o.seconds} s (replay: node conformance/fuzz/run.mjs --seed ${o.seed})`);
   const started = Date.now();
   const until = started + o.seconds * 1000;
@@ -266,23 +262,23 @@ async function main() {
   }
   if (pending !== undefined) await pending.then((p) => p.stop(), () => {});
   const secs = ((Date.now() - started) / 1000).toFixed(1);
-  const replay = o.replay ? `node conformance/fuzz/run.mjs --replay ${o.replay}` : `node conformance/fuzz/run.mjs --seed ${o.seed} --cases ${cases}`;
+  const replay = o.replay ? `node conformance/fuzz/run.mjs --replay ${o.replay}`
+    : o.only >= 0 ? `node conformance/fuzz/run.mjs --seed ${o.seed} --case ${o.only}`
+      : `node conformance/fuzz/run.mjs --seed ${o.seed} --cases ${cases}`;
   console.log(`fuzz: seed ${o.seed}, ${cases} cases, ${steps} steps, ${divergences} divergences${timing ? `, ${timing} not reproducible` : ''} in ${secs} s (replay: ${replay})`);
   process.exitCode = divergences ? 1 : 0;
 }
 
-for (const sig of /** @type {const} */ (['SIGINT', 'SIGTERM', 'SIGHUP'])) {
-  process.on(sig, () => {
-    killAllServers();
-    for (const d of liveDirectories()) rmSync(d, { recursive: true, force: true });
-    console.error(`fuzz: interrupted by ${sig}`);
-    process.exit(sig === 'SIGINT' ? 130 : 143);
-  });
-}
-
-main().catch((e) => {
+/** Kills every server and removes every directory still there. */
+function cleanup() {
   killAllServers();
   for (const d of liveDirectories()) rmSync(d, { recursive: true, force: true });
+}
+
+onInterrupt('fuzz', cleanup);
+
+main().catch((e) => {
+  cleanup();
   console.error(e);
   process.exit(2);
 });
