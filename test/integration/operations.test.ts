@@ -89,6 +89,7 @@ describe('--config FILE', () => {
         'http: 127.0.0.1:9100, per-tube metrics for at most 50 tubes',
         'log: json, level debug',
         'user: unchanged',
+        "extensions: off (the reference's commands only)",
         '',
       ].join('\n'),
     )
