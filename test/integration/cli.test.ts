@@ -239,6 +239,9 @@ describe('signals', () => {
       expect(await proc.exited()).toEqual({ code: 0, signal: null })
       return
     }
+    // A signal is handled on a later turn of the server's event loop than it
+    // arrives, so a command sent right away may be answered first: wait for the log line.
+    await proc.until(() => proc.stderr.includes('SIGUSR1'), 'the drain log line')
     const c = await connect(line.port!)
     const draining = (await c.stats('stats\r\n'))['draining']
     // Unhandled, Node takes SIGUSR1 as "open the inspector" (on 127.0.0.1:9229).
