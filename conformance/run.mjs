@@ -10,6 +10,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { abortAll, runScenario } from './lib/execute.mjs';
 import { ParseError, parseScenario } from './lib/scenario.mjs';
+import { splitWords } from './lib/server.mjs';
+import { argsOrExit, onInterrupt } from './lib/cli.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const USAGE = `usage: node conformance/run.mjs --server "CMD ... -p {PORT}" [options]
@@ -21,19 +23,6 @@ const USAGE = `usage: node conformance/run.mjs --server "CMD ... -p {PORT}" [opt
   --dir PATH         scenario directory (default conformance/scenarios)
   --verbose          print every scenario with its time, and server stderr on failure
   --trace            print the bytes exchanged (best with --filter)`;
-
-/**
- * Split a command template into words; double or single quotes group words.
- * @param {string} s
- */
-function splitWords(s) {
-  /** @type {string[]} */
-  const out = [];
-  const re = /"([^"]*)"|'([^']*)'|(\S+)/g;
-  let m;
-  while ((m = re.exec(s))) out.push(m[1] ?? m[2] ?? m[3] ?? '');
-  return out;
-}
 
 /** @param {string[]} argv */
 function parseArgs(argv) {
@@ -80,22 +69,10 @@ async function listScenarios(dir) {
   return out.sort();
 }
 
-for (const sig of /** @type {const} */ (['SIGINT', 'SIGTERM', 'SIGHUP'])) {
-  process.on(sig, () => {
-    abortAll();
-    console.error(`conformance: interrupted by ${sig}`);
-    process.exit(sig === 'SIGINT' ? 130 : 143);
-  });
-}
+onInterrupt('conformance', abortAll);
 
 async function main() {
-  let opts;
-  try {
-    opts = parseArgs(process.argv.slice(2));
-  } catch (e) {
-    console.error(`${/** @type {Error} */ (e).message}\n${USAGE}`);
-    process.exit(2);
-  }
+  const opts = argsOrExit(parseArgs, USAGE);
   const server = splitWords(opts.server);
   const files = (await listScenarios(opts.dir))
     .map((f) => path.relative(opts.dir, f))

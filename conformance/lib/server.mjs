@@ -7,6 +7,19 @@ import net from 'node:net';
 import { sleep, within } from './timers.mjs';
 
 
+/**
+ * Splits a server command template into words; double or single quotes group words.
+ * @param {string} s
+ */
+export function splitWords(s) {
+  /** @type {string[]} */
+  const out = [];
+  const re = /"([^"]*)"|'([^']*)'|(\S+)/g;
+  let m;
+  while ((m = re.exec(s))) out.push(m[1] ?? m[2] ?? m[3] ?? '');
+  return out;
+}
+
 /** Ports handed out during this run, never handed out twice. */
 const handedOut = new Set();
 

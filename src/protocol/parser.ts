@@ -163,6 +163,11 @@ export class Parser {
     this.bodyFill = at
   }
 
+  /** Bytes of the body being read that are in so far. */
+  get bodyArrived(): number {
+    return this.bodyFill - this.bodyOff
+  }
+
   /** The last body read (a view; for tests and tools). */
   get body(): Buffer {
     return this.bodyBuf.subarray(this.bodyOff, this.bodyEnd)

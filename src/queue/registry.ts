@@ -14,7 +14,17 @@
  *   O(watched tubes) (beanstalkd #561): it waits in `wideWaiters`, and
  *   processQueue finds its best job through the ready-tube index.
  * - Every delayed or reserved job has its timer scheduled at its deadline; a
- *   waiting session with a timeout or a held job has its wait timer scheduled.
+ *   waiting session with a timeout or a held job has its wait timer scheduled,
+ *   and that timer is in the future: a wait that would end at once (a
+ *   reserve-with-timeout 0, DEADLINE_SOON) is answered by the reserve itself,
+ *   as the reference answers it on its next tick, before any other command.
+ * - Each tube's waiting list and take index are the reference's (ref:ms.c,
+ *   prot.c enqueue_waiting_conn / process_queue), also after a reserve that is
+ *   served at once (tsbeanstalkd takes that job directly; the reference
+ *   enqueues the session and takes it from the list again, which moves the
+ *   index). Wide waiters are the documented exception (docs/COMPAT.md#wide-waiter-order).
+ * - A paused tube's pause is in the future: `pause-tube T 0` (1 ns in the
+ *   reference, lifted on its next tick) ends at once.
  * - Global counters equal the sums of the per-tube ones.
  */
 import { DEFAULT_TUBE, MIN_TTR_MS, Reply, SAFETY_MARGIN_MS, URGENT_THRESHOLD } from '../protocol/constants.js'
@@ -51,6 +61,12 @@ export class Registry implements TubeHandler, WaitTimerHandler {
   private readonly readyIndex = new ReadyIndex()
   /** Waiting sessions that watch more than WIDE_WATCH tubes, in the order they began to wait. */
   private readonly wideWaiters: Session[] = []
+  /**
+   * Puts whose line was read and whose body is still arriving, by id. They
+   * exist for peek and stats-job (state `invalid`, REFERENCE.md 2.5) and
+   * nothing else. Only puts whose body spans reads ever enter.
+   */
+  private readonly arriving = new Map<number, Job>()
   private nextJobId = 1
   private nextSessionId = 1
 
@@ -141,14 +157,19 @@ export class Registry implements TubeHandler, WaitTimerHandler {
       this.makeReady(j)
       this.processQueue()
     }
-    s.used.usingCount--
-    this.dropIfUnused(s.used)
-    for (const t of s.watching) {
+    // ref:conn.c connclose: the watch list is cleared by deleting its first
+    // element until empty (ms_clear: the last moves into slot 0), then the
+    // used tube goes. The order decides list-tubes' order (swap-remove).
+    const w = s.watching
+    for (let k = 0; k < w.length; k++) {
+      const t = w[k === 0 ? 0 : w.length - k]!
       t.watchingCount--
       this.dropIfUnused(t)
     }
-    s.watching.length = 0
+    w.length = 0
     s.watchSet.clear()
+    s.used.usingCount--
+    this.dropIfUnused(s.used)
     if (s.producer) this.producers--
     if (s.worker) this.workers--
     this.sessionCount--
@@ -213,14 +234,15 @@ export class Registry implements TubeHandler, WaitTimerHandler {
    * null when the journal has no room (OUT_OF_MEMORY; the space is released).
    */
   put(s: Session, id: number, pri: number, delaySecs: number, ttrSecs: number, slab: Slab, off: number, len: number): Job | null {
+    // Its age counts from the put line, as in the reference.
+    const early = this.arriving.size > 0 ? this.endArriving(id) : undefined
     if (this.journal !== null && !this.journal.canPut()) {
       this.bodies.release(slab, len)
       return null
     }
     const now = this.clock.now()
-    const ttrMs = Math.max(ttrSecs * 1000, MIN_TTR_MS)
-    const t = s.used
-    const job = new Job(id, pri, delaySecs * 1000, ttrMs, slab, off, len, t, now)
+    const job = early ?? this.newJob(s, id, pri, delaySecs, ttrSecs, slab, off, len, now)
+    const t = job.tube
     this.jobs.set(id, job)
     t.totalJobs++
     this.totalJobs++
@@ -230,6 +252,29 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     this.journal?.put(job)
     this.processQueue()
     return job
+  }
+
+  private newJob(s: Session, id: number, pri: number, delaySecs: number, ttrSecs: number, slab: Slab, off: number, len: number, now: number): Job {
+    return new Job(id, pri, delaySecs * 1000, Math.max(ttrSecs * 1000, MIN_TTR_MS), slab, off, len, s.used, now)
+  }
+
+  /**
+   * A put's body did not all come with its line (`arrived` bytes so far):
+   * until it has, `peek` and `stats-job` see the job, in state `invalid`.
+   * Idempotent. The bytes still to come read as zeros (the reference shows
+   * whatever its memory held there: docs/COMPAT.md#peek-arriving-body).
+   */
+  beginArriving(s: Session, id: number, pri: number, delaySecs: number, ttrSecs: number, slab: Slab, off: number, len: number, arrived: number): void {
+    if (this.arriving.has(id)) return
+    slab.buf.fill(0, off + arrived, off + len)
+    this.arriving.set(id, this.newJob(s, id, pri, delaySecs, ttrSecs, slab, off, len, this.clock.now()))
+  }
+
+  /** The put ended (stored, refused, or its connection gone). */
+  endArriving(id: number): Job | undefined {
+    const j = this.arriving.get(id)
+    if (j !== undefined) this.arriving.delete(id)
+    return j
   }
 
   // --- restoring from a journal at start (the store's ReplaySink) -----------
@@ -431,16 +476,25 @@ export class Registry implements TubeHandler, WaitTimerHandler {
   reserveOrWait(s: Session, timeoutSecs: number): Job | Buffer | null {
     const now = this.clock.now()
     this.markWorker(s)
-    if (this.deadlineSoon(s, now) && !this.hasReady(s)) return Reply.DEADLINE_SOON
+    const soon = this.deadlineSoon(s, now)
+    if (soon && !this.hasReady(s)) return Reply.DEADLINE_SOON
     // By the invariant, no other session waits on a watched tube that has a
     // ready job, so the reference's enqueue-then-process_queue would pick
     // exactly this job for this session.
     const best = this.readyIndex.bestFor(s.watching, (t) => s.watches(t))
     if (best !== undefined) {
+      // The reference took this session from that tube's waiting list, where
+      // it was alone: ms_take left the take index at 1.
+      best.tube.waitTake = 1
       this.removeReady(best)
       this.reserve(s, best, now)
       return best
     }
+    // A wait that would end at once ends here (the reference ends it on its
+    // next tick, before any other command; the session would have left every
+    // waiting list as it found it, being the last in each).
+    if (soon) return Reply.DEADLINE_SOON
+    if (timeoutSecs === 0) return Reply.TIMED_OUT
     this.startWaiting(s, timeoutSecs < 0 ? Infinity : now + timeoutSecs * 1000, now)
     return null
   }
@@ -512,7 +566,10 @@ export class Registry implements TubeHandler, WaitTimerHandler {
         }
       }
       if (j === undefined) return
-      s ??= t!.takeWaiter()!
+      if (s === undefined) s = t!.takeWaiter()!
+      // A wide waiter, and the tube had no waiter of its own: as the only one
+      // in the reference's list, ms_take would leave the index at 1.
+      else if (j.tube.waiting.length === 0) j.tube.waitTake = 1
       this.stopWaiting(s)
       this.removeReady(j)
       this.reserve(s, j, this.clock.now())
@@ -681,12 +738,17 @@ export class Registry implements TubeHandler, WaitTimerHandler {
   pause(name: string, secs: number): boolean {
     const t = this.tubes.get(name)
     if (t === undefined) return false
-    const now = this.clock.now()
     t.cmdPause++
+    if (secs === 0) {
+      // The reference pauses for 1 ns and lifts it on its next tick, before
+      // it reads another command: so at once.
+      this.wheel.cancel(t)
+      this.pauseEnded(t)
+      return true
+    }
     t.paused = true
     t.pauseSecs = secs
-    // A zero pause is still a pause (1 ns in the reference): waiters wake on the next tick.
-    t.pauseUntil = now + secs * 1000
+    t.pauseUntil = this.clock.now() + secs * 1000
     this.wheel.schedule(t, t.pauseUntil)
     this.refresh(t)
     return true
@@ -694,8 +756,9 @@ export class Registry implements TubeHandler, WaitTimerHandler {
 
   // --- peeking -----------------------------------------------------------------
 
+  /** peek <id> and stats-job: any state, and a put whose body is still arriving. */
   peek(id: number): Job | undefined {
-    return this.jobs.get(id)
+    return this.jobs.get(id) ?? (this.arriving.size > 0 ? this.arriving.get(id) : undefined)
   }
 
   peekReady(s: Session): Job | undefined {

@@ -29,7 +29,16 @@
  *  4. #occupied has bit s set iff #slots[s] !== null.
  *  5. A scheduled entry has timerSlot = L * 64 + slot and is linked through
  *     timerPrev/timerNext into the null-terminated list headed at
- *     #slots[timerSlot]. An unscheduled entry has timerSlot -1 and null links.
+ *     #slots[timerSlot] and ending at #tails[timerSlot]. An unscheduled entry
+ *     has timerSlot -1 and null links.
+ *  6. Every slot list is in the order its entries were (last) scheduled
+ *     (entries parked beyond the horizon aside): schedule() and cascades append. A cascade empties a higher slot in
+ *     order into lower slots that are empty at that moment (they belong to
+ *     the block just begun), and anything scheduled later is appended after.
+ *     So entries due the same tick fire in the order they were scheduled,
+ *     which for equal durations is the order of their exact deadlines: a
+ *     `pause-tube T 1` ends before a `reserve-with-timeout 1` sent after it
+ *     in the same millisecond times out, as in the reference.
  *
  * Entries scheduled from inside onTimer while advance(nowMs) runs are due no
  * earlier than (firing tick + 1), and fire in that same advance() call when
@@ -91,6 +100,7 @@ export class TimingWheel {
   #advancing = false
   /** Slot list heads, LEVELS * 64; slot number = level * 64 + digit. */
   readonly #slots: (TimerEntry | null)[] = new Array<TimerEntry | null>(LEVELS * SLOTS).fill(null)
+  readonly #tails: (TimerEntry | null)[] = new Array<TimerEntry | null>(LEVELS * SLOTS).fill(null)
   /** Two 32-bit words per level; bit s of word s >>> 5 marks slot s non-empty. */
   readonly #occupied = new Uint32Array((LEVELS * SLOTS) / 32)
 
@@ -138,7 +148,7 @@ export class TimingWheel {
 
   /**
    * Move the current tick to floor(nowMs), firing every entry due at or
-   * before it in due-tick order (same tick: any order), each with this nowMs.
+   * before it in due-tick order (same tick: schedule order, invariant 6), each with this nowMs.
    * Jumps from event to event, so an idle gap of years costs a few cascades,
    * not one step per tick. Going backwards is a no-op. Not reentrant.
    * Entries scheduled from inside onTimer fire in this same call when their
@@ -202,14 +212,18 @@ export class TimingWheel {
     return block * unit
   }
 
+  /** Appends (invariant 6). */
   #link(entry: TimerEntry, slot: number): void {
-    const head = this.#slots[slot] ?? null
+    const tail = this.#tails[slot] ?? null
     entry.timerSlot = slot
-    entry.timerPrev = null
-    entry.timerNext = head
-    if (head !== null) head.timerPrev = entry
-    else this.#occupied[slot >>> 5]! |= 1 << (slot & 31)
-    this.#slots[slot] = entry
+    entry.timerPrev = tail
+    entry.timerNext = null
+    if (tail !== null) tail.timerNext = entry
+    else {
+      this.#slots[slot] = entry
+      this.#occupied[slot >>> 5]! |= 1 << (slot & 31)
+    }
+    this.#tails[slot] = entry
   }
 
   #unlink(entry: TimerEntry): void {
@@ -222,6 +236,7 @@ export class TimingWheel {
       if (next === null) this.#occupied[slot >>> 5]! &= ~(1 << (slot & 31))
     }
     if (next !== null) next.timerPrev = prev
+    else this.#tails[slot] = prev
     entry.timerPrev = null
     entry.timerNext = null
     entry.timerSlot = -1
@@ -268,6 +283,7 @@ export class TimingWheel {
       let entry = this.#slots[slot] ?? null
       if (entry === null) continue
       this.#slots[slot] = null
+      this.#tails[slot] = null
       this.#occupied[slot >>> 5]! &= ~(1 << (slot & 31))
       // Each entry lands strictly lower (due == tick lands in level-0 slot tick % 64,
       // fired next); none lands in a slot being emptied, and no callback runs here.

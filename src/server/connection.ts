@@ -103,6 +103,8 @@ export class Connection implements DispatchTarget, Waiter, Sink {
       this.host.log.error({ err, conn: this.session.id }, 'internal error while handling a command')
       out.fixed(Reply.INTERNAL_ERROR)
     }
+    // A put whose body spans reads: meanwhile its job exists (peek, stats-job).
+    if (this.putSlab !== null) this.noteArrivingPut(this.putSlab)
     const writable = out.end()
     if (this.quitting) return this.closeWhenFlushed()
     if (!writable) return this.blockOutput()
@@ -111,6 +113,12 @@ export class Connection implements DispatchTarget, Waiter, Sink {
     if (this.inputEnded && !this.session.waiting && this.parser.buffered === 0) return this.closeWhenFlushed()
     if (this.inputEnded) return
     else if (this.readPaused && !this.session.waiting && this.parser.buffered < INPUT_LIMIT / 2) this.resumeReading()
+  }
+
+  private noteArrivingPut(slab: Slab): void {
+    const p = this.parser
+    const len = p.bodyEnd - p.bodyOff
+    this.host.ctx.registry.beginArriving(this.session, this.putId, p.pri, p.delay, p.ttr, slab, p.bodyOff, len, p.bodyArrived)
   }
 
   /** Waiter: a job was reserved while this connection waited. */
@@ -240,7 +248,10 @@ export class Connection implements DispatchTarget, Waiter, Sink {
     this.closed = true
     const { registry } = this.host.ctx
     // A body cut off mid-read: its space goes back.
-    if (this.putSlab !== null) registry.bodies.release(this.putSlab, this.parser.bodyEnd - this.parser.bodyOff)
+    if (this.putSlab !== null) {
+      registry.bodies.release(this.putSlab, this.parser.bodyEnd - this.parser.bodyOff)
+      registry.endArriving(this.putId)
+    }
     this.putSlab = null
     registry.closeSession(this.session)
     this.host.forget(this)

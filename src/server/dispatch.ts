@@ -66,12 +66,14 @@ export function dispatch(ctx: ServerContext, c: DispatchTarget, op: Op): void {
       return out.fixed(Reply.JOB_TOO_BIG)
     case Op.PUT_BODY_BAD:
       r.bodies.release(takeSlab(c), p.bodyEnd - p.bodyOff)
+      r.endArriving(c.putId)
       return out.fixed(Reply.EXPECTED_CRLF)
     case Op.PUT_BODY: {
       const slab = takeSlab(c)
       // Drain mode is decided after the body is read (REFERENCE.md 2.4).
       if (r.draining) {
         r.bodies.release(slab, p.bodyEnd - p.bodyOff)
+        r.endArriving(c.putId)
         return out.fixed(Reply.DRAINING)
       }
       const j = r.put(s, c.putId, p.pri, p.delay, p.ttr, slab, p.bodyOff, p.bodyEnd - p.bodyOff)

@@ -15,7 +15,7 @@ import { systemClock, type Clock } from '../util/clock.js'
 import { Connection, type ConnectionHost } from './connection.js'
 import type { ServerContext } from './dispatch.js'
 import { Output } from './output.js'
-import { VERSION } from '../version.js'
+import { PROTOCOL_VERSION } from '../version.js'
 import type { DurableStore, ReplaySink } from '../store/store.js'
 import { NO_BINLOG } from '../protocol/replies.js'
 import { BinlogGate } from './reply-gate.js'
@@ -281,7 +281,7 @@ function removeStaleSocket(path: string): void {
 function processInfo(maxJobSize: number, binlogMaxSize: number, now: number): ProcessInfo {
   return {
     pid: process.pid,
-    version: `tsbeanstalkd ${VERSION}`,
+    version: PROTOCOL_VERSION,
     startedAt: now,
     instanceId: randomBytes(8).toString('hex'),
     hostname: os.hostname(),

@@ -62,6 +62,10 @@ describe('flags', () => {
     expect(proc.logLines.filter((l) => l['msg'] === 'listening')).toHaveLength(1)
     const c = await connect(line.port!)
     expect(await c.call('list-tube-used\r\n')).toBe('USING default\r\n')
+    // Which server answers is told here (and by -v); stats' version reads as the reference's, which clients parse.
+    const pkg = JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+    expect(line).toMatchObject({ name: 'tsbeanstalkd', version: pkg.version })
+    expect((await c.stats('stats\r\n'))['version']).toBe('"1.12"')
   })
 
   it('takes separate values (-l 127.0.0.1 -p 0)', async () => {
@@ -235,6 +239,9 @@ describe('signals', () => {
       expect(await proc.exited()).toEqual({ code: 0, signal: null })
       return
     }
+    // A signal is handled on a later turn of the server's event loop than it
+    // arrives, so a command sent right away may be answered first: wait for the log line.
+    await proc.until(() => proc.stderr.includes('SIGUSR1'), 'the drain log line')
     const c = await connect(line.port!)
     const draining = (await c.stats('stats\r\n'))['draining']
     // Unhandled, Node takes SIGUSR1 as "open the inspector" (on 127.0.0.1:9229).

@@ -115,6 +115,36 @@ describe('waiting', () => {
     expect(order).toEqual([1, 2, 4, 3])
   })
 
+  it('a reserve served at once moves the take index as the reference’s enqueue-then-take does', () => {
+    // The issue's reproducer: c2 takes job 1 at once, c1 and c3 wait, c2 puts job 2: c3 gets it.
+    const [c1, w1] = session()
+    const [c2] = session()
+    const [c3, w3] = session()
+    put(c1, 65535)
+    expect(reservedId(r.reserveOrWait(c2, 0))).toBe(1)
+    expect(r.reserveOrWait(c1, -1)).toBeNull()
+    expect(r.reserveOrWait(c3, -1)).toBeNull()
+    put(c2)
+    expect([w1.events, w3.events]).toEqual([[], ['RESERVED 2']])
+    put(c2)
+    expect(w1.events).toEqual(['RESERVED 3'])
+  })
+
+  it('a reserve-with-timeout 0 that finds nothing leaves the waiting lists as they were', () => {
+    const [p] = session()
+    const waiters = [session(), session(), session()]
+    for (const [s] of waiters) expect(r.reserveOrWait(s, -1)).toBeNull()
+    const [q] = session()
+    expect(r.reserveOrWait(q, 0)).toBe(Reply.TIMED_OUT)
+    const order: number[] = []
+    for (let i = 0; i < 3; i++) {
+      const before = waiters.map(([, w]) => w.events.length)
+      put(p)
+      order.push(waiters.findIndex(([, w], k) => w.events.length > before[k]!) + 1)
+    }
+    expect(order).toEqual([1, 2, 3])
+  })
+
   it('times out a reserve-with-timeout on time, not before', () => {
     const [s, w] = session()
     expect(r.reserveOrWait(s, 2)).toBeNull()
@@ -125,11 +155,12 @@ describe('waiting', () => {
     expect(r.waitingCount).toBe(0)
   })
 
-  it('answers reserve-with-timeout 0 on the next tick', () => {
+  it('answers reserve-with-timeout 0 at once (the reference: on its next tick, before any other command)', () => {
     const [s, w] = session()
-    expect(r.reserveOrWait(s, 0)).toBeNull()
+    expect(r.reserveOrWait(s, 0)).toBe(Reply.TIMED_OUT)
+    expect(r.waitingCount).toBe(0)
     advance(1)
-    expect(w.events).toEqual(['TIMED_OUT'])
+    expect(w.events).toEqual([])
   })
 
   it('a paused tube hands out nothing until the pause ends, then wakes its waiter', () => {
@@ -143,14 +174,48 @@ describe('waiting', () => {
     expect(w.events).toEqual(['RESERVED 1'])
   })
 
-  it('pause 0 still wakes waiters (unpause)', () => {
+  it('pause 0 ends the pause at once and wakes waiters (the reference: 1 ns, lifted on its next tick)', () => {
     const [s, w] = session()
+    const [o] = session()
     put(s)
     r.pause('default', 86400)
     expect(r.reserveOrWait(s, -1)).toBeNull()
-    r.pause('default', 0)
-    advance(1)
+    expect(r.pause('default', 0)).toBe(true)
     expect(w.events).toEqual(['RESERVED 1'])
+    const t = r.tubes.get('default')!
+    expect([t.paused, t.pauseSecs, t.cmdPause]).toEqual([false, 0, 2])
+    // pheanstalk's testPauseTube: pause, reserve-with-timeout 0, unpause, reserve-with-timeout 0 at once.
+    put(o)
+    r.pause('default', 60)
+    expect(r.reserveOrWait(o, 0)).toBe(Reply.TIMED_OUT)
+    r.pause('default', 0)
+    expect(reservedId(r.reserveOrWait(o, 0))).toBe(2)
+  })
+
+  // Same length, same millisecond: the one set first ends first (the reference
+  // sets them nanoseconds apart), however the wheel's slots line up.
+  const sameLength = (what: string, set: (s: Session, secs: number) => void): void => {
+    it(`${what} and a reserve timeout of the same length set in the same millisecond: ${what} ends first`, () => {
+      for (const secs of [1, 2, 100]) {
+        for (let offset = 0; offset < 4096; offset += 97) {
+          clock = new ManualClock(1_000_000 + offset)
+          wheel = new TimingWheel(clock.now())
+          r = new Registry(clock, wheel)
+          const [s, w] = session()
+          set(s, secs)
+          expect(r.reserveOrWait(s, secs)).toBeNull()
+          advance(secs * 1000)
+          expect(w.events, `${secs} s at offset ${offset}`).toEqual(['RESERVED 1'])
+        }
+      }
+    })
+  }
+  sameLength('a pause', (s, secs) => {
+    put(s)
+    r.pause('default', secs)
+  })
+  sameLength('a delay', (s, secs) => {
+    put(s, 0, secs)
   })
 })
 
@@ -273,6 +338,31 @@ describe('tubes', () => {
     expect(r.tubes.has('default')).toBe(true)
   })
 
+  it('a closing session drops its watched tubes first, then last to second (ms_clear), then its used tube', () => {
+    const [a] = session()
+    const [x] = session()
+    const [y] = session()
+    r.watch(a, 'a')
+    r.watch(a, 'b')
+    r.use(x, 'x')
+    r.use(y, 'y')
+    const names = (): string[] => r.tubeList.map((t) => t.name)
+    expect(names()).toEqual(['default', 'a', 'b', 'x', 'y'])
+    r.closeSession(a)
+    // b goes first ([default, a, y, x]), then a ([default, x, y]), as in the reference.
+    expect(names()).toEqual(['default', 'x', 'y'])
+    const [u] = session()
+    r.use(u, 'u')
+    r.watch(u, 'p')
+    r.watch(u, 'q')
+    r.ignore(u, 'default')
+    const [z] = session()
+    r.watch(z, 'z')
+    expect(names()).toEqual(['default', 'x', 'y', 'u', 'p', 'q', 'z'])
+    r.closeSession(u)
+    expect(names()).toEqual(['default', 'x', 'y', 'z'])
+  })
+
   it('a tube with jobs outlives its users', () => {
     const [s] = session()
     r.use(s, 'jobs')
@@ -281,6 +371,42 @@ describe('tubes', () => {
     expect(r.tubes.has('jobs')).toBe(true)
     expect(r.delete(s, 1)).toBe(true)
     expect(r.tubes.has('jobs')).toBe(false)
+  })
+})
+
+describe('a put whose body is still arriving', () => {
+  it('is seen by peek (state invalid, bytes not yet in read as zeros) and by nothing else until stored', () => {
+    const [s] = session()
+    const [o] = session()
+    r.use(s, 'foo')
+    const id = r.allocateId()
+    const slab = r.bodies.slabFor(7)
+    const off = slab.take(7)
+    slab.buf.write('abXXXXX', off, 'latin1')
+    r.beginArriving(s, id, 7, 3, 10, slab, off, 7, 2)
+    r.beginArriving(s, id, 7, 3, 10, slab, off, 7, 2) // idempotent
+    const j = r.peek(id)!
+    expect([j.state, j.tube.name, j.pri, j.delayMs, j.ttrMs]).toEqual([JobState.INVALID, 'foo', 7, 3000, 10000])
+    expect(j.body.toString('latin1')).toBe('ab\0\0\0\0\0')
+    expect([r.delete(o, id), r.kickJob(id), r.reserveById(o, id), r.touch(o, id)]).toEqual([false, false, null, false])
+    expect(r.jobs.size).toBe(0)
+    slab.buf.write('cde\r\n', off + 2, 'latin1')
+    clock.advance(1500)
+    const stored = r.put(s, id, 7, 3, 10, slab, off, 7)!
+    // The same job, its age counted from the put line.
+    expect(stored).toBe(j)
+    expect([stored.state, stored.createdAt]).toEqual([JobState.DELAYED, 1_000_000])
+    expect(r.peek(id)).toBe(stored)
+  })
+
+  it('is gone once the put ends another way', () => {
+    const [s] = session()
+    const id = r.allocateId()
+    const slab = r.bodies.slabFor(3)
+    r.beginArriving(s, id, 0, 0, 10, slab, slab.take(3), 3, 0)
+    expect(r.peek(id)).toBeDefined()
+    expect(r.endArriving(id)).toBeDefined()
+    expect(r.peek(id)).toBeUndefined()
   })
 })
 
@@ -318,7 +444,7 @@ describe('sessions watching many tubes', () => {
       const expected = bestByScan(w)
       const got = r.reserveOrWait(w, 0)
       if (expected === undefined) {
-        expect(got).toBeNull()
+        expect(got).toBe(Reply.TIMED_OUT)
         break
       }
       expect(reservedId(got)).toBe(expected.id)
@@ -351,8 +477,7 @@ describe('sessions watching many tubes', () => {
         const expected = bestByScan(w)
         const got = r.reserveOrWait(w, 0)
         if (expected === undefined) {
-          expect(got).toBeNull()
-          r.cancelWait(w)
+          expect(got).toBe(Reply.TIMED_OUT)
           continue
         }
         expect(reservedId(got)).toBe(expected.id)

@@ -7,6 +7,8 @@ const SECOND = 1000
 const YEAR = 365.25 * 24 * 3600 * SECOND
 /** protocol.txt: delay and ttr are 32-bit unsigned seconds. */
 const MAX_DELAY = (2 ** 32 - 1) * SECOND
+/** Entries due further out than this may be parked (the wheel's top ring holds 63 blocks of 64**6 ms). */
+const PARK_HORIZON = 62 * 64 ** 6
 /** Slot moves: a schedule links once, each cascade relinks once, a fire unlinks once. */
 const MAX_LEVELS = 7
 
@@ -358,6 +360,10 @@ class Harness {
   #target = 0
   #nowMs = 0
   #lastDue = 0
+  /** Order of the last schedule() of each entry: entries due the same tick fire in this order. */
+  readonly #order = new Map<Entry, number>()
+  #scheduled = 0
+  #lastOrder = 0
 
   constructor(start: number) {
     this.clock = new ManualClock(start)
@@ -375,6 +381,9 @@ class Harness {
     this.wheel.schedule(e, atMs)
     if (e.timerAt !== due) throw new Error(`entry ${e.id}: timerAt ${e.timerAt}, model ${due}`)
     this.due.set(e, due)
+    // Beyond the horizon (past the protocol's limits) an entry is parked and
+    // placed again later: its order among same-tick entries is not kept.
+    this.#order.set(e, due - base > PARK_HORIZON ? -1 : ++this.#scheduled)
   }
 
   cancel(e: Entry): void {
@@ -402,6 +411,11 @@ class Harness {
     if (due !== e.timerAt) throw new Error(`entry ${e.id} fired with timerAt ${e.timerAt}, model ${due}`)
     if (due > this.#target) throw new Error(`entry ${e.id} due ${due} fired early, advance to ${this.#target}`)
     if (due < this.#lastDue) throw new Error(`entry ${e.id} due ${due} fired after one due ${this.#lastDue}`)
+    const order = this.#order.get(e)!
+    if (due === this.#lastDue && order !== -1 && order < this.#lastOrder) {
+      throw new Error(`entry ${e.id} due ${due} fired after one scheduled later for the same tick`)
+    }
+    if (order !== -1 || due !== this.#lastDue) this.#lastOrder = order
     if (nowMs !== this.#nowMs) throw new Error(`onTimer got ${nowMs}, advance got ${this.#nowMs}`)
     if (this.wheel.isScheduled(e)) throw new Error(`entry ${e.id} still scheduled inside its onTimer`)
     this.#lastDue = due
