@@ -1,6 +1,9 @@
 /**
  * The server: accepts connections (TCP or Unix socket), hands each stream to a
- * Connection, and owns the one Node timer that drives the timing wheel.
+ * Connection, and owns the one Node timer that drives the timing wheel. A
+ * listener with TLS or token authentication passes its sockets through the
+ * gatekeeper first (gatekeeper.ts); one without takes them straight to a
+ * Connection, exactly as before either existed.
  */
 import net from 'node:net'
 import os from 'node:os'
@@ -12,7 +15,10 @@ import { Registry } from '../queue/registry.js'
 import { TimingWheel } from '../queue/timing-wheel.js'
 import type { ProcessInfo } from '../protocol/replies.js'
 import { systemClock, type Clock } from '../util/clock.js'
-import { Connection, type ConnectionHost } from './connection.js'
+import { Connection, type ConnectionHost, type Reading } from './connection.js'
+import { Gatekeeper, type ListenerSecurity, type SecurityFigures, type SecurityOptions } from './gatekeeper.js'
+import type { TlsMaterial } from './credentials.js'
+import type { TokenSet } from '../util/token-set.js'
 import type { ServerContext } from './dispatch.js'
 import { Output } from './output.js'
 import { VERSION } from '../version.js'
@@ -37,19 +43,25 @@ export interface ServerOptions {
   readonly maxConnections?: number
   /** --extensions: parse and serve the commands beyond the reference's. Default: off. */
   readonly extensions?: boolean
+  /** TLS material, tokens and the limits before trust, for listeners that ask for TLS or auth. */
+  readonly security?: SecurityOptions | undefined
 }
 
 /**
  * Where to listen: a TCP host and port, a Unix socket path, or a listening
  * socket the process inherited (systemd socket activation, systemd.ts).
  */
-export type ListenAddress =
+export type ListenAddress = (
   | { readonly host: string; readonly port: number }
   | { readonly path: string }
   | { readonly fd: number; readonly name?: string }
+) &
+  ListenerSecurity
 
 /** At most one "connections refused" warning per this many ms, with the count since the last. */
 const REFUSAL_LOG_MS = 10_000
+
+const EMPTY = Buffer.alloc(0)
 
 /** Node's timers take at most 2**31-1 ms. */
 const MAX_TIMER_MS = 2147483647
@@ -71,9 +83,12 @@ export class BeanstalkServer implements ConnectionHost {
   /** Connections closed at once for lack of file descriptors (/metrics). */
   refusedConnections = 0
   private readonly refusals: Throttled
+  private readonly gatekeeper: Gatekeeper | null
 
   constructor(opts: ServerOptions) {
     this.log = opts.log
+    this.gatekeeper =
+      opts.security === undefined ? null : new Gatekeeper(opts.security, opts.log, (socket, reading, rest) => this.handle(socket, reading).receive(rest ?? EMPTY))
     this.maxConnections = opts.maxConnections ?? Infinity
     this.refusals = new Throttled(REFUSAL_LOG_MS, (count, err) => {
       this.log.warn(
@@ -103,9 +118,9 @@ export class BeanstalkServer implements ConnectionHost {
     }
   }
 
-  /** Serves one client stream (a socket, or any duplex in tests). */
-  handle(stream: Duplex): Connection {
-    const c = new Connection(stream, this)
+  /** Serves one client stream (a socket, or any duplex in tests); `reading`: see Connection. */
+  handle(stream: Duplex, reading?: Reading): Connection {
+    const c = new Connection(stream, this, reading)
     this.connections.add(c)
     return c
   }
@@ -161,10 +176,20 @@ export class BeanstalkServer implements ConnectionHost {
 
   /** Starts listening (once per address; several may be open); resolves with the bound address. */
   async listen(addr: ListenAddress): Promise<net.AddressInfo | string> {
-    const srv = net.createServer({ allowHalfOpen: true, noDelay: true, keepAlive: true, pauseOnConnect: true }, (socket) => {
-      if (this.connections.size >= this.maxConnections) return this.refuse(socket)
-      this.handle(socket)
-    })
+    const gk = this.gatekeeper
+    const secured = addr.tls === true || addr.auth === true
+    if (secured && gk === null) throw new Error('a listener with TLS or auth needs ServerOptions.security')
+    const sec: ListenerSecurity = { ...(addr.tls === true ? { tls: true } : {}), ...(addr.auth === true ? { auth: true } : {}) }
+    const accept = secured
+      ? (socket: net.Socket): void => {
+          if (this.connections.size + gk!.pendingCount >= this.maxConnections) return this.refuse(socket)
+          gk!.accept(socket, sec)
+        }
+      : (socket: net.Socket): void => {
+          if (this.connections.size + (gk?.pendingCount ?? 0) >= this.maxConnections) return this.refuse(socket)
+          this.handle(socket)
+        }
+    const srv = net.createServer({ allowHalfOpen: true, noDelay: true, keepAlive: true, pauseOnConnect: true }, accept)
     srv.maxConnections = Infinity
     if ('path' in addr) removeStaleSocket(addr.path)
     await new Promise<void>((resolve, reject) => {
@@ -202,12 +227,23 @@ export class BeanstalkServer implements ConnectionHost {
     this.refusals.hit()
   }
 
+  /** Connections pending and refused before trust, TLS and auth failures; null without security. */
+  security(): SecurityFigures | null {
+    return this.gatekeeper?.figures() ?? null
+  }
+
+  /** A reload: new handshakes and auth lines use these (a null keeps what is in use). */
+  updateCredentials(material: TlsMaterial | null, tokens: TokenSet | null): void {
+    this.gatekeeper?.update(material, tokens)
+  }
+
   /** Stops accepting, closes every connection and the timer. */
   async close(): Promise<void> {
     if (this.timer !== null) clearTimeout(this.timer)
     this.timer = null
     const listeners = this.listeners.splice(0)
     this.refusals.stop()
+    this.gatekeeper?.stop()
     for (const c of this.connections) c.close()
     this.gate?.commit()
     await Promise.all(listeners.map((srv) => new Promise<void>((resolve) => srv.close(() => resolve()))))
