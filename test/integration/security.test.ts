@@ -11,6 +11,9 @@ import tls from 'node:tls'
 import { pino } from 'pino'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { BeanstalkServer, type ListenAddress } from '../../src/server/server.js'
+import { startReading } from '../../src/server/socket-io.js'
+import { openStore } from '../../src/store/open.js'
+import { systemClock } from '../../src/util/clock.js'
 import { loadTls, loadTokens } from '../../src/server/credentials.js'
 import type { PendingLimits } from '../../src/server/pending.js'
 import { RawClient } from '../helpers/client.js'
@@ -22,6 +25,7 @@ let tmp = ''
 let certs: CertSet | null = null
 let tokenFile = ''
 const servers: BeanstalkServer[] = []
+const stores: { close(): void }[] = []
 const clients: RawClient[] = []
 
 beforeAll(() => {
@@ -34,6 +38,7 @@ beforeAll(() => {
 afterEach(async () => {
   for (const c of clients.splice(0)) c.close()
   await Promise.all(servers.splice(0).map((s) => s.close()))
+  for (const s of stores.splice(0)) s.close()
 })
 
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }))
@@ -47,13 +52,20 @@ interface Started {
 /** A server with the given listeners (port 0 on 127.0.0.1), the test certificates and token file. */
 async function start(
   listeners: Omit<ListenAddress & { host: string; port: number }, 'host' | 'port'>[],
-  opts: { mutual?: boolean; pending?: PendingLimits } = {},
+  opts: { mutual?: boolean; pending?: PendingLimits; binlogDir?: string } = {},
 ): Promise<Started> {
   const c = certs!
+  const log = pino({ level: 'silent' })
+  const binlog =
+    opts.binlogDir === undefined
+      ? undefined
+      : openStore({ engine: 'binlog', dir: opts.binlogDir, fileSize: 1 << 20, fsyncMs: 0, fsyncNever: false, maxJobSize: 65535, log, clock: systemClock })
+  if (binlog !== undefined) stores.push(binlog)
   const server = new BeanstalkServer({
+    binlog,
     maxJobSize: 65535,
     binlogMaxSize: 10485760,
-    log: pino({ level: 'silent' }),
+    log,
     security: {
       tls: loadTls({ cert: c.serverCert, key: c.serverKey, ca: opts.mutual === true ? c.caCert : null }, () => undefined),
       tokens: loadTokens(tokenFile, () => undefined),
@@ -283,5 +295,135 @@ describe('limits before trust', () => {
     } finally {
       for (const s of idle) s.destroy()
     }
+  })
+})
+
+/** A raw TLS socket to `port` once its handshake is done (for flow-control tests that drive reads themselves). */
+function tlsSocket(port: number): Promise<tls.TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ca: fs.readFileSync(certs!.caCert), allowHalfOpen: true }, () => resolve(s))
+    s.once('error', reject)
+  })
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+describe('TLS sockets take the stream path of socket-io', () => {
+  it('startReading does not use the shared buffer for a TLS socket', async () => {
+    const srv = tls.createServer({ cert: fs.readFileSync(certs!.serverCert), key: fs.readFileSync(certs!.serverKey) })
+    const got = new Promise<boolean>((resolve) => srv.on('secureConnection', (s) => resolve(startReading(s, () => undefined))))
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()))
+    try {
+      const c = await tlsClient((srv.address() as net.AddressInfo).port)
+      expect(await got).toBe(false)
+      c.close()
+    } finally {
+      srv.close()
+    }
+  })
+
+  it('a half-close with commands still queued gets every reply, then EOF', async () => {
+    const { ports } = await start([{ tls: true, auth: true }])
+    const watcher = await tlsClient(ports[0]!)
+    expect(await watcher.call(`auth ${TOKEN}\r\n`)).toBe('AUTHENTICATED\r\n')
+    const body = 'y'.repeat(60 * 1024)
+    const id = /^INSERTED (\d+)/.exec(await watcher.call(`put 0 0 60 ${body.length}\r\n${body}\r\n`))![1]
+    const n = 100
+    const s = await tlsSocket(ports[0]!)
+    s.pause()
+    s.write(`auth ${TOKEN}\r\n${`peek ${id}\r\n`.repeat(n)}`)
+    s.end()
+    await sleep(300) // the server fills the socket buffers and stops on backpressure
+    const reply = Buffer.from(`FOUND ${id} ${body.length}\r\n${body}\r\n`)
+    const got = await new Promise<Buffer>((resolve, reject) => {
+      const chunks: Buffer[] = []
+      const t = setTimeout(() => reject(new Error(`no EOF after ${Buffer.concat(chunks).length} bytes`)), 10_000)
+      s.on('data', (d: Buffer) => chunks.push(d))
+      s.on('end', () => {
+        clearTimeout(t)
+        resolve(Buffer.concat(chunks))
+      })
+      s.resume()
+    })
+    const want = Buffer.concat([Buffer.from('AUTHENTICATED\r\n'), ...Array.from({ length: n }, () => reply)])
+    expect(got.length).toBe(want.length)
+    expect(got.equals(want)).toBe(true)
+    s.destroy()
+  })
+
+  it('a client that half-closes while waiting in reserve gets TIMED_OUT', async () => {
+    const { ports } = await start([{ tls: true }])
+    const c = await tlsClient(ports[0]!)
+    c.send('reserve\r\n')
+    expect(await c.quiet(100)).toBe('')
+    c.halfClose()
+    expect(await c.line()).toBe('TIMED_OUT\r\n')
+    expect(await c.closedByServer()).toBe(true)
+  })
+
+  it('a TLS client that never reads is stopped being read, and gets exact replies once it reads', async () => {
+    const { ports } = await start([{ tls: true }])
+    const watcher = await tlsClient(ports[0]!)
+    const body = 'x'.repeat(60 * 1024)
+    const id = /^INSERTED (\d+)/.exec(await watcher.call(`put 0 0 60 ${body.length}\r\n${body}\r\n`))![1]
+    const stalled = await tlsSocket(ports[0]!)
+    stalled.on('error', () => undefined)
+    stalled.pause()
+    const peeks = Buffer.from(`peek ${id}\r\n`.repeat(8192))
+    const deadline = performance.now() + 10_000
+    // Once the server stops reading, our unsent bytes pile up in userland.
+    while (stalled.writableLength < 1024 * 1024) {
+      if (performance.now() > deadline || stalled.bytesWritten > 64 * 1024 * 1024) throw new Error(`the server kept reading (${stalled.bytesWritten} bytes)`)
+      stalled.write(peeks)
+      await new Promise((r) => setImmediate(r))
+    }
+    const peeked = async (): Promise<number> => Number((await watcher.stats('stats\r\n'))['cmd-peek'])
+    let first = await peeked()
+    for (let i = 0; i < 30; i++) {
+      await sleep(100)
+      const now = await peeked()
+      if (now === first) break
+      first = now
+    }
+    expect(await peeked()).toBe(first)
+    expect(first).toBeGreaterThan(0)
+    expect(first).toBeLessThan(1000)
+    expect(await watcher.call('list-tube-used\r\n', 500)).toBe('USING default\r\n')
+    // It reads again: every reply arrives whole, and the server resumes its input.
+    const reply = `FOUND ${id} ${body.length}\r\n${body}\r\n`
+    const got = await new Promise<string>((resolve, reject) => {
+      let buf = Buffer.alloc(0)
+      const t = setTimeout(() => reject(new Error('no reply after resuming')), 5000)
+      const onData = (d: Buffer): void => {
+        buf = Buffer.concat([buf, d])
+        if (buf.length < 3 * reply.length) return
+        clearTimeout(t)
+        stalled.off('data', onData)
+        resolve(buf.subarray(0, 3 * reply.length).toString('latin1'))
+      }
+      stalled.on('data', onData)
+      stalled.resume()
+    })
+    expect(got).toBe(reply.repeat(3))
+    stalled.on('data', () => undefined)
+    let later = first
+    for (let i = 0; i < 200 && later <= first; i++) {
+      await sleep(10)
+      later = await peeked()
+    }
+    expect(later).toBeGreaterThan(first)
+    stalled.destroy()
+  })
+
+  it('with -b -f 0, replies wait for the fsync (the reply gate) and reach TLS clients in order', async () => {
+    const { ports } = await start([{ tls: true, auth: true }], { binlogDir: fs.mkdtempSync(path.join(tmp, 'b-')) })
+    const c = await tlsClient(ports[0]!)
+    const cmds = [`auth ${TOKEN}\r\n`, ...Array.from({ length: 50 }, (_, i) => `put 0 0 60 2\r\n${String(i).padStart(2, '0')}\r\n`), 'stats-tube default\r\n']
+    c.send(cmds.join(''))
+    expect(await c.line()).toBe('AUTHENTICATED\r\n')
+    const ids: number[] = []
+    for (let i = 0; i < 50; i++) ids.push(Number(/^INSERTED (\d+)\r\n$/.exec(await c.line())![1]))
+    expect(ids).toEqual(Array.from({ length: 50 }, (_, i) => ids[0]! + i))
+    expect(await c.line()).toMatch(/^OK \d+\r\n$/)
   })
 })
