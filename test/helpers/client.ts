@@ -40,7 +40,7 @@ export class RawClient {
   /** Over TLS (Node's tls client); resolves once the handshake is done, rejects if it fails. */
   static connectTls(port: number, opts: tls.ConnectionOptions = {}, ms = DEFAULT_WAIT_MS): Promise<RawClient> {
     return new Promise((resolve, reject) => {
-      const s = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', allowHalfOpen: true, ...opts }, () => {
+      const s = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ...opts }, () => {
         clearTimeout(t)
         resolve(new RawClient(s))
       })

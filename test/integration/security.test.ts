@@ -301,7 +301,7 @@ describe('limits before trust', () => {
 /** A raw TLS socket to `port` once its handshake is done (for flow-control tests that drive reads themselves). */
 function tlsSocket(port: number): Promise<tls.TLSSocket> {
   return new Promise((resolve, reject) => {
-    const s = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ca: fs.readFileSync(certs!.caCert), allowHalfOpen: true }, () => resolve(s))
+    const s = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ca: fs.readFileSync(certs!.caCert) }, () => resolve(s))
     s.once('error', reject)
   })
 }
