@@ -92,6 +92,7 @@ describe('--config FILE', () => {
         'auth: off',
         'log: json, level debug',
         'user: unchanged',
+        "extensions: off (the reference's commands only)",
         '',
       ].join('\n'),
     )
