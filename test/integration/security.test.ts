@@ -18,6 +18,7 @@ import { loadTls, loadTokens } from '../../src/server/credentials.js'
 import type { PendingLimits } from '../../src/server/pending.js'
 import { RawClient } from '../helpers/client.js'
 import { fingerprintOf, makeCerts, type CertSet } from '../helpers/certs.js'
+import { fillUntilUnread, settled } from '../helpers/stall.js'
 
 const TOKEN = 'a-test-token-0123456789abcdef'
 
@@ -369,22 +370,9 @@ describe('TLS sockets take the stream path of socket-io', () => {
     const stalled = await tlsSocket(ports[0]!)
     stalled.on('error', () => undefined)
     stalled.pause()
-    const peeks = Buffer.from(`peek ${id}\r\n`.repeat(8192))
-    const deadline = performance.now() + 10_000
-    // Once the server stops reading, our unsent bytes pile up in userland.
-    while (stalled.writableLength < 1024 * 1024) {
-      if (performance.now() > deadline || stalled.bytesWritten > 64 * 1024 * 1024) throw new Error(`the server kept reading (${stalled.bytesWritten} bytes)`)
-      stalled.write(peeks)
-      await new Promise((r) => setImmediate(r))
-    }
+    await fillUntilUnread(stalled, Buffer.from(`peek ${id}\r\n`.repeat(8192)), 10_000)
     const peeked = async (): Promise<number> => Number((await watcher.stats('stats\r\n'))['cmd-peek'])
-    let first = await peeked()
-    for (let i = 0; i < 30; i++) {
-      await sleep(100)
-      const now = await peeked()
-      if (now === first) break
-      first = now
-    }
+    const first = await settled(peeked)
     expect(await peeked()).toBe(first)
     expect(first).toBeGreaterThan(0)
     expect(first).toBeLessThan(1000)
