@@ -11,12 +11,14 @@
  *   node bench/loadgen.mjs --help
  */
 import net from 'node:net'
+import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { Worker } from 'node:worker_threads'
 import { Hist } from './lib/hist.mjs'
 import { mono } from './lib/clock.mjs'
 import { Ctl, assertLoopback, probe, yamlNumbers } from './lib/ctl.mjs'
 import { snap, cpuFields, procStatusKb } from './lib/proc.mjs'
+import { SlowLoris } from './lib/slowloris.mjs'
 
 const USAGE = `usage: node bench/loadgen.mjs -s SCENARIO [options]
   scenarios: put reserve-delete cycle put-delete mixed fill delayed tubes many-conns drain
@@ -36,7 +38,13 @@ const USAGE = `usage: node bench/loadgen.mjs -s SCENARIO [options]
   --workers W  --rate R  --backlog K  --idle K  --delay-min S  --delay-max S
   --max-secs S (120)  --warmup N (20000 put/reserve/delete cycles first; 0 = none)
   --settle-ms MS (1000)  --checks K (2)  --check-interval-ms MS (1000)  --ttr S (120)  --drain-secs S (12)
-  --label TEXT   --probe [--wait-ms MS]   (wait until the server answers, exit 0/1)`
+  --label TEXT   --probe [--wait-ms MS]   (wait until the server answers, exit 0/1)
+  --tls-port PORT --tls-ca FILE   the measured connections use TLS to PORT (trusting FILE, name localhost);
+                  setup checks and stats stay on plaintext -P (tsbeanstalkd --tls-port beside -p)
+  --auth-file FILE   the measured connections send "auth <first token in FILE>" first
+  --slowloris N [--slowloris-kind handshake|auth]   once the measured connections are up, hold N more
+                  to --tls-port that never finish (no ClientHello / no auth line), reopening any the
+                  server closes, until the stage ends (bench/lib/slowloris.mjs)`
 
 const { values: A } = parseArgs({
   options: {
@@ -66,6 +74,11 @@ const { values: A } = parseArgs({
     label: { type: 'string' },
     probe: { type: 'boolean', default: false },
     'wait-ms': { type: 'string', default: '10000' },
+    'tls-port': { type: 'string', default: '0' },
+    'tls-ca': { type: 'string' },
+    'auth-file': { type: 'string' },
+    slowloris: { type: 'string', default: '0' },
+    'slowloris-kind': { type: 'string', default: 'handshake' },
     help: { type: 'boolean', short: 'h', default: false },
   },
   strict: true,
@@ -193,8 +206,23 @@ const nEngines = SCEN === 'mixed' ? 2 : C.threads
 /** @type {Engine[]} */
 const engines = []
 for (let i = 0; i < nEngines; i++) engines.push(new Engine())
+const TLS_PORT = Number(A['tls-port'])
+if (TLS_PORT > 0 && !A['tls-ca']) {
+  process.stderr.write('loadgen: --tls-port needs --tls-ca FILE\n')
+  process.exit(2)
+}
+const tlsCfg = TLS_PORT > 0 ? { tlsPort: TLS_PORT, tlsCa: readFileSync(A['tls-ca'] ?? '', 'latin1') } : {}
+const LORIS = Number(A.slowloris)
+const LORIS_KIND = A['slowloris-kind']
+if (LORIS > 0 && (TLS_PORT === 0 || (LORIS_KIND !== 'handshake' && LORIS_KIND !== 'auth'))) {
+  process.stderr.write('loadgen: --slowloris needs --tls-port, and --slowloris-kind is handshake or auth\n')
+  process.exit(2)
+}
+const authCfg = A['auth-file'] ? { auth: (readFileSync(A['auth-file'], 'latin1').split('\n')[0] ?? '').trim() } : {}
 await Promise.all(
-  engines.map((e) => e.call({ t: 'init', cfg: { host: HOST, port: PORT, body: C.body, ttr: C.ttr, maxSecs: C.maxSecs } })),
+  engines.map((e) =>
+    e.call({ t: 'init', cfg: { host: HOST, port: PORT, body: C.body, ttr: C.ttr, maxSecs: C.maxSecs, ...tlsCfg, ...authCfg } }),
+  ),
 )
 
 /** @param {number} total @param {number} parts @param {number} i */
@@ -330,6 +358,7 @@ function reportCommon(a, b, ops, cmds, h, extra = {}) {
   kv('rss_mb', rss >= 0 ? (rss / 1024).toFixed(1) : -1)
   kv('hwm_mb', hwm >= 0 ? (hwm / 1024).toFixed(1) : -1)
   for (const [k, v] of Object.entries(extra)) kv(k, v)
+  for (const [k, v] of Object.entries(lorisKv)) kv(k, v)
 }
 
 /** @param {Agg} r */
@@ -449,13 +478,34 @@ function mustOpen(g, want) {
 async function measuredStage(role, stage, n) {
   const g = await openGroup(engines, role, C.conns, { pipe: C.pipe, tubes: C.tubes })
   mustOpen(g, C.conns)
+  // the attackers come after the clients: these are established, the cap refuses newcomers
+  const loris = LORIS > 0 ? new SlowLoris({ host: HOST, port: TLS_PORT, count: LORIS, kind: /** @type {'handshake' | 'auth'} */ (LORIS_KIND), ca: tlsCfg.tlsCa ?? '' }) : null
+  const rssBefore = procStatusKb(C.pid, 'VmRSS')
+  if (loris !== null) await loris.start()
+  const lorisKb = loris !== null && rssBefore >= 0 ? procStatusKb(C.pid, 'VmRSS') - rssBefore : -1
   const before = await counts()
   const a = snap(C.pid)
   const r = await runStage([g], stage, n)
   const b = snap(C.pid)
+  if (loris !== null) {
+    Object.assign(lorisKv, {
+      loris: LORIS,
+      loris_kind: LORIS_KIND,
+      loris_held_end: loris.open,
+      loris_closed: loris.closed,
+      loris_opened: loris.opened,
+      loris_failed: loris.failed,
+      // the server's RSS growth while they were opened, per connection
+      loris_kb_per_conn: lorisKb >= 0 ? (lorisKb / LORIS).toFixed(1) : -1,
+    })
+    loris.close()
+  }
   absorb(r)
   return { r, a, b, before }
 }
+
+/** What the slowloris of a measured stage saw (reported on the line). @type {Record<string, string | number>} */
+const lorisKv = {}
 
 async function scPut() {
   const { r, a, b, before } = await measuredStage('prod', 'put', C.n)

@@ -14,6 +14,10 @@
  * a fresh empty directory (removed afterwards). It is split on blanks
  * (quotes group) and spawned directly, without a shell, so the pid measured
  * is the server's own: the command must be the server, not a wrapper.
+ * A template with {TLSPORT} (a second free port) gets test certificates and
+ * a token file ({CERT} {KEY} {CA} {TOKENS}), and the generator drives that
+ * TLS port, sending `auth` first when the template has {TOKENS}; its setup
+ * checks and stats stay on the plaintext {PORT}.
  */
 import { execFileSync, spawn } from 'node:child_process'
 import { appendFileSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
@@ -21,6 +25,7 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { makeTestCerts } from '../conformance/lib/certs.mjs'
 import { probe } from './lib/ctl.mjs'
 import { procStatusKb } from './lib/proc.mjs'
 import { SCENARIOS, select } from './scenarios.mjs'
@@ -29,6 +34,15 @@ const HERE = path.dirname(fileURLToPath(import.meta.url))
 const ROOT = path.resolve(HERE, '..')
 const TSB = 'node bin/tsbeanstalkd.js -l 127.0.0.1 -p {PORT}'
 const REF = 'beanstalkd -l 127.0.0.1 -p {PORT}'
+/** tsbeanstalkd with a TLS port that asks for a token beside its plaintext one. */
+const TSB_TLS = `${TSB} --tls-port {TLSPORT} --tls-cert {CERT} --tls-key {KEY} --auth-file {TOKENS} --auth-listeners tls`
+/** Named pairs for --compare: what A is measured against. */
+const PRESETS = {
+  /** TLS with a token against plaintext. */
+  tls: { A: TSB_TLS, B: TSB, loris: 0 },
+  /** Clients on the TLS port with a slowloris beside them (A) and without (B). */
+  slowloris: { A: TSB_TLS, B: TSB_TLS, loris: 1000 },
+}
 
 const HELP = `usage:
   node bench/run.mjs [options] [scenario|group|glob ...]                   one server (default tsbeanstalkd)
@@ -37,6 +51,12 @@ options:
   --server "CMD"      the server of a single run (default: ${TSB})
   --compare [A B]     default A: ${TSB}
                               B: ${REF}
+  --compare tls       A: tsbeanstalkd over TLS, after auth; B: the same over plaintext
+                      (A: ${TSB_TLS})
+  --compare slowloris A: clients over TLS with --slowloris N beside them; B: the same without
+  --slowloris N       side A holds N connections to {TLSPORT} that never finish their TLS
+                      handshake (or, with --slowloris-kind auth, never authenticate) during
+                      each measured stage (preset slowloris: 1000)
   --quick             fewer jobs, 1 round, shorter warm-up (a smoke check)
   --rounds N          rounds per scenario (compare: default 3, single: 1)
   --warmup N          put/reserve/delete cycles before each measured run (20000; quick 3000)
@@ -65,6 +85,8 @@ const opt = {
   retries: -1,
   out: '',
   list: false,
+  loris: -1,
+  lorisKind: 'handshake',
 }
 /** @type {string[]} */
 const words = []
@@ -79,12 +101,23 @@ for (let i = 0; i < argv.length; i++) {
     case '--compare': {
       const x = argv[i + 1]
       const y = argv[i + 2]
-      if (x !== undefined && y !== undefined && x.includes('{PORT}') && y.includes('{PORT}')) {
+      const preset = x === undefined ? undefined : /** @type {Record<string, typeof PRESETS.tls>} */ (PRESETS)[x]
+      if (preset !== undefined) {
+        opt.compare = [preset.A, preset.B]
+        if (opt.loris < 0) opt.loris = preset.loris
+        i += 1
+      } else if (x !== undefined && y !== undefined && x.includes('{PORT}') && y.includes('{PORT}')) {
         opt.compare = [x, y]
         i += 2
       } else opt.compare = [TSB, REF]
       break
     }
+    case '--slowloris':
+      opt.loris = Number(next())
+      break
+    case '--slowloris-kind':
+      opt.lorisKind = next()
+      break
     case '--server':
       opt.server = next()
       break
@@ -155,6 +188,11 @@ const OUT = opt.out || path.join(os.tmpdir(), 'tsbeanstalkd-bench', new Date().t
 mkdirSync(OUT, { recursive: true })
 const RES = path.join(OUT, 'results.txt')
 writeFileSync(RES, '')
+const loris = Math.max(0, opt.loris)
+if (loris > 0 && !(servers.A ?? '').includes('{TLSPORT}')) die('--slowloris needs a {TLSPORT} in the A server')
+if (opt.lorisKind !== 'handshake' && opt.lorisKind !== 'auth') die('--slowloris-kind is handshake or auth')
+/** Test certificates and a token for templates with {TLSPORT}, made once. */
+const tlsFiles = Object.values(servers).some((c) => c.includes('{TLSPORT}')) ? makeTestCerts(mkdtempSync(path.join(OUT, 'tls-'))) : null
 
 for (const [who, cmd] of Object.entries(servers)) {
   const prog = splitCmd(cmd)[0] ?? ''
@@ -193,7 +231,7 @@ function freePort() {
   })
 }
 
-/** @typedef {{proc: import('node:child_process').ChildProcess, pid: number, port: number, dir: string, exited: boolean, log: string}} Srv */
+/** @typedef {{proc: import('node:child_process').ChildProcess, pid: number, port: number, tlsPort: number, dir: string, exited: boolean, log: string}} Srv */
 /** @type {Set<Srv>} */
 const live = new Set()
 /** @type {Set<import('node:child_process').ChildProcess>} */
@@ -206,14 +244,20 @@ const liveGens = new Set()
  */
 async function startServer(tmpl, flags, tag, o = {}) {
   const port = await freePort()
+  const tlsPort = tmpl.includes('{TLSPORT}') ? await freePort() : 0
   const dir = o.dir ?? mkdtempSync(path.join(OUT, 'srvdir-'))
-  const words = [...splitCmd(tmpl), ...flags].map((w) => w.replaceAll('{PORT}', `${port}`).replaceAll('{DIR}', dir))
+  const fill = (/** @type {string} */ w) => {
+    const t = tlsFiles
+    const w2 = w.replaceAll('{PORT}', `${port}`).replaceAll('{DIR}', dir).replaceAll('{TLSPORT}', `${tlsPort}`)
+    return t === null ? w2 : w2.replaceAll('{CERT}', t.cert).replaceAll('{KEY}', t.key).replaceAll('{CA}', t.ca).replaceAll('{TOKENS}', t.tokens)
+  }
+  const words = [...splitCmd(tmpl), ...flags].map(fill)
   const log = path.join(OUT, `server-${tag}.log`)
   const fd = openSync(log, 'w')
   const proc = spawn(/** @type {string} */ (words[0]), words.slice(1), { cwd: ROOT, stdio: ['ignore', fd, fd] })
   closeSync(fd)
   /** @type {Srv} */
-  const srv = { proc, pid: proc.pid ?? 0, port, dir, exited: false, log }
+  const srv = { proc, pid: proc.pid ?? 0, port, tlsPort, dir, exited: false, log }
   live.add(srv)
   proc.on('exit', () => {
     srv.exited = true
@@ -348,6 +392,9 @@ async function runOne(sc, who, round) {
       '--warmup', `${Math.min(warmup, sc.warmup ?? warmup)}`,
       '--threads', `${opt.threads}`,
       '--label', sc.name,
+      ...(srv.tlsPort > 0 && tlsFiles !== null ? ['--tls-port', `${srv.tlsPort}`, '--tls-ca', tlsFiles.ca] : []),
+      ...(srv.tlsPort > 0 && tlsFiles !== null && tmpl.includes('{TOKENS}') ? ['--auth-file', tlsFiles.tokens] : []),
+      ...(who === 'A' && loris > 0 ? ['--slowloris', `${loris}`, '--slowloris-kind', opt.lorisKind] : []),
     ]
     const errLog = path.join(OUT, `loadgen-${tag}.err`)
     const line = await runGen(args, errLog, (maxSecs + 60) * 1000)
@@ -525,6 +572,8 @@ function problems(kv) {
 }
 
 const BASE_METRICS = ['ops_per_s', 'p50_us', 'p99_us', 'srv_us_per_op', 'gen_us_per_op', 'srv_cpu_pct', 'gen_cpu_pct', 'rss_mb', 'other_cpu_pct']
+/** With --slowloris: held at the end of the stage, closed by the server meanwhile, server KB each. */
+const LORIS_METRICS = ['loris_held_end', 'loris_closed', 'loris_kb_per_conn']
 
 /**
  * @param {import('./scenarios.mjs').Scenario} sc
@@ -532,7 +581,7 @@ const BASE_METRICS = ['ops_per_s', 'p50_us', 'p99_us', 'srv_us_per_op', 'gen_us_
  */
 function summarize(sc, res) {
   const whos = Object.keys(servers)
-  const metrics = [...BASE_METRICS, ...(sc.metrics ?? [])]
+  const metrics = [...BASE_METRICS, ...(sc.metrics ?? []), ...(loris > 0 ? LORIS_METRICS : [])]
   /** @type {string[]} */
   const lines = []
   const head = opt.compare
@@ -571,6 +620,7 @@ function summarize(sc, res) {
       const p = problems(kv)
       if (p.length) flags.push(`${w} r${i + 1}: ${p.join(',')}`)
       if (Number(kv.other_cpu_pct ?? 0) > opt.noisyPct) flags.push(`${w} r${i + 1}: noisy (others used ${kv.other_cpu_pct}% of a core)`)
+      if (w === 'A' && loris > 0 && !kv.failed && Number(kv.loris_held_end ?? 0) < loris) flags.push(`${w} r${i + 1}: slowloris held ${kv.loris_held_end ?? 0} of ${loris} at the end`)
     })
   }
   return { lines, meds, flags }
@@ -592,7 +642,7 @@ function revision() {
 const REV = revision()
 log(`results: ${RES}`)
 log(`revision: ${REV}`)
-for (const [w, c] of Object.entries(servers)) log(`${w}: ${c}`)
+for (const [w, c] of Object.entries(servers)) log(`${w}: ${c}${w === 'A' && loris > 0 ? ` + slowloris ${loris} (${opt.lorisKind})` : ''}`)
 log(
   `scenarios: ${scenarios.map((s) => s.name).join(' ')}\nrounds=${rounds}${opt.compare ? ' order=ABBA' : ''} quick=${opt.quick} warmup=${warmup} threads=${opt.threads} nproc=${os.availableParallelism()} loadavg=${os
     .loadavg()
@@ -652,6 +702,7 @@ if (opt.compare) {
       const x = m[k]
       if (x && (sc.metrics ?? []).includes(k)) other.push(`${k} ${fmt(x.a)}/${fmt(x.b)} = ${fmtRatio(x.ratio)}`)
     }
+    if (loris > 0) other.push(`slowloris: ${LORIS_METRICS.map((k) => `${k.slice(6)} ${fmt(m[k]?.a ?? NaN)}`).join(', ')}`)
     T.push(
       `| ${sc.name} | ${fmt(o.a)} | ${fmt(o.b)} | ${fmtRatio(o.ratio)} | ${fmt(p.a)} | ${fmt(p.b)} | ${fmtRatio(p.ratio)} | ${fmtRatio(c.ratio)} | ${gs} | ${other.join('; ')} | ${sum.flags.length ? sum.flags.length + ' flag(s)' : ''} |`,
     )

@@ -5,8 +5,10 @@
 //
 //   node conformance/run.mjs --server "beanstalkd -l 127.0.0.1 -p {PORT}" --flavor ref
 
+import { readFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { abortAll, runScenario } from './lib/execute.mjs';
 import { ParseError, parseScenario } from './lib/scenario.mjs';
@@ -22,13 +24,17 @@ const USAGE = `usage: node conformance/run.mjs --server "CMD ... -p {PORT}" [opt
   --jobs N           scenarios run in parallel (default 6)
   --dir PATH         scenario directory (default conformance/scenarios)
   --verbose          print every scenario with its time, and server stderr on failure
-  --trace            print the bytes exchanged (best with --filter)`;
+  --trace            print the bytes exchanged (best with --filter)
+  --tls CAFILE       connect over TLS (servername localhost), trusting CAFILE: the server command
+                     serves TLS on {PORT}; scenarios on a Unix socket are skipped
+  --auth TOKEN       send "auth TOKEN" first on every connection and consume AUTHENTICATED`;
 
 /** @param {string[]} argv */
 function parseArgs(argv) {
   const o = {
     server: '', flavor: /** @type {'ref'|'tsb'} */ ('ref'), filters: /** @type {string[]} */ ([]),
     skipTags: /** @type {string[]} */ ([]), jobs: 6, dir: path.join(HERE, 'scenarios'), verbose: false, trace: false,
+    tls: /** @type {tls.SecureContext | null} */ (null), auth: /** @type {string | null} */ (null),
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -50,6 +56,8 @@ function parseArgs(argv) {
     } else if (a === '--dir') o.dir = path.resolve(val());
     else if (a === '--verbose') o.verbose = true;
     else if (a === '--trace') o.trace = true;
+    else if (a === '--tls') o.tls = tls.createSecureContext({ ca: readFileSync(val()) });
+    else if (a === '--auth') o.auth = val();
     else if (a === '-h' || a === '--help') { console.log(USAGE); process.exit(0); }
     else throw new Error(`unknown argument ${a}`);
   }
@@ -102,6 +110,11 @@ async function main() {
         console.log(`FAIL ${f}:${line}: scenario file error: ${/** @type {Error} */ (e).message}`);
         continue;
       }
+      if (opts.tls !== null && [...sc.args, ...server].some((a) => a.includes('{SOCK}'))) {
+        skipped++;
+        if (opts.verbose) console.log(`skip ${f} (a unix socket: no TLS there)`);
+        continue;
+      }
       if (sc.tags.some((t) => opts.skipTags.includes(t))) {
         skipped++;
         if (opts.verbose) console.log(`skip ${f} (tags: ${sc.tags.join(' ')})`);
@@ -110,7 +123,7 @@ async function main() {
       /** @type {string[]} */
       const traced = [];
       const res = await runScenario(sc, {
-        server, flavor: opts.flavor, expectMs: 3000, gapMs: 20,
+        server, flavor: opts.flavor, expectMs: 3000, gapMs: 20, tls: opts.tls, auth: opts.auth,
         trace: opts.trace ? (l) => traced.push(`  ${l}`) : null,
       });
       if (res.ok) {

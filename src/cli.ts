@@ -24,6 +24,7 @@ import {
   toConfig,
   UsageError,
   LOG_FORMATS,
+  AUTH_LISTENERS,
   DEFAULT_METRICS_MAX_TUBES,
   type Config,
   type FileLayer,
@@ -33,7 +34,9 @@ import {
 } from './config.js'
 import type { HttpEndpoint as HttpEndpointType } from './http/http-server.js'
 import type { MetricsSource } from './http/metrics.js'
+import { CredentialsError, describeTls, loadTls, loadTokens, type TlsMaterial } from './server/credentials.js'
 import { connectionBudget } from './server/fd-limit.js'
+import { DEFAULT_PENDING } from './server/pending.js'
 import { BeanstalkServer, type ListenAddress } from './server/server.js'
 import { inheritedListeners, SystemdNotifier } from './server/systemd.js'
 import { convertDir } from './store/convert.js'
@@ -43,6 +46,7 @@ import { openStore } from './store/open.js'
 import { ENGINES, type DurableStore, type Engine, type ReplaySink } from './store/store.js'
 import { systemClock } from './util/clock.js'
 import { Readiness, ReadyState } from './util/readiness.js'
+import type { TokenSet } from './util/token-set.js'
 import { VERSION } from './version.js'
 
 const EXIT_USAGE = 5
@@ -91,6 +95,17 @@ function program(): Command {
     .addOption(
       new Option('--log-format <FORMAT>', 'log lines as json or pretty (default is json, pretty when stderr is a terminal)').choices(LOG_FORMATS),
     )
+    .option('--tls-port <PORT>', 'also serve the protocol over TLS on PORT, on the -l address (default is off)')
+    .option('--tls-only', 'no plaintext listener: only the --tls-port one')
+    .option('--tls-cert <FILE>', 'PEM certificate (chain) of the TLS listeners')
+    .option('--tls-key <FILE>', 'PEM private key of --tls-cert')
+    .option('--tls-ca <FILE>', 'require client certificates signed by this CA (mutual TLS)')
+    .option('--auth-file <FILE>', 'require "auth <token>" before anything else; one token a line (default is off)')
+    .addOption(new Option('--auth-listeners <WHICH>', 'with --auth-file: the listeners that require it, all or tls (default is all)').choices(AUTH_LISTENERS))
+    .option('--pending-timeout <MS>', `close a connection not through its TLS handshake and auth MS after its accept (default is ${DEFAULT_PENDING.timeoutMs})`)
+    .option('--max-pending <N>', `connections in their TLS handshake or before auth at once; more are closed (default is ${DEFAULT_PENDING.max})`)
+    .option('--http-token-file <FILE>', 'bearer tokens for POST /drain on --http (default is off: no endpoint changes state)')
+    .option('--http-token-metrics', '/metrics requires the bearer token too')
     .addHelpText(
       'after',
       [
@@ -191,27 +206,84 @@ async function listenDualStack(server: BeanstalkServer, addr: ListenAddress): Re
   }
 }
 
+/** The secrets the settings name, read and checked; SIGHUP reads them again. */
+interface Secrets {
+  readonly tls: TlsMaterial | null
+  readonly tokens: TokenSet | null
+  readonly httpTokens: TokenSet | null
+}
+
+/** Reads every secret the settings name; a CredentialsError names the file at fault. */
+function loadSecrets(c: Config, warn: (msg: string) => void): Secrets {
+  return {
+    tls: c.tls === null ? null : loadTls(c.tls, warn),
+    tokens: c.authFile === null ? null : loadTokens(c.authFile, warn),
+    httpTokens: c.http === null || c.httpTokenFile === null ? null : loadTokens(c.httpTokenFile, warn),
+  }
+}
+
+/** SIGHUP: each secret read again; one that fails keeps what is in use, with an error line naming the file. */
+function reloadSecrets(c: Config, old: Secrets, log: Logger): { secrets: Secrets; failures: number } {
+  let failures = 0
+  const warn = (msg: string): void => log.warn(msg)
+  const again = <T>(what: string, current: T | null, load: () => T): T | null => {
+    if (current === null) return null
+    try {
+      return load()
+    } catch (err) {
+      failures++
+      log.error({ err, file: (err as Partial<CredentialsError>).file }, `SIGHUP: ${what} not reloaded; the one loaded before stays in use: ${(err as Error).message}`)
+      return current
+    }
+  }
+  const secrets: Secrets = {
+    tls: again('the TLS certificate', old.tls, () => loadTls(c.tls!, warn)),
+    tokens: again('the auth tokens', old.tokens, () => loadTokens(c.authFile!, warn)),
+    httpTokens: again('the HTTP tokens', old.httpTokens, () => loadTokens(c.httpTokenFile!, warn)),
+  }
+  return { secrets, failures }
+}
+
+/** What the log and --check-config say of the secrets (no secret in it). */
+function secretSummary(s: Secrets): { certificate?: string; tokens?: number; httpTokens?: number } {
+  return {
+    ...(s.tls === null ? {} : { certificate: describeTls(s.tls) }),
+    ...(s.tokens === null ? {} : { tokens: s.tokens.size }),
+    ...(s.httpTokens === null ? {} : { httpTokens: s.httpTokens.size }),
+  }
+}
+
+/** What the HTTP listener may do besides reading (POST /drain) and who may. */
+interface HttpActions {
+  readonly tokens: () => TokenSet | null
+  readonly tokenMetrics: boolean
+  /** Drain mode, as SIGUSR1; false while there is no server yet. */
+  readonly drain: () => boolean
+}
+
 /** --http: listens before the store opens, so /readyz answers during a replay; exits 111 when it cannot. */
 async function startHttp(
   at: HttpAddress,
   maxTubes: number,
   readiness: Readiness,
   source: () => MetricsSource | null,
+  actions: HttpActions,
   log: Logger,
 ): Promise<{ label: string; close(): Promise<void> }> {
   // Loaded only with --http: prom-client takes ~140 ms to load, which every start would pay.
   const [{ HttpEndpoint }, { Metrics }] = await Promise.all([import('./http/http-server.js'), import('./http/metrics.js')])
-  const metrics = new Metrics({ readiness, source, maxTubes })
-  let endpoint: HttpEndpointType
+  let endpoint: HttpEndpointType | null = null
+  const metrics = new Metrics({ readiness, source, maxTubes, httpAuthFailures: () => endpoint?.authFailures ?? 0 })
   try {
-    endpoint = await HttpEndpoint.listen({ ...at, readiness, metrics, log })
+    endpoint = await HttpEndpoint.listen({ ...at, readiness, metrics, log, ...actions })
   } catch (err) {
     log.fatal({ err, http: formatListen(at) }, 'cannot listen for --http')
     process.exit(EXIT_SOCKET)
   }
-  const label = formatListen({ host: endpoint.address.address, port: endpoint.address.port })
-  log.info({ http: label }, 'http: serving /metrics, /healthz, /readyz')
-  return { label, close: () => endpoint.close() }
+  const ep = endpoint
+  const label = formatListen({ host: ep.address.address, port: ep.address.port })
+  log.info({ http: label }, `http: serving /metrics, /healthz, /readyz${actions.tokens() === null ? '' : ', POST /drain (bearer token)'}`)
+  return { label, close: () => ep.close() }
 }
 
 /** Opens every listener in turn (exit 111 on the first that fails); what each is bound to. */
@@ -220,7 +292,12 @@ async function listenAll(server: BeanstalkServer, addrs: readonly ListenAddress[
   for (const addr of addrs) {
     try {
       const b = await listenDualStack(server, addr)
-      out.push(typeof b === 'string' ? { label: `unix:${b}`, address: b } : { label: formatListen({ host: b.address, port: b.port }), address: b.address, port: b.port })
+      const demands = { ...(addr.tls === true ? { tls: true } : {}), ...(addr.auth === true ? { auth: true } : {}) }
+      out.push(
+        typeof b === 'string'
+          ? { label: formatListen({ path: b, ...demands }), address: b }
+          : { label: formatListen({ host: b.address, port: b.port, ...demands }), address: b.address, port: b.port },
+      )
     } catch (err) {
       log.fatal({ err, listen: formatListen(addr) }, 'cannot listen')
       process.exit(EXIT_SOCKET)
@@ -395,12 +472,29 @@ export async function main(argv: string[]): Promise<void> {
     throw err
   }
   if (checkOnly) {
+    let secrets: Secrets
+    try {
+      secrets = loadSecrets(config, (msg) => early.push(msg))
+    } catch (err) {
+      if (!(err instanceof CredentialsError)) throw err
+      process.stderr.write(`tsbeanstalkd: ${err.message}\n`)
+      process.exit(EXIT_USAGE)
+    }
     for (const msg of early) process.stderr.write(`tsbeanstalkd: warning: ${msg}\n`)
-    process.stdout.write(describeConfig(config))
+    process.stdout.write(describeConfig(config, secretSummary(secrets)))
     process.exit(0)
   }
   const log = await serverLogger(config.verbosity, config.logFormat)
   for (const msg of early) log.warn(msg)
+  let secrets: Secrets
+  try {
+    secrets = loadSecrets(config, (msg) => log.warn(msg))
+  } catch (err) {
+    if (!(err instanceof CredentialsError)) throw err
+    log.fatal({ err, file: err.file }, err.message)
+    process.exit(EXIT_USAGE)
+  }
+  let reloadFailures = 0
   const readiness = new Readiness()
   const notifier = new SystemdNotifier(log)
   // Read (and removed from the environment) before anything can spawn a child.
@@ -410,9 +504,31 @@ export async function main(argv: string[]): Promise<void> {
   let serving: BeanstalkServer | null = null
   const source = (): MetricsSource | null => {
     const s = serving
-    return s === null ? null : { queue: s.registry, cmd: s.ctx.cmd, info: s.ctx.info, store: binlog, refusedConnections: () => s.refusedConnections }
+    return s === null
+      ? null
+      : {
+          queue: s.registry,
+          cmd: s.ctx.cmd,
+          info: s.ctx.info,
+          store: binlog,
+          refusedConnections: () => s.refusedConnections,
+          security: () => s.security(),
+          reloadFailures: () => reloadFailures,
+        }
   }
-  const http = config.http === null ? null : await startHttp(config.http, config.metricsMaxTubes, readiness, source, log)
+  // The server, once made (POST /drain can come before).
+  let made: BeanstalkServer | null = null
+  const drain = (why: string): boolean => {
+    if (made === null) return false
+    log.info(`${why}: entering drain mode; puts now answer DRAINING`)
+    readiness.set(ReadyState.DRAINING)
+    notifier.status('draining: puts answer DRAINING')
+    made.drain()
+    return true
+  }
+  const actions: HttpActions = { tokens: () => secrets.httpTokens, tokenMetrics: config.httpTokenMetrics, drain: () => drain('POST /drain') }
+  const http = config.http === null ? null : await startHttp(config.http, config.metricsMaxTubes, readiness, source, actions, log)
+  const security = config.tls === null && config.authFile === null ? undefined : { tls: secrets.tls, tokens: secrets.tokens, pending: config.pending }
   // With -b the port is bound first and the store replays after (as the reference does): clients
   // that connect meanwhile wait, unanswered, until the replay is over (README "Restart at scale").
   // They count against the fd budget of the moment; the store's few files come out of its headroom.
@@ -423,14 +539,21 @@ export async function main(argv: string[]): Promise<void> {
     awaitStore: config.binlogDir !== null,
     maxConnections: connectionBudget(),
     extensions: config.extensions,
+    security,
   })
+  made = srv
   // Signal handlers go in before the first log line announces the server.
-  process.on('SIGUSR1', () => {
-    log.info('SIGUSR1: entering drain mode; puts now answer DRAINING')
-    readiness.set(ReadyState.DRAINING)
-    notifier.status('draining: puts answer DRAINING')
-    srv.drain()
-  })
+  process.on('SIGUSR1', () => drain('SIGUSR1'))
+  // SIGHUP reloads certificates and tokens; with nothing to reload it keeps its default (exit), as in the reference.
+  if (secrets.tls !== null || secrets.tokens !== null || secrets.httpTokens !== null) {
+    process.on('SIGHUP', () => {
+      const r = reloadSecrets(config, secrets, log)
+      secrets = r.secrets
+      reloadFailures += r.failures
+      srv.updateCredentials(secrets.tls, secrets.tokens)
+      log.info({ ...secretSummary(secrets), failures: r.failures }, r.failures === 0 ? 'SIGHUP: certificates and tokens reloaded' : 'SIGHUP: reloaded what could be read')
+    })
+  }
   const stop = (signal: string): void => {
     log.info({ signal }, 'shutting down')
     readiness.set(ReadyState.STOPPING)
@@ -449,7 +572,9 @@ export async function main(argv: string[]): Promise<void> {
   if (inherited.length > 0) {
     log.info({ sockets: inherited.map(formatListen) }, 'socket activation: serving the sockets systemd passed; -l/-p and [[listen]] are not used')
   }
-  const listens = await listenAll(srv, inherited.length > 0 ? inherited : config.listeners, log)
+  // They are served as plaintext; the TLS listeners are bound here all the same.
+  const passed = inherited.map((a) => (config.authPlaintext ? { ...a, auth: true } : a))
+  const listens = await listenAll(srv, inherited.length > 0 ? [...passed, ...config.listeners.filter((l) => l.tls === true)] : config.listeners, log)
   if (config.user !== null) dropPrivileges(config.user, log)
   const first = listens[0]!
   if (config.binlogDir !== null) {
@@ -475,6 +600,7 @@ export async function main(argv: string[]): Promise<void> {
       store: config.binlogDir === null ? undefined : config.store,
       http: http?.label,
       config: config.configFile ?? undefined,
+      ...secretSummary(secrets),
       version: VERSION,
     },
     'listening',

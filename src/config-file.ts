@@ -10,6 +10,9 @@
  *     port = 11300
  *     [[listen]]
  *     path = "/run/tsbeanstalkd/beanstalkd.sock"
+ *     [[listen]]
+ *     port = 11301
+ *     tls = true                    # --tls-port; auth = true/false overrides [auth] listeners
  *     [store]                       # -b DIR and what goes with it
  *     dir = "/var/lib/tsbeanstalkd"
  *     engine = "binlog"             # --store
@@ -18,9 +21,19 @@
  *     [http]
  *     listen = "127.0.0.1:9100"     # --http
  *     metrics_max_tubes = 1000      # --metrics-max-tubes
+ *     token_file = "/etc/..."       # --http-token-file
+ *     token_metrics = false         # --http-token-metrics
  *     [log]
  *     format = "json"               # --log-format
  *     level = "info"                # -V: "debug", -VV: "trace"
+ *     [tls]
+ *     cert = "/etc/..."             # --tls-cert (also key: --tls-key, ca: --tls-ca)
+ *     [auth]
+ *     token_file = "/etc/..."       # --auth-file
+ *     listeners = "all"             # --auth-listeners
+ *     [limits]
+ *     pending_timeout_ms = 10000    # --pending-timeout
+ *     max_pending = 1024            # --max-pending
  *
  * Invariants:
  * - Every key is in SCHEMA or it is an error naming file:line; so is a value
@@ -56,7 +69,15 @@ const SCHEMA: Record<string, Record<string, Setting>> = {
     fsync_never: bool('fsyncNever'),
     binlog_size: int('binlogSize'),
   },
-  http: { listen: str('http'), metrics_max_tubes: int('metricsMaxTubes') },
+  http: {
+    listen: str('http'),
+    metrics_max_tubes: int('metricsMaxTubes'),
+    token_file: str('httpTokenFile'),
+    token_metrics: bool('httpTokenMetrics'),
+  },
+  tls: { cert: str('tlsCert'), key: str('tlsKey'), ca: str('tlsCa') },
+  auth: { token_file: str('authFile'), listeners: str('authListeners') },
+  limits: { pending_timeout_ms: int('pendingTimeout'), max_pending: int('maxPending') },
   log: {
     format: str('logFormat'),
     level: {
@@ -121,20 +142,29 @@ function readListeners(value: unknown, path: (string | number)[], at: (p: readon
     const p = [...path, i]
     if (!isTable(entry)) throw new UsageError(`${at(p)}: each [[listen]] must be a table`)
     for (const k of Object.keys(entry)) {
-      if (!['host', 'port', 'path'].includes(k)) throw new UsageError(`${at([...p, k])}: unknown setting listen.${k} (host and port, or path)`)
+      if (!['host', 'port', 'path', 'tls', 'auth'].includes(k)) {
+        throw new UsageError(`${at([...p, k])}: unknown setting listen.${k} (host and port, or path; tls, auth)`)
+      }
     }
     const { host, port, path: sock } = entry
+    const demands: { tls?: boolean; auth?: boolean } = {}
+    for (const k of ['tls', 'auth'] as const) {
+      const v = entry[k]
+      if (v === undefined) continue
+      if (typeof v !== 'boolean') throw new UsageError(`${at([...p, k])}: listen.${k} must be a boolean`)
+      demands[k] = v
+    }
     if (sock !== undefined) {
       if (typeof sock !== 'string' || sock === '') throw new UsageError(`${at([...p, 'path'])}: listen.path must be a non-empty string`)
       if (host !== undefined || port !== undefined) throw new UsageError(`${at(p)}: a [[listen]] has either path or host and port`)
-      return { path: sock }
+      return { path: sock, ...demands }
     }
     if (host !== undefined && typeof host !== 'string') throw new UsageError(`${at([...p, 'host'])}: listen.host must be a string`)
     const portNum = port ?? 11300
     if (typeof portNum !== 'number' || !Number.isInteger(portNum) || portNum < 0 || portNum > 65535) {
       throw new UsageError(`${at([...p, 'port'])}: listen.port must be an integer 0-65535`)
     }
-    return { host: host ?? '::', port: portNum }
+    return { host: host ?? '::', port: portNum, ...demands }
   })
 }
 

@@ -14,10 +14,15 @@ import {
   DEFAULT_PORT,
   MAX_JOB_SIZE_LIMIT,
 } from './protocol/constants.js'
+import type { TlsFiles } from './server/credentials.js'
+import { DEFAULT_PENDING, type PendingLimits } from './server/pending.js'
 import type { ListenAddress } from './server/server.js'
 import { ENGINES, MAX_JOB_SIZE_SQLITE, type Engine } from './store/store.js'
 
 export const LOG_FORMATS = ['json', 'pretty'] as const
+/** --auth-listeners: which listeners require `auth` when --auth-file is given (a [[listen]] can say otherwise). */
+export const AUTH_LISTENERS = ['all', 'tls'] as const
+export type AuthListeners = (typeof AUTH_LISTENERS)[number]
 export type LogFormat = (typeof LOG_FORMATS)[number]
 
 /** --http HOST:PORT */
@@ -53,6 +58,18 @@ export interface Config {
   readonly configFile: string | null
   /** --extensions: the commands beyond the reference's (docs/EXTENSIONS.md); off keeps its wire exactly. */
   readonly extensions: boolean
+  /** --tls-cert, --tls-key, --tls-ca: for the listeners with TLS; null when none has it. */
+  readonly tls: TlsFiles | null
+  /** --auth-file: the tokens of the listeners with auth; null when none has it. */
+  readonly authFile: string | null
+  /** Sockets passed by systemd (served as plaintext) require auth: --auth-file with --auth-listeners all. */
+  readonly authPlaintext: boolean
+  /** --pending-timeout, --max-pending: limits before trust (server/pending.ts). */
+  readonly pending: PendingLimits
+  /** --http-token-file: bearer tokens for the HTTP endpoints that change state (POST /drain). */
+  readonly httpTokenFile: string | null
+  /** --http-token-metrics: /metrics wants the bearer token too. */
+  readonly httpTokenMetrics: boolean
 }
 
 /** A bad flag value; the CLI prints it and exits with the reference's usage code. */
@@ -82,6 +99,17 @@ export interface RawFlags {
   metricsMaxTubes?: string
   logFormat?: string
   extensions?: boolean
+  tlsPort?: string
+  tlsOnly?: boolean
+  tlsCert?: string
+  tlsKey?: string
+  tlsCa?: string
+  authFile?: string
+  authListeners?: string
+  pendingTimeout?: string
+  maxPending?: string
+  httpTokenFile?: string
+  httpTokenMetrics?: boolean
 }
 
 /** What a --config file adds below the flags (config-file.ts). */
@@ -89,7 +117,7 @@ export interface FileLayer {
   readonly path: string
   /** Settings a flag can also give, in the flags' string form. */
   readonly flags: RawFlags
-  /** [[listen]]: used when neither -l nor -p is given. */
+  /** [[listen]]: used when none of -l, -p, --tls-port, --tls-only is given; `auth` unset follows --auth-listeners. */
   readonly listeners?: readonly ListenAddress[]
   /** Where each setting of `flags` is in the file, `path:line`, for error messages. */
   readonly where: Partial<Record<keyof RawFlags, string>>
@@ -160,9 +188,8 @@ function check(f: RawFlags, flags: RawFlags, file: FileLayer | undefined, warn: 
   if (!Number.isInteger(maxTubes) || maxTubes < 0) throw new UsageError(`invalid --metrics-max-tubes: ${f.metricsMaxTubes}`, 'metricsMaxTubes')
   if (f.metricsMaxTubes !== undefined && f.http === undefined) warn('--metrics-max-tubes has no effect without --http')
   const fsyncLayer = flags.fsync !== undefined || flags.fsyncNever === true ? flags : (file?.flags ?? {})
-  // -l or -p on the command line make the one listener, as in the reference; otherwise the file's list.
-  const cliListens = flags.listen !== undefined || flags.port !== undefined
-  const listeners = !cliListens && file?.listeners !== undefined && file.listeners.length > 0 ? file.listeners : [listenAddress(f.listen, port)]
+  const listeners = secureListeners(f, flags, file, port, warn)
+  const sec = security(f, listeners, warn)
   return {
     listeners,
     maxJobSize,
@@ -181,7 +208,91 @@ function check(f: RawFlags, flags: RawFlags, file: FileLayer | undefined, warn: 
     logFormat,
     configFile: file?.path ?? null,
     extensions: f.extensions === true,
+    ...sec,
   }
+}
+
+/**
+ * The listeners with what each demands. -l, -p, --tls-port or --tls-only on
+ * the command line make them (plaintext on -l:-p unless --tls-only, TLS on
+ * -l:--tls-port), as -l/-p alone do in the reference; otherwise the file's
+ * [[listen]] list; otherwise the default plaintext one. Then --auth-file
+ * decides auth: on every listener (--auth-listeners all) or the TLS ones
+ * (tls), unless a [[listen]] says `auth` itself.
+ */
+function secureListeners(f: RawFlags, flags: RawFlags, file: FileLayer | undefined, port: number, warn: (msg: string) => void): ListenAddress[] {
+  const cliListens = flags.listen !== undefined || flags.port !== undefined || flags.tlsPort !== undefined || flags.tlsOnly === true
+  let listeners: ListenAddress[]
+  if (!cliListens && file?.listeners !== undefined && file.listeners.length > 0) {
+    listeners = [...file.listeners]
+  } else {
+    const plain = listenAddress(f.listen, port)
+    listeners = f.tlsOnly === true ? [] : [plain]
+    if (f.tlsPort !== undefined) {
+      const tlsPort = Number(f.tlsPort)
+      if (!Number.isInteger(tlsPort) || tlsPort < 0 || tlsPort > 65535 || f.tlsPort.trim() === '') throw new UsageError(`invalid --tls-port: ${f.tlsPort}`, 'tlsPort')
+      if (!('host' in plain)) throw new UsageError('--tls-port serves TLS on the -l address, which must be a TCP one (not unix:)', 'tlsPort')
+      listeners.push({ host: plain.host, port: tlsPort, tls: true })
+    } else if (f.tlsOnly === true) {
+      throw new UsageError('--tls-only turns the plaintext port off: it needs --tls-port', 'tlsOnly')
+    }
+  }
+  const authListeners = (f.authListeners ?? 'all') as AuthListeners
+  if (!AUTH_LISTENERS.includes(authListeners)) throw new UsageError(`invalid --auth-listeners: ${f.authListeners} (all or tls)`, 'authListeners')
+  const tokens = f.authFile !== undefined
+  if (!tokens && f.authListeners !== undefined) warn('--auth-listeners has no effect without --auth-file')
+  return listeners.map((l) => {
+    const { tls, auth, ...where } = l
+    if (auth === true && !tokens) throw new UsageError(`${formatListen(l)} asks for auth: it needs --auth-file ([auth] token_file)`, 'authFile')
+    const needsAuth = tokens && (auth ?? (authListeners === 'all' || tls === true))
+    const out: ListenAddress = { ...where, ...(tls === true ? { tls: true } : {}), ...(needsAuth ? { auth: true } : {}) }
+    if (needsAuth && tls !== true && !onThisMachine(out)) {
+      warn(`tokens cross the network in clear text on ${formatListen(out)}: give it TLS, or keep auth to loopback and Unix sockets`)
+    }
+    return out
+  })
+}
+
+/** Loopback, a Unix socket, or a passed fd (whose address is systemd's business). */
+function onThisMachine(a: ListenAddress): boolean {
+  if (!('host' in a)) return true
+  return a.host === 'localhost' || a.host === '::1' || a.host.startsWith('127.')
+}
+
+type SecuritySettings = Pick<Config, 'tls' | 'authFile' | 'authPlaintext' | 'pending' | 'httpTokenFile' | 'httpTokenMetrics'>
+
+function security(f: RawFlags, listeners: readonly ListenAddress[], warn: (msg: string) => void): SecuritySettings {
+  const anyTls = listeners.some((l) => l.tls === true)
+  let tls: TlsFiles | null = null
+  if (anyTls) {
+    if (f.tlsCert === undefined || f.tlsKey === undefined) {
+      throw new UsageError('a TLS listener needs --tls-cert and --tls-key ([tls] cert and key)', f.tlsCert === undefined ? 'tlsCert' : 'tlsKey')
+    }
+    tls = { cert: f.tlsCert, key: f.tlsKey, ca: f.tlsCa ?? null }
+  } else if (f.tlsCert !== undefined || f.tlsKey !== undefined || f.tlsCa !== undefined) {
+    warn('--tls-cert, --tls-key and --tls-ca have no effect without a TLS listener (--tls-port, or [[listen]] tls = true)')
+  }
+  const anyAuth = listeners.some((l) => l.auth === true)
+  if (f.authFile !== undefined && !anyAuth) warn('--auth-file has no effect: no listener requires auth (--auth-listeners tls without a TLS listener)')
+  const timeoutMs = positive('--pending-timeout', f.pendingTimeout, DEFAULT_PENDING.timeoutMs, 'pendingTimeout')
+  const max = positive('--max-pending', f.maxPending, DEFAULT_PENDING.max, 'maxPending')
+  if (f.httpTokenFile !== undefined && f.http === undefined) warn('--http-token-file has no effect without --http')
+  if (f.httpTokenMetrics === true && f.httpTokenFile === undefined) throw new UsageError('--http-token-metrics needs --http-token-file', 'httpTokenMetrics')
+  return {
+    tls,
+    authFile: anyAuth ? f.authFile! : null,
+    authPlaintext: anyAuth && (f.authListeners ?? 'all') === 'all',
+    pending: { timeoutMs, max },
+    httpTokenFile: f.httpTokenFile ?? null,
+    httpTokenMetrics: f.httpTokenMetrics === true,
+  }
+}
+
+function positive(flag: string, value: string | undefined, dflt: number, setting: keyof RawFlags): number {
+  if (value === undefined) return dflt
+  const n = Number(value)
+  if (!Number.isInteger(n) || n < 1 || value.trim() === '') throw new UsageError(`invalid ${flag}: ${value} (a whole number, at least 1)`, setting)
+  return n
 }
 
 function parseHttp(value: string): HttpAddress {
@@ -193,25 +304,59 @@ function parseHttp(value: string): HttpAddress {
 }
 
 /** One listener as the logs and --check-config print it. */
-export function formatListen(a: ListenAddress): string {
-  if ('fd' in a) return `fd ${a.fd}${a.name === undefined ? '' : ` (${a.name})`}`
-  if ('path' in a) return `unix:${a.path}`
-  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`
+export function formatListen(a: ListenAddress | HttpAddress): string {
+  if ('fd' in a) return `fd ${a.fd}${a.name === undefined ? '' : ` (${a.name})`}${demands(a)}`
+  if ('path' in a) return `unix:${a.path}${demands(a)}`
+  return `${a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`}${'tls' in a || 'auth' in a ? demands(a) : ''}`
+}
+
+/** ` (tls, auth)`: what a listener demands; nothing for a plaintext one. */
+function demands(a: ListenAddress): string {
+  const d = [...(a.tls === true ? ['tls'] : []), ...(a.auth === true ? ['auth'] : [])]
+  return d.length === 0 ? '' : ` (${d.join(', ')})`
+}
+
+/** What --check-config adds after reading the files it names (never a secret). */
+export interface CredentialSummary {
+  /** The certificate: subject, expiry, fingerprint. */
+  readonly certificate?: string
+  readonly tokens?: number
+  readonly httpTokens?: number
 }
 
 /** --check-config: what the server would run with, one setting a line. */
-export function describeConfig(c: Config): string {
+export function describeConfig(c: Config, creds: CredentialSummary = {}): string {
   const store =
     c.binlogDir === null
       ? 'none (jobs in memory only)'
       : `${c.store} in ${c.binlogDir}, ${c.fsyncNever ? 'never fsync' : c.fsyncMs === 0 ? 'fsync before every reply' : `fsync at most every ${c.fsyncMs} ms`}` +
         (c.store === 'binlog' ? `, files of ${c.binlogSize} bytes` : '')
+  const tlsListeners = c.listeners.some((l) => l.tls === true)
+  const tls =
+    c.tls === null
+      ? 'off'
+      : `certificate ${c.tls.cert}${creds.certificate === undefined ? '' : ` (${creds.certificate})`}, key ${c.tls.key}; client certificates ${c.tls.ca === null ? 'not asked for' : `required, signed by the CA in ${c.tls.ca}`}; TLS 1.2 and 1.3`
+  const secured = c.listeners.filter((l) => l.tls === true || l.auth === true)
+  const auth =
+    c.authFile === null
+      ? 'off'
+      : `${creds.tokens === undefined ? 'tokens' : `${creds.tokens} token${creds.tokens === 1 ? '' : 's'}`} from ${c.authFile}, required on ${c.listeners.filter((l) => l.auth === true).map(formatListen).join(', ')}` +
+        (c.authPlaintext ? ' and on sockets passed by systemd' : '')
+  const httpToken =
+    c.http === null
+      ? ''
+      : c.httpTokenFile === null
+        ? '; POST /drain off (no --http-token-file)'
+        : `; POST /drain${c.httpTokenMetrics ? ' and /metrics' : ''} with a bearer token (${creds.httpTokens === undefined ? '' : `${creds.httpTokens} from `}${c.httpTokenFile})`
   const lines = [
     `config file: ${c.configFile ?? 'none'}`,
-    `listen: ${c.listeners.map(formatListen).join(', ')} (sockets passed by systemd take their place)`,
+    `listen: ${c.listeners.map(formatListen).join(', ')} (sockets passed by systemd take the place of ${tlsListeners ? 'the plaintext ones' : 'these'})`,
     `max job size: ${c.maxJobSize}`,
     `store: ${store}`,
-    `http: ${c.http === null ? 'off' : `${formatListen(c.http)}, per-tube metrics for at most ${c.metricsMaxTubes} tubes`}`,
+    `http: ${c.http === null ? 'off' : `${formatListen(c.http)}, per-tube metrics for at most ${c.metricsMaxTubes} tubes${httpToken}`}`,
+    `tls: ${tls}`,
+    `auth: ${auth}`,
+    ...(secured.length === 0 ? [] : [`before trust: ${c.pending.timeoutMs} ms to finish the TLS handshake and auth, at most ${c.pending.max} connections pending at once`]),
     `log: ${c.logFormat ?? 'json (pretty on a terminal)'}, level ${['info', 'debug', 'trace'][Math.min(c.verbosity, 2)]}`,
     `user: ${c.user ?? 'unchanged'}`,
     `extensions: ${c.extensions ? 'on (docs/EXTENSIONS.md)' : 'off (the reference\'s commands only)'}`,

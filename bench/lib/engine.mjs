@@ -21,6 +21,7 @@
  * connection being driven; `flush(c)` sends them before another is touched.
  */
 import net from 'node:net'
+import tls from 'node:tls'
 import { parentPort } from 'node:worker_threads'
 import { Hist } from './hist.mjs'
 import { mono } from './clock.mjs'
@@ -42,6 +43,7 @@ const K_USE = 5 // setup
 const K_WATCH = 6 // setup
 const K_IGN = 7 // setup
 const K_USEP = 8 // `use` before a put into a random tube
+const K_AUTH = 9 // setup: `auth <token>` (tsbeanstalkd --auth-file)
 
 const LF = 10
 const CR = 13
@@ -63,7 +65,15 @@ const cfg = {
   pri: 1024,
   maxSecs: 120,
   connectBatch: 200,
+  /** TLS instead of plain TCP: the port and the CA (PEM) to trust; 0: plain. */
+  tlsPort: 0,
+  tlsCa: '',
+  /** A token to send as `auth` before the setup commands; '': none. */
+  auth: '',
 }
+
+/** The client side of every TLS connection of this thread (built once, at init). */
+let secureContext = /** @type {tls.SecureContext | null} */ (null)
 
 /** The put command with the constant header, body and CRLF, ready to copy. */
 let PUTCMD = Buffer.alloc(0)
@@ -195,18 +205,30 @@ class Conn {
     this.resOut = false
     this.tube = 0
     const self = this
-    this.sock = net.connect({
-      host: cfg.host,
-      port: cfg.port,
-      noDelay: true,
-      onread: {
-        buffer: RBUF,
-        callback(n) {
+    if (secureContext !== null) {
+      // No `onread` for TLS sockets: each decrypted chunk is copied into RBUF and parsed as a read.
+      this.sock = tls.connect({ host: cfg.host, port: cfg.tlsPort, servername: 'localhost', secureContext })
+      this.sock.setNoDelay(true)
+      this.sock.on('data', (/** @type {Buffer} */ chunk) => {
+        for (let off = 0; off < chunk.length && !self.dead; off += RBUF.length) {
+          const n = chunk.copy(RBUF, 0, off)
           onRead(self, n)
-          return true
+        }
+      })
+    } else {
+      this.sock = net.connect({
+        host: cfg.host,
+        port: cfg.port,
+        noDelay: true,
+        onread: {
+          buffer: RBUF,
+          callback(n) {
+            onRead(self, n)
+            return true
+          },
         },
-      },
-    })
+      })
+    }
     this.sock.on('error', (e) => connDead(self, e.message))
     this.sock.on('close', () => connDead(self, 'closed by server'))
   }
@@ -270,6 +292,7 @@ function queueRaw(c, s, kind) {
 function queueSetup(c) {
   const g = c.g
   const i = c.idx
+  if (cfg.auth !== '') queueRaw(c, `auth ${cfg.auth}\r\n`, K_AUTH)
   if ((c.role === ROLE_PROD || c.role === ROLE_CYC || c.role === ROLE_PD) && g.randTubes === 0) {
     c.tube = i % g.tubes
     queueRaw(c, `use ${tubeName(g, c.tube)}\r\n`, K_USE)
@@ -572,6 +595,11 @@ function onReply(c, kind, t0, tag, buf, p, body, blen, end) {
     case K_WATCH:
     case K_IGN:
       if (!(b0 === 87 && b1 === 65)) reportErr('watch/ignore', buf, p, end)
+      if (--c.setupLeft === 0) setupDone(c)
+      break
+    case K_AUTH:
+      // AUTHENTICATED; an UNAUTHORIZED is followed by the server's close
+      if (!(b0 === 65 && b1 === 85)) reportErr('auth', buf, p, end)
       if (--c.setupLeft === 0) setupDone(c)
       break
     default:
@@ -887,6 +915,7 @@ async function handle(m) {
   switch (m.t) {
     case 'init':
       Object.assign(cfg, m.cfg)
+      secureContext = cfg.tlsPort > 0 ? tls.createSecureContext({ ca: cfg.tlsCa }) : null
       buildPut()
       return { ok: true }
     case 'open': {

@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { mkdtemp, mkdir, rm, stat } from 'node:fs/promises';
 import net from 'node:net';
+import tls from 'node:tls';
 import os from 'node:os';
 import path from 'node:path';
 import { matchPattern, show } from './match.mjs';
@@ -18,8 +19,12 @@ import { sleep, within } from './timers.mjs';
 /**
  * @typedef {{
  *   server: string[], flavor: 'ref' | 'tsb', expectMs: number, gapMs: number,
- *   trace: ((line: string) => void) | null
+ *   trace: ((line: string) => void) | null,
+ *   tls?: tls.SecureContext | null, auth?: string | null
  * }} ExecOptions
+ * `tls`: connect over TLS trusting this context's CA; `auth`: send `auth TOKEN`
+ * on every new connection and consume AUTHENTICATED before the scenario uses it
+ * (tsbeanstalkd's --tls-port and --auth-file: the scenarios run unchanged there).
  * @typedef {{ok: true, ms: number} | {ok: false, ms: number, line: number, message: string, stderr: string}} Outcome
  */
 
@@ -202,15 +207,28 @@ export async function runScenario(sc, opts) {
     const getConn = async (name) => {
       const existing = conns.get(name);
       if (existing) return existing;
-      const s = useSock ? net.connect(sock) : net.connect(port, '127.0.0.1');
+      const secure = opts.tls ?? null;
+      const s = useSock ? net.connect(sock)
+        : secure !== null ? tls.connect({ port, host: '127.0.0.1', servername: 'localhost', secureContext: secure })
+        : net.connect(port, '127.0.0.1');
       s.setNoDelay(true);
       const c = new Conn(s);
       conns.set(name, c);
       const ok = await within(
-        new Promise((r) => { s.once('connect', () => r(true)); s.once('error', () => r(false)); }),
+        new Promise((r) => { s.once(secure !== null ? 'secureConnect' : 'connect', () => r(true)); s.once('error', () => r(false)); }),
         Math.min(3000, left()), false,
       );
       if (!ok) fail(`${name}: could not connect${c.error ? ` (${c.error})` : ''}`);
+      // With --auth every connection authenticates first; the scenario sees the connection after that.
+      if (opts.auth) {
+        const want = Buffer.from('AUTHENTICATED\r\n');
+        trace(`${name}: auth (transport, not the scenario's)`);
+        s.write(`auth ${opts.auth}\r\n`);
+        const until = Date.now() + Math.min(3000, left());
+        while (c.buf.length < want.length && !c.ended && Date.now() < until) await c.changed(until - Date.now());
+        if (!c.buf.subarray(0, want.length).equals(want)) fail(`${name}: auth: expected AUTHENTICATED, got ${show(c.buf)}`);
+        c.consume(want.length);
+      }
       return c;
     };
     const dropConns = () => {

@@ -23,6 +23,7 @@ import { collectDefaultMetrics, Registry, type Metric } from 'prom-client'
 import { STATS_COMMANDS, type ProcessInfo } from '../protocol/replies.js'
 import type { Registry as Queue } from '../queue/registry.js'
 import { queueTotals, secs, tubeFigures, type QueueTotals, type TubeFigures } from '../queue/snapshot.js'
+import type { SecurityFigures } from '../server/gatekeeper.js'
 import type { DurableStore, StoreStats } from '../store/store.js'
 import type { HistogramView } from '../store/latency-histogram.js'
 import { ReadyState, type Readiness } from '../util/readiness.js'
@@ -37,6 +38,10 @@ export interface MetricsSource {
   readonly store: DurableStore | undefined
   /** Connections closed at once because the process is at its file-descriptor budget. */
   refusedConnections(): number
+  /** TLS, auth and pending figures; null (or absent) when no listener has TLS or auth. */
+  security?(): SecurityFigures | null
+  /** SIGHUP reloads of which a part failed (the old one stayed in use). */
+  reloadFailures?(): number
 }
 
 /** The tube label of the series that sums the tubes past the cap. */
@@ -49,6 +54,7 @@ interface Snapshot {
   readonly tubes: readonly TubeFigures[]
   readonly otherTubes: TubeFigures | null
   readonly store: StoreStats | null
+  readonly security: SecurityFigures | null
 }
 
 type Labels = Record<string, string | number>
@@ -58,6 +64,8 @@ interface Sample {
   metricName?: string
 }
 type Kind = 'counter' | 'gauge' | 'histogram'
+/** Makes a family read from the scrape's snapshot (absent while the server is not up). */
+type FamilyOf = (name: string, help: string, read: (s: Snapshot) => Sample[]) => Family
 
 /** One metric family in prom-client's shape, its samples read from the scrape's snapshot. */
 interface Family {
@@ -131,6 +139,8 @@ export interface MetricsOptions {
   readonly source: () => MetricsSource | null
   /** Tubes with series of their own (--metrics-max-tubes). */
   readonly maxTubes: number
+  /** HTTP requests refused for their bearer token. */
+  readonly httpAuthFailures?: () => number
 }
 
 export class Metrics {
@@ -161,11 +171,46 @@ export class Metrics {
       const now = source.queue.clock.now()
       const figures = source.queue.tubeList.map((t) => tubeFigures(source.queue, t, now))
       const { shown, other } = capTubes(figures, this.opts.maxTubes)
-      this.snapshot = { now, source, queue: queueTotals(source.queue), tubes: shown, otherTubes: other, store: source.store?.stats() ?? null }
+      this.snapshot = {
+        now,
+        source,
+        queue: queueTotals(source.queue),
+        tubes: shown,
+        otherTubes: other,
+        store: source.store?.stats() ?? null,
+        security: source.security?.() ?? null,
+      }
     }
     const text = this.registry.metrics()
     this.snapshot = null
     return text
+  }
+
+  /** The tsbeanstalkd_tls_*, _auth_*, _pending_* families: present only with TLS or auth. */
+  private securityFamilies(g: FamilyOf, c: FamilyOf): Family[] {
+    const sec = (read: (f: SecurityFigures) => number) => (s: Snapshot): Sample[] => {
+      const f = s.security
+      return f === null ? [] : [{ value: read(f), labels: {} }]
+    }
+    const httpFailures = this.opts.httpAuthFailures
+    return [
+      g('tsbeanstalkd_pending_connections', 'Connections in their TLS handshake or before auth', sec((f) => f.pending)),
+      c('tsbeanstalkd_pending_refused_total', 'Connections closed at accept: --max-pending were pending already', sec((f) => f.pendingRefused)),
+      c('tsbeanstalkd_pending_timeouts_total', 'Connections closed at --pending-timeout, not through their TLS handshake and auth', sec((f) => f.pendingTimedOut)),
+      c('tsbeanstalkd_tls_handshake_failures_total', 'TLS handshakes that failed (refused client certificates included)', sec((f) => f.handshakeFailures)),
+      c('tsbeanstalkd_auth_successes_total', 'Connections that sent a valid auth token', sec((f) => f.authenticated)),
+      c('tsbeanstalkd_auth_failures_total', 'Refused for their token, by listener: beanstalk (wrong token or a command before auth) or http (bearer)', (s) => [
+        ...(s.security === null ? [] : [{ value: s.security.authFailures, labels: { listener: 'beanstalk' } }]),
+        ...(httpFailures === undefined ? [] : [{ value: httpFailures(), labels: { listener: 'http' } }]),
+      ]),
+      g('tsbeanstalkd_tls_certificate_expiry_timestamp_seconds', 'When the certificate in use expires (Unix time)', (s) => {
+        const t = s.security?.certificateNotAfter ?? null
+        return t === null ? [] : [{ value: t / 1000, labels: {} }]
+      }),
+      c('tsbeanstalkd_reload_failures_total', 'Parts of a SIGHUP reload that failed (what was loaded before stays in use)', (s) =>
+        s.security === null ? [] : [{ value: s.source.reloadFailures?.() ?? 0, labels: {} }],
+      ),
+    ]
   }
 
   private families(): Family[] {
@@ -173,8 +218,8 @@ export class Metrics {
     // Queue and store figures exist once the server does; the process-wide ones always.
     const family = (type: Kind) => (name: string, help: string, read: (s: Snapshot) => Sample[]) =>
       makeFamily(name, help, type, cur, (s) => (s === null ? [] : read(s)))
-    const g = family('gauge')
-    const c = family('counter')
+    const g: FamilyOf = family('gauge')
+    const c: FamilyOf = family('counter')
     const always = (name: string, help: string, type: Kind, read: () => Sample[]): Family => makeFamily(name, help, type, cur, read)
     const one = (value: number, labels: Labels = {}): Sample[] => [{ value, labels }]
     const perTube = (s: Snapshot, value: (t: TubeFigures) => number): Sample[] => {
@@ -216,6 +261,8 @@ export class Metrics {
       c('tsbeanstalkd_connections_refused_total', 'Connections closed at once because the process was at its file-descriptor budget', (s) =>
         one(s.source.refusedConnections()),
       ),
+      // --- security (with a TLS or auth listener) ------------------------------------------
+      ...this.securityFamilies(g, c),
       g('tsbeanstalkd_producers', 'Connections that have put (stats current-producers)', (s) => one(s.queue.producers)),
       g('tsbeanstalkd_workers', 'Connections that have reserved (stats current-workers)', (s) => one(s.queue.workers)),
       g('tsbeanstalkd_waiting_connections', 'Connections waiting in a reserve (stats current-waiting)', (s) => one(s.queue.waiting)),

@@ -21,7 +21,7 @@ import type { Job } from '../queue/job.js'
 import type { Session, Waiter } from '../queue/session.js'
 import { dispatch, type DispatchTarget, type ServerContext } from './dispatch.js'
 import { Word, type Output, type Sink } from './output.js'
-import { SocketWriter, sharedReadBuffer, startReading } from './socket-io.js'
+import { SocketWriter, redirectReading, sharedReadBuffer, startReading } from './socket-io.js'
 
 const SHARED_READ = sharedReadBuffer.buffer
 
@@ -36,6 +36,12 @@ export interface ConnectionHost {
   /** Run `c` again soon, outside the current call stack. */
   scheduleRun(c: Connection): void
   forget(c: Connection): void
+}
+
+/** A socket startReading() started for someone else: where its bytes go now, and how. */
+export interface Reading {
+  readonly from: (chunk: Buffer) => void
+  readonly direct: boolean
 }
 
 /** Holds replies until the binlog records behind them are durable. */
@@ -62,7 +68,11 @@ export class Connection implements DispatchTarget, Waiter, Sink {
   /** Batches handed to the gate and not yet written. */
   private gated = 0
 
-  constructor(socket: Duplex, host: ConnectionHost) {
+  /**
+   * `reading`: the socket is read already (the auth gate read its `auth`
+   * line): its reads are redirected here instead of started.
+   */
+  constructor(socket: Duplex, host: ConnectionHost, reading?: Reading) {
     this.socket = socket
     this.host = host
     this.parser = new Parser(host.ctx.extensions)
@@ -72,8 +82,20 @@ export class Connection implements DispatchTarget, Waiter, Sink {
     socket.on('error', (err: NodeJS.ErrnoException) => {
       if (host.log.isLevelEnabled('debug')) host.log.debug({ err, conn: this.session.id }, 'connection error')
     })
-    const direct = startReading(socket, (chunk) => this.onData(chunk))
+    const onBytes = (chunk: Buffer): void => this.onData(chunk)
+    let direct: boolean
+    if (reading === undefined) {
+      direct = startReading(socket, onBytes)
+    } else {
+      direct = reading.direct
+      redirectReading(socket, reading.from, onBytes, direct)
+    }
     this.writer = new SocketWriter(socket, () => this.onDrain(), direct)
+  }
+
+  /** Bytes read before this connection existed (what followed the `auth` line in its read). */
+  receive(chunk: Buffer): void {
+    if (chunk.length > 0) this.onData(chunk)
   }
 
   private onData(chunk: Buffer): void {

@@ -1,6 +1,9 @@
 /**
  * The server: accepts connections (TCP or Unix socket), hands each stream to a
- * Connection, and owns the one Node timer that drives the timing wheel.
+ * Connection, and owns the one Node timer that drives the timing wheel. A
+ * listener with TLS or token authentication passes its sockets through the
+ * gatekeeper first (gatekeeper.ts); one without takes them straight to a
+ * Connection, exactly as before either existed.
  */
 import net from 'node:net'
 import os from 'node:os'
@@ -12,7 +15,10 @@ import { Registry } from '../queue/registry.js'
 import { TimingWheel } from '../queue/timing-wheel.js'
 import type { ProcessInfo } from '../protocol/replies.js'
 import { systemClock, type Clock } from '../util/clock.js'
-import { Connection, type ConnectionHost } from './connection.js'
+import { Connection, type ConnectionHost, type Reading } from './connection.js'
+import { Gatekeeper, type ListenerSecurity, type SecurityFigures, type SecurityOptions } from './gatekeeper.js'
+import type { TlsMaterial } from './credentials.js'
+import type { TokenSet } from '../util/token-set.js'
 import type { ServerContext } from './dispatch.js'
 import { Output } from './output.js'
 import { PROTOCOL_VERSION } from '../version.js'
@@ -44,19 +50,25 @@ export interface ServerOptions {
    * Without it, connections are served at once (no store).
    */
   readonly awaitStore?: boolean
+  /** TLS material, tokens and the limits before trust, for listeners that ask for TLS or auth. */
+  readonly security?: SecurityOptions | undefined
 }
 
 /**
  * Where to listen: a TCP host and port, a Unix socket path, or a listening
  * socket the process inherited (systemd socket activation, systemd.ts).
  */
-export type ListenAddress =
+export type ListenAddress = (
   | { readonly host: string; readonly port: number }
   | { readonly path: string }
   | { readonly fd: number; readonly name?: string }
+) &
+  ListenerSecurity
 
 /** At most one "connections refused" warning per this many ms, with the count since the last. */
 const REFUSAL_LOG_MS = 10_000
+
+const EMPTY = Buffer.alloc(0)
 
 /** Node's timers take at most 2**31-1 ms. */
 const MAX_TIMER_MS = 2147483647
@@ -71,7 +83,7 @@ export class BeanstalkServer implements ConnectionHost {
   gate: BinlogGate | null = null
   private store: DurableStore | null = null
   /** Sockets accepted before serve(): they wait, unread, for the replay to end. */
-  private waiting: net.Socket[] | null
+  private waiting: { readonly socket: net.Socket; readonly accept: (socket: net.Socket) => void }[] | null
   private readonly clock: Clock
   private readonly wheel: TimingWheel
   private readonly connections = new Set<Connection>()
@@ -86,9 +98,12 @@ export class BeanstalkServer implements ConnectionHost {
   private readonly refusals: Throttled
   /** Gives memory back once a backlog has drained (off the command path). */
   private readonly reclaimer: MemoryReclaimer
+  private readonly gatekeeper: Gatekeeper | null
 
   constructor(opts: ServerOptions) {
     this.log = opts.log
+    this.gatekeeper =
+      opts.security === undefined ? null : new Gatekeeper(opts.security, opts.log, (socket, reading, rest) => this.handle(socket, reading).receive(rest ?? EMPTY))
     this.maxConnections = opts.maxConnections ?? Infinity
     this.refusals = new Throttled(REFUSAL_LOG_MS, (count, err) => {
       this.log.warn(
@@ -129,11 +144,10 @@ export class BeanstalkServer implements ConnectionHost {
     }
     const waiting = this.waiting ?? []
     this.waiting = null
-    for (const socket of waiting) {
+    for (const { socket, accept } of waiting) {
       socket.removeListener('error', dropWaiting)
       if (socket.destroyed) continue
-      if (this.connections.size >= this.maxConnections) this.refuse(socket)
-      else this.handle(socket)
+      accept(socket)
     }
   }
 
@@ -142,9 +156,9 @@ export class BeanstalkServer implements ConnectionHost {
     return this.waiting?.length ?? 0
   }
 
-  /** Serves one client stream (a socket, or any duplex in tests). */
-  handle(stream: Duplex): Connection {
-    const c = new Connection(stream, this)
+  /** Serves one client stream (a socket, or any duplex in tests); `reading`: see Connection. */
+  handle(stream: Duplex, reading?: Reading): Connection {
+    const c = new Connection(stream, this, reading)
     this.connections.add(c)
     return c
   }
@@ -200,15 +214,26 @@ export class BeanstalkServer implements ConnectionHost {
 
   /** Starts listening (once per address; several may be open); resolves with the bound address. */
   async listen(addr: ListenAddress): Promise<net.AddressInfo | string> {
-    const srv = net.createServer({ allowHalfOpen: true, noDelay: true, keepAlive: true, pauseOnConnect: true }, (socket) => {
+    const gk = this.gatekeeper
+    const secured = addr.tls === true || addr.auth === true
+    if (secured && gk === null) throw new Error('a listener with TLS or auth needs ServerOptions.security')
+    const sec: ListenerSecurity = { ...(addr.tls === true ? { tls: true } : {}), ...(addr.auth === true ? { auth: true } : {}) }
+    const serve = secured
+      ? (socket: net.Socket): void => {
+          if (this.connections.size + gk!.pendingCount >= this.maxConnections) return this.refuse(socket)
+          gk!.accept(socket, sec)
+        }
+      : (socket: net.Socket): void => {
+          if (this.connections.size + (gk?.pendingCount ?? 0) >= this.maxConnections) return this.refuse(socket)
+          this.handle(socket)
+        }
+    const accept = (socket: net.Socket): void => {
+      if (this.waiting === null) return serve(socket)
       if (this.connections.size + this.waitingCount >= this.maxConnections) return this.refuse(socket)
-      if (this.waiting === null) {
-        this.handle(socket)
-        return
-      }
       socket.on('error', dropWaiting) // a client that gives up while it waits
-      this.waiting.push(socket)
-    })
+      this.waiting.push({ socket, accept: serve })
+    }
+    const srv = net.createServer({ allowHalfOpen: true, noDelay: true, keepAlive: true, pauseOnConnect: true }, accept)
     srv.maxConnections = Infinity
     if ('path' in addr) removeStaleSocket(addr.path)
     await new Promise<void>((resolve, reject) => {
@@ -247,6 +272,16 @@ export class BeanstalkServer implements ConnectionHost {
     this.refusals.hit()
   }
 
+  /** Connections pending and refused before trust, TLS and auth failures; null without security. */
+  security(): SecurityFigures | null {
+    return this.gatekeeper?.figures() ?? null
+  }
+
+  /** A reload: new handshakes and auth lines use these (a null keeps what is in use). */
+  updateCredentials(material: TlsMaterial | null, tokens: TokenSet | null): void {
+    this.gatekeeper?.update(material, tokens)
+  }
+
   /** Stops accepting, closes every connection and the timer. */
   async close(): Promise<void> {
     if (this.timer !== null) clearTimeout(this.timer)
@@ -254,8 +289,9 @@ export class BeanstalkServer implements ConnectionHost {
     this.reclaimer.stop()
     const listeners = this.listeners.splice(0)
     this.refusals.stop()
-    for (const socket of this.waiting ?? []) socket.destroy()
+    for (const { socket } of this.waiting ?? []) socket.destroy()
     this.waiting = null
+    this.gatekeeper?.stop()
     for (const c of this.connections) c.close()
     this.gate?.commit()
     await Promise.all(listeners.map((srv) => new Promise<void>((resolve) => srv.close(() => resolve()))))

@@ -17,8 +17,9 @@
  *   reports backpressure until the kernel took it all.
  * Everything else (half-close, errors, close, cork, writes behind queued
  * bytes) stays with net.Socket, which libuv keeps in order with ours. Where
- * these internals are missing (another Node version, a non-socket stream),
- * reads and writes go through the stream API as before.
+ * these internals are missing (another Node version, a non-socket stream)
+ * or the socket is not a plain TCP or Unix one (TLS), reads and writes go
+ * through the stream API as before.
  */
 import type { Duplex } from 'node:stream'
 
@@ -55,9 +56,18 @@ const binding: StreamWrapBinding | null = (() => {
   }
 })()
 
+/**
+ * Handle kinds whose reads and writes go straight to a file descriptor.
+ * Others are streams too (a TLSSocket's TLSWrap has writeBuffer and
+ * useUserBuffer), but their writes complete through their own machinery
+ * (encryption, then the socket below): they take the stream API.
+ */
+const DIRECT_HANDLES = new Set(['TCP', 'Pipe'])
+
 function handleOf(socket: Duplex): StreamHandle | null {
   const h = (socket as unknown as { _handle?: unknown })._handle
   if (h === null || typeof h !== 'object') return null
+  if (!DIRECT_HANDLES.has((h as { constructor?: { name?: string } }).constructor?.name ?? '')) return null
   const sh = h as Partial<StreamHandle>
   return typeof sh.writeBuffer === 'function' && typeof sh.useUserBuffer === 'function' ? (h as StreamHandle) : null
 }
@@ -88,6 +98,21 @@ export function startReading(socket: Duplex, onBytes: (chunk: Buffer) => void): 
   }
   socket.resume()
   return fast
+}
+
+/**
+ * Sends the next reads of a socket that startReading() started to
+ * `onBytes` instead of `from` (the auth gate handing a trusted socket to its
+ * connection). Call it from within `from`, so no read falls in between.
+ */
+export function redirectReading(socket: Duplex, from: (chunk: Buffer) => void, onBytes: (chunk: Buffer) => void, direct: boolean): void {
+  if (direct) {
+    const kBufferCb = socketSymbol(socket, 'kBufferCb')!
+    ;(socket as unknown as Record<symbol, unknown>)[kBufferCb] = (nread: number, buf: Buffer): void => onBytes(buf.subarray(0, nread))
+  } else {
+    socket.off('data', from)
+    socket.on('data', onBytes)
+  }
 }
 
 /**

@@ -3,6 +3,7 @@
  * Every wait is bounded.
  */
 import net from 'node:net'
+import tls from 'node:tls'
 
 const DEFAULT_WAIT_MS = 2000
 
@@ -34,6 +35,29 @@ export class RawClient {
       const s = net.connect({ port, host }, () => resolve(new RawClient(s)))
       s.once('error', reject)
     })
+  }
+
+  /** Over TLS (Node's tls client); resolves once the handshake is done, rejects if it fails. */
+  static connectTls(port: number, opts: tls.ConnectionOptions = {}, ms = DEFAULT_WAIT_MS): Promise<RawClient> {
+    return new Promise((resolve, reject) => {
+      const s = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ...opts }, () => {
+        clearTimeout(t)
+        resolve(new RawClient(s))
+      })
+      const t = setTimeout(() => {
+        s.destroy()
+        reject(new Error(`TLS handshake not done after ${ms} ms`))
+      }, ms)
+      s.once('error', (err) => {
+        clearTimeout(t)
+        reject(err)
+      })
+    })
+  }
+
+  /** The socket, for what the protocol helpers do not cover (TLS details). */
+  get raw(): net.Socket {
+    return this.socket
   }
 
   static connectPath(path: string): Promise<RawClient> {

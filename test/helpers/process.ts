@@ -129,8 +129,8 @@ export class Proc {
 }
 
 /** Runs `node bin/tsbeanstalkd.js ...args` with piped output. */
-export function spawnCli(args: readonly string[]): Proc {
-  return new Proc(spawn(process.execPath, [BIN, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] }))
+export function spawnCli(args: readonly string[], cwd = ROOT): Proc {
+  return new Proc(spawn(process.execPath, [BIN, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] }))
 }
 
 /** Runs a Node script of the repo (e.g. examples/worker.js) with extra environment. */

@@ -10,6 +10,7 @@ import net from 'node:net'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { RawClient } from '../helpers/client.js'
 import { connectSocket, startTarget, withTimeout, type Target } from '../helpers/process.js'
+import { fillUntilUnread, settled } from '../helpers/stall.js'
 
 let target: Target
 let clients: RawClient[] = []
@@ -192,28 +193,12 @@ describe('a client that never reads', () => {
     // The stalled client asks for the 60 KiB job over and over and reads nothing.
     const stalled = await socket()
     stalled.pause()
-    const peeks = Buffer.from(`peek ${id}\r\n`.repeat(8192))
-    const deadline = performance.now() + 5000
-    // Once the server stops reading, our unsent bytes pile up in userland.
-    // The socket buffers take about 5 MB first; a server still reading past
-    // 64 MB (or 5 s) is buffering without bound.
-    while (stalled.writableLength < 1024 * 1024) {
-      if (performance.now() > deadline || stalled.bytesWritten > 64 * 1024 * 1024)
-        throw new Error(`the server kept reading the stalled client (${stalled.bytesWritten} bytes)`)
-      stalled.write(peeks)
-      await new Promise((r) => setImmediate(r))
-    }
+    await fillUntilUnread(stalled, Buffer.from(`peek ${id}\r\n`.repeat(8192)), 5000)
 
     // The server answers only as many peeks as the socket buffers hold, then
     // stops: the count settles (kernel buffers may still take a few replies).
     const peeked = async (): Promise<number> => Number((await watcher.stats('stats\r\n'))['cmd-peek'])
-    let first = await peeked()
-    for (let i = 0; i < 30; i++) {
-      await sleep(100)
-      const now = await peeked()
-      if (now === first) break
-      first = now
-    }
+    const first = await settled(peeked)
     expect(await peeked()).toBe(first)
     expect(first).toBeGreaterThan(0)
     expect(first).toBeLessThan(1000) // at most ~60 MB of replies were produced
@@ -265,13 +250,7 @@ describe('a client that half-closes with commands still queued', () => {
     s.end()
     // Let the server fill the socket buffers and stop on backpressure.
     const peeked = async (): Promise<string | undefined> => (await watcher.stats('stats\r\n'))['cmd-peek']
-    let last = await peeked()
-    for (let i = 0; i < 30; i++) {
-      await sleep(100)
-      const now = await peeked()
-      if (now === last) break
-      last = now
-    }
+    await settled(peeked)
 
     const reply = Buffer.from(`FOUND ${id} ${body.length}\r\n${body}\r\n`)
     const got = await new Promise<Buffer>((resolve, reject) => {

@@ -40,7 +40,8 @@ describe('--config FILE', () => {
   it('an unknown key is an error naming file:line (exit 5); so are wrong types and bad values', async () => {
     const cases: [string, RegExp][] = [
       ['max_job_size = 100\n\n[store]\ndir = "/x"\nfsynk_ms = 5\n', /bad\.toml:5: unknown setting store\.fsynk_ms/],
-      ['[tls]\ncert = "a.pem"\n', /bad\.toml:1: unknown setting tls/],
+      ['[tls]\ncert = "a.pem"\npassword = "x"\n', /bad\.toml:3: unknown setting tls\.password/],
+      ['[dashboard]\nport = 1\n', /bad\.toml:1: unknown setting dashboard/],
       ['user = 5\n', /bad\.toml:1: user must be a string/],
       ['[[listen]]\nhost = "127.0.0.1"\nport = 11300\n[[listen]]\nport = 70000\n', /bad\.toml:5: listen\.port must be an integer 0-65535/],
       ['# comment\n[http]\nlisten = "nowhere"\n', /bad\.toml:3: invalid --http: nowhere/],
@@ -87,10 +88,12 @@ describe('--config FILE', () => {
     expect(plain.stdout).toBe(
       [
         `config file: ${file}`,
-        'listen: 127.0.0.1:11400, unix:/run/tsb.sock (sockets passed by systemd take their place)',
+        'listen: 127.0.0.1:11400, unix:/run/tsb.sock (sockets passed by systemd take the place of these)',
         'max job size: 100',
         'store: sqlite in /var/lib/tsb, fsync before every reply',
-        'http: 127.0.0.1:9100, per-tube metrics for at most 50 tubes',
+        'http: 127.0.0.1:9100, per-tube metrics for at most 50 tubes; POST /drain off (no --http-token-file)',
+        'tls: off',
+        'auth: off',
         'log: json, level debug',
         'user: unchanged',
         "extensions: off (the reference's commands only)",
@@ -102,7 +105,7 @@ describe('--config FILE', () => {
     expect(over.stdout).toContain('listen: [::]:11500 ')
     expect(over.stdout).toContain('max job size: 10\n')
     expect(over.stdout).toContain('store: sqlite in /var/lib/tsb, never fsync\n')
-    expect(over.stdout).toContain('http: [::1]:9200, per-tube metrics for at most 50 tubes\n')
+    expect(over.stdout).toContain('http: [::1]:9200, per-tube metrics for at most 50 tubes; POST /drain off (no --http-token-file)\n')
     expect(over.stdout).toContain('log: pretty, level debug\n')
   })
 
