@@ -39,6 +39,21 @@ export const Op = {
   LIST_TUBES_WATCHED: 27,
   QUIT: 28,
   PAUSE_TUBE: 29,
+  // --- extensions (--extensions, docs/EXTENSIONS.md): 40-59 here, 60-79 for extensions II ---
+  /** reserve-batch <n>: `parser.ext.count`. */
+  RESERVE_BATCH: 40,
+  /** delete-batch <id>...: `parser.ext.ids[0, idCount)`. */
+  DELETE_BATCH: 41,
+  /** reserve-mode fifo|weighted: `parser.ext.weighted`. */
+  RESERVE_MODE: 42,
+  /** stats-group <name>: `parser.name`. */
+  STATS_GROUP: 43,
+  /** watch <tube> [<weight>] with the extensions on: `parser.name`, `parser.ext.weight`. */
+  WATCH_WEIGHTED: 44,
+  /** put with tags (idp:, grp:, aft:, con:): the numbers as for PUT, the tags in `parser.ext.tags`. */
+  PUT_TAGGED: 45,
+  /** The body of a PUT_TAGGED is complete (the tags are still in `parser.ext.tags`). */
+  PUT_BODY_TAGGED: 46,
 } as const
 
 export type Op = (typeof Op)[keyof typeof Op]

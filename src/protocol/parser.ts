@@ -18,6 +18,12 @@
  * - `expectBody(n)` reads the next n bytes as a put body; `skip(n)` discards n
  *   bytes and then yields PUT_SKIPPED (JOB_TOO_BIG).
  *
+ * With the extensions (--extensions) a `put ` or `delete-batch ` line that
+ * fills the 224-byte window may go on to EXT_LINE_MAX bytes (put tags,
+ * a thousand ids): it is parsed in place when the chunk holds it, else
+ * gathered in a buffer of its own (Mode.LONG). Every other line keeps the
+ * reference's window.
+ *
  * Invariants: `carryLen > 0` only while a window straddles chunks; bytes are
  * copied only then (into the `carry` buffer, made on first use) and into put bodies, which
  * never alias a socket chunk (a job must not pin a 64 KiB read buffer).
@@ -25,11 +31,11 @@
 import { CR, LF, LINE_MAX, NAME_CHAR, NAME_MAX, Reply, SPACE, U32_MAX } from './constants.js'
 import { Op } from './commands.js'
 import { Args, VERBS, verbsByFirstByte, type Verb } from './verbs.js'
-import { EXTENSION_VERBS } from './extensions.js'
+import { EXTENSION_VERBS, EXT_LINE_MAX, ExtensionArgs, mayBeLong, readTags } from './extensions.js'
 
 const EMPTY = Buffer.alloc(0)
 
-const Mode = { LINE: 0, DISCARD: 1, BODY: 2, SKIP: 3 } as const
+const Mode = { LINE: 0, DISCARD: 1, BODY: 2, SKIP: 3, LONG: 4 } as const
 type Mode = (typeof Mode)[keyof typeof Mode]
 
 /** isspace() of the C locale, used by strtoul/strtol. */
@@ -62,6 +68,12 @@ function exceedsU64(buf: Buffer, p: number): boolean {
     if (d !== 0) return d > 0
   }
   return false
+}
+
+/** The first CR followed by LF in `buf[from, to)`, or -1. */
+function crlf(buf: Buffer, from: number, to: number): number {
+  for (let i = buf.indexOf(CR, from); i !== -1 && i < to - 1; i = buf.indexOf(CR, i + 1)) if (buf[i + 1] === LF) return i
+  return -1
 }
 
 const STANDARD_BY_FIRST = verbsByFirstByte(VERBS)
@@ -105,10 +117,18 @@ export class Parser {
   private bodyFill = 0
   /** The verbs this parser matches, by first byte: the reference's, or theirs and the extensions'. */
   private readonly verbs: readonly (readonly Verb[])[]
+  /** The extension verbs' arguments; null without the extensions. */
+  readonly ext: ExtensionArgs | null
+  /** What a complete body yields: PUT_BODY, or PUT_BODY_TAGGED (expectBody's `op`). */
+  private bodyOp: Op = Op.PUT_BODY
+  /** Mode.LONG: the line gathered so far (made on first use, EXT_LINE_MAX bytes). */
+  private long: Buffer | null = null
+  private longLen = 0
 
   /** `extensions`: also match the extension verbs (--extensions). */
   constructor(extensions = false) {
     this.verbs = extensions ? EXTENDED_BY_FIRST : STANDARD_BY_FIRST
+    this.ext = extensions ? new ExtensionArgs() : null
   }
   private skipLeft = 0
   /** Bytes queued and not yet consumed, for input backpressure. */
@@ -155,8 +175,9 @@ export class Parser {
    * After PUT: read the body (n bytes plus CRLF) next, into `into` at `at`
    * (the job store's space, so a body is copied once), or into a new Buffer.
    */
-  expectBody(bytes: number, into: Buffer = Buffer.allocUnsafe(bytes + 2), at = 0): void {
+  expectBody(bytes: number, into: Buffer = Buffer.allocUnsafe(bytes + 2), at = 0, op: Op = Op.PUT_BODY): void {
     this.mode = Mode.BODY
+    this.bodyOp = op
     this.bodyBuf = into
     this.bodyOff = at
     this.bodyEnd = at + bytes + 2
@@ -200,6 +221,11 @@ export class Parser {
           if (op !== Op.NEED_MORE) return op
           break
         }
+        case Mode.LONG: {
+          const op = this.scanLong(chunk)
+          if (op !== Op.NEED_MORE) return op
+          break
+        }
         case Mode.SKIP: {
           const n = Math.min(this.skipLeft, chunk.length - this.pos)
           this.consume(n)
@@ -234,7 +260,7 @@ export class Parser {
     this.consume(n)
     if (this.bodyFill < end) return Op.NEED_MORE
     this.mode = Mode.LINE
-    return body[end - 2] === CR && body[end - 1] === LF ? Op.PUT_BODY : Op.PUT_BODY_BAD
+    return body[end - 2] === CR && body[end - 1] === LF ? this.bodyOp : Op.PUT_BODY_BAD
   }
 
   /**
@@ -254,6 +280,7 @@ export class Parser {
         }
       }
       if (avail === LINE_MAX) {
+        if (this.ext !== null && this.mode === Mode.LINE && mayBeLong(chunk, start)) return this.beginLong(chunk, start)
         this.consume(LINE_MAX)
         this.mode = Mode.DISCARD
         return Op.NEED_MORE
@@ -278,9 +305,66 @@ export class Parser {
     this.consume(take)
     if (len === LINE_MAX) {
       this.carryLen = 0
+      if (this.ext !== null && this.mode === Mode.LINE && mayBeLong(carry, 0)) {
+        carry.copy(this.longBuffer(), 0, 0, LINE_MAX)
+        this.longLen = LINE_MAX
+        this.mode = Mode.LONG
+        return Op.NEED_MORE
+      }
       this.mode = Mode.DISCARD
     } else {
       this.carryLen = len
+    }
+    return Op.NEED_MORE
+  }
+
+  private longBuffer(): Buffer {
+    return (this.long ??= Buffer.allocUnsafe(EXT_LINE_MAX))
+  }
+
+  /**
+   * A `put `/`delete-batch ` line filled the 224-byte window: parse it in place
+   * if its CRLF is in this chunk within EXT_LINE_MAX, else gather it (Mode.LONG).
+   */
+  private beginLong(chunk: Buffer, start: number): Op {
+    const limit = Math.min(chunk.length, start + EXT_LINE_MAX)
+    const cr = crlf(chunk, start, limit)
+    if (cr !== -1) {
+      this.consume(cr + 2 - start)
+      return this.parseLine(chunk, start, cr)
+    }
+    if (limit === start + EXT_LINE_MAX) {
+      // Too long even for an extension line: the reference's discard.
+      this.consume(LINE_MAX)
+      this.mode = Mode.DISCARD
+      return Op.NEED_MORE
+    }
+    chunk.copy(this.longBuffer(), 0, start, limit)
+    this.longLen = limit - start
+    this.consume(limit - start)
+    this.mode = Mode.LONG
+    return Op.NEED_MORE
+  }
+
+  /** Mode.LONG: top up the gathered line and look for its CRLF. */
+  private scanLong(chunk: Buffer): Op {
+    const buf = this.long!
+    const had = this.longLen
+    const take = Math.min(EXT_LINE_MAX - had, chunk.length - this.pos)
+    chunk.copy(buf, had, this.pos, this.pos + take)
+    const len = had + take
+    const cr = crlf(buf, Math.max(0, had - 1), len)
+    if (cr !== -1) {
+      this.consume(cr + 2 - had)
+      this.longLen = 0
+      this.mode = Mode.LINE
+      return this.parseLine(buf, 0, cr)
+    }
+    this.consume(take)
+    this.longLen = len
+    if (len === EXT_LINE_MAX) {
+      this.longLen = 0
+      this.mode = Mode.DISCARD
     }
     return Op.NEED_MORE
   }
@@ -333,6 +417,8 @@ export class Parser {
         return this.readName(buf, p, end) ? v.op : this.fail(Reply.BAD_FORMAT)
       case Args.PAUSE:
         return this.parsePause(buf, p, end) ? v.op : this.fail(Reply.BAD_FORMAT)
+      case Args.EXT:
+        return v.parse!(this, buf, p, end)
     }
   }
 
@@ -406,6 +492,8 @@ export class Parser {
     if (!this.readU32(buf, this.argEnd, end, false)) return this.fail(Reply.BAD_FORMAT)
     this.bytes = this.num
     this.trailingJunk = this.argEnd !== end
+    // With the extensions, what follows the numbers may be tags (anything else stays junk).
+    if (this.trailingJunk && this.ext !== null && (this.ext.tags = readTags(buf, this.argEnd, end)) !== null) return Op.PUT_TAGGED
     return Op.PUT
   }
 

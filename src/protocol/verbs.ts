@@ -4,6 +4,7 @@
  * extensions.ts and are matched only by a parser made with them.
  */
 import { Op } from './commands.js'
+import type { Parser } from './parser.js'
 
 /** How a verb's arguments are read. */
 export const Args = {
@@ -17,16 +18,28 @@ export const Args = {
   TIMEOUT: 7,
   NAME: 8, // the rest of the line is a tube name
   PAUSE: 9,
+  /** An extension verb: its own `parse` reads the arguments (extensions.ts). */
+  EXT: 10,
 } as const
 export type Args = (typeof Args)[keyof typeof Args]
+
+/** Reads an extension verb's arguments, `buf[from, end)`, into the parser; returns the command or Op.ERROR. */
+export type ParseArgs = (p: Parser, buf: Buffer, from: number, end: number) => Op
 
 export interface Verb {
   readonly bytes: Buffer
   readonly op: Op
   readonly args: Args
+  /** Args.EXT only. */
+  readonly parse: ParseArgs | null
 }
 
-export const verb = (s: string, op: Op, args: Args): Verb => ({ bytes: Buffer.from(s, 'latin1'), op, args })
+export const verb = (s: string, op: Op, args: Args, parse: ParseArgs | null = null): Verb => ({
+  bytes: Buffer.from(s, 'latin1'),
+  op,
+  args,
+  parse,
+})
 
 /**
  * Case-sensitive prefix dispatch in the reference's order (REFERENCE.md 2.2):

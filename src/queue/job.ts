@@ -4,8 +4,14 @@
  * deadline heap (all through `heapIndex`), or its tube's buried list (through
  * `prev`/`next`, which otherwise link the session's reserved jobs in reserve
  * order). Its one timer (delay end or TTR end) lives in the same object.
+ * With the extensions a job may carry tags (JobExt, kept with the rarer
+ * counters so an untagged job pays no field for them); a held after-job
+ * (aft:, state HELD) sits in its group's list through `prev`/`next`, and a
+ * ready job hidden behind its concurrency key sits in the key's lane heap
+ * through `heapIndex` (queue/extensions/).
  */
 import type { BodyHolder, Slab } from './body-arena.js'
+import type { JobExt } from './extensions/job-ext.js'
 import type { HeapItem } from './heap.js'
 import type { TimerEntry } from './timing-wheel.js'
 import type { Tube } from './tube.js'
@@ -17,10 +23,12 @@ export const JobState = {
   RESERVED: 2,
   BURIED: 3,
   DELAYED: 4,
+  /** Extensions: an after-job (aft:) waiting for its group; shown as delayed (tuber does the same). */
+  HELD: 5,
 } as const
 export type JobState = (typeof JobState)[keyof typeof JobState]
 
-export const STATE_NAMES = ['invalid', 'ready', 'reserved', 'buried', 'delayed'] as const
+export const STATE_NAMES = ['invalid', 'ready', 'reserved', 'buried', 'delayed', 'delayed'] as const
 
 /** Called when a job's timer fires; the registry implements it. */
 export interface JobTimerHandler {
@@ -104,6 +112,14 @@ export class Job implements HeapItem, TimerEntry, BodyHolder {
     if (n !== 0 || this.history !== null) this.hist().kicks = n
   }
 
+  /** The job's extension tags; null for an untagged job (every job without --extensions). */
+  get ext(): JobExt | null {
+    return this.history === null ? null : this.history.ext
+  }
+  set ext(x: JobExt | null) {
+    if (x !== null || this.history !== null) this.hist().ext = x
+  }
+
   private hist(): JobHistory {
     return (this.history ??= new JobHistory())
   }
@@ -123,6 +139,7 @@ class JobHistory {
   releases = 0
   buries = 0
   kicks = 0
+  ext: JobExt | null = null
 }
 
 /** Ready order: priority, then id (older first). */

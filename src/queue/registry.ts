@@ -26,6 +26,11 @@
  * - A paused tube's pause is in the future: `pause-tube T 0` (1 ns in the
  *   reference, lifted on its next tick) ends at once.
  * - Global counters equal the sums of the per-tube ones.
+ * - With the extensions (`ext`, --extensions) a tagged job's placement goes
+ *   through the RegistryExtension hooks: a ready job may sit in a
+ *   concurrency lane instead of its tube's ready heap (tube.parked), an
+ *   after-job may be HELD (tube.held, counted as delayed). Untagged jobs
+ *   (`job.ext === null`, all of them without the switch) never reach a hook.
  */
 import { DEFAULT_TUBE, MIN_TTR_MS, Reply, SAFETY_MARGIN_MS, URGENT_THRESHOLD } from '../protocol/constants.js'
 import type { Clock } from '../util/clock.js'
@@ -38,6 +43,32 @@ import { Session, type WaitTimerHandler, type Waiter } from './session.js'
 import { ReadyIndex, SCAN_LIMIT } from './ready-index.js'
 import { Tube, byTopJob, type TubeHandler } from './tube.js'
 import type { TimingWheel } from './timing-wheel.js'
+
+/**
+ * What the registry asks the extensions (queue/extensions/) about a tagged
+ * job, at the moments its state changes. Declared here so the registry does
+ * not depend on them; installed as `registry.ext` only with --extensions.
+ */
+export interface RegistryExtension {
+  /** The job is about to become ready: true if it is held instead (state HELD, counted). */
+  holdsBack(j: Job): boolean
+  /** A job just made ready: into its tube's ready heap or its concurrency lane. */
+  placeReady(j: Job): void
+  /** A ready job leaves the ready state: out of wherever placeReady put it. */
+  unplaceReady(j: Job): void
+  reserved(j: Job): void
+  unreserved(j: Job): void
+  /** The job was buried (true) or left the buried state (false). */
+  buried(j: Job, on: boolean): void
+  /** A HELD job leaves its hold without becoming ready (delete). */
+  unhold(j: Job): void
+  /** The job was deleted (detached, journaled); its keys and group counts go. */
+  deleted(j: Job): void
+  /** reserve-job: false while the job is held or its key is at its limit. */
+  mayReserve(j: Job): boolean
+  /** The job a weighted session reserves next, if any. */
+  weightedPick(s: Session): Job | undefined
+}
 
 /** A session watching more tubes than this waits without entering each tube's list. */
 const WIDE_WATCH = SCAN_LIMIT
@@ -86,6 +117,8 @@ export class Registry implements TubeHandler, WaitTimerHandler {
   draining = false
   /** Where state changes are recorded before their replies leave (the binlog), if anywhere. */
   journal: Journal | null = null
+  /** The extensions' hooks (--extensions), or null. */
+  ext: RegistryExtension | null = null
 
   constructor(clock: Clock, wheel: TimingWheel, bodies = new BodyArena()) {
     this.clock = clock
@@ -242,16 +275,25 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     }
     const now = this.clock.now()
     const job = early ?? this.newJob(s, id, pri, delaySecs, ttrSecs, slab, off, len, now)
+    this.admit(job, now)
+    return job
+  }
+
+  /**
+   * A new job (its tags attached, if any) enters the queue at `now`: indexed,
+   * counted, delayed or made ready, journaled, paired with a waiter. The
+   * caller made sure the journal can take it.
+   */
+  admit(job: Job, now: number): void {
     const t = job.tube
-    this.jobs.set(id, job)
+    this.jobs.set(job.id, job)
     t.totalJobs++
     this.totalJobs++
-    if (delaySecs > 0) this.makeDelayed(job, now + job.delayMs)
+    if (job.delayMs > 0) this.makeDelayed(job, now + job.delayMs)
     else this.makeReady(job)
     // canPut() just said yes, and nothing ran since: put() cannot refuse here.
     this.journal?.put(job)
     this.processQueue()
-    return job
   }
 
   private newJob(s: Session, id: number, pri: number, delaySecs: number, ttrSecs: number, slab: Slab, off: number, len: number, now: number): Job {
@@ -360,9 +402,12 @@ export class Registry implements TubeHandler, WaitTimerHandler {
   // --- state transitions (each keeps tube and global counters in step) -------
 
   private makeReady(j: Job): void {
+    const x = j.ext
+    if (x !== null && this.ext!.holdsBack(j)) return
     const t = j.tube
     j.state = JobState.READY
-    t.ready.push(j)
+    if (x === null) t.ready.push(j)
+    else this.ext!.placeReady(j)
     this.readyCount++
     if (j.pri < URGENT_THRESHOLD) {
       t.urgentCount++
@@ -373,7 +418,8 @@ export class Registry implements TubeHandler, WaitTimerHandler {
 
   private removeReady(j: Job): void {
     const t = j.tube
-    t.ready.remove(j)
+    if (j.ext === null) t.ready.remove(j)
+    else this.ext!.unplaceReady(j)
     this.readyCount--
     if (j.pri < URGENT_THRESHOLD) {
       t.urgentCount--
@@ -402,11 +448,13 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     this.buriedCount++
     j.buries++
     j.tube.buries++
+    if (j.ext !== null) this.ext!.buried(j, true)
   }
 
   private removeBuried(j: Job): void {
     j.tube.buried.unlink(j)
     this.buriedCount--
+    if (j.ext !== null) this.ext!.buried(j, false)
   }
 
   /** Takes a job out of the structure its current state keeps it in. */
@@ -424,6 +472,9 @@ export class Registry implements TubeHandler, WaitTimerHandler {
       case JobState.RESERVED:
         this.unreserve(j)
         break
+      case JobState.HELD:
+        this.ext!.unhold(j)
+        break
       case JobState.INVALID:
         break
     }
@@ -440,6 +491,7 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     s.deadlines.push(j)
     s.reserved.append(j)
     this.wheel.schedule(j, j.deadline)
+    if (j.ext !== null) this.ext!.reserved(j)
     // Not journaled (as in the reference): replay brings reserved jobs back
     // ready, and the next record of this job carries its `reserves` count.
   }
@@ -452,6 +504,7 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     j.tube.reservedCount--
     this.reservedCount--
     this.wheel.cancel(j)
+    if (j.ext !== null) this.ext!.unreserved(j)
   }
 
   // --- reserving -------------------------------------------------------------
@@ -481,7 +534,7 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     // By the invariant, no other session waits on a watched tube that has a
     // ready job, so the reference's enqueue-then-process_queue would pick
     // exactly this job for this session.
-    const best = this.readyIndex.bestFor(s.watching, (t) => s.watches(t))
+    const best = s.weighted ? this.ext!.weightedPick(s) : this.readyIndex.bestFor(s.watching, (t) => s.watches(t))
     if (best !== undefined) {
       // The reference took this session from that tube's waiting list, where
       // it was alone: ms_take left the take index at 1.
@@ -503,6 +556,7 @@ export class Registry implements TubeHandler, WaitTimerHandler {
   reserveById(s: Session, id: number): Job | null {
     const j = this.jobs.get(id)
     if (j === undefined || j.state === JobState.RESERVED) return null
+    if (j.ext !== null && !this.ext!.mayReserve(j)) return null
     this.markWorker(s)
     this.detach(j)
     this.reserve(s, j, this.clock.now())
@@ -570,6 +624,8 @@ export class Registry implements TubeHandler, WaitTimerHandler {
       // A wide waiter, and the tube had no waiter of its own: as the only one
       // in the reference's list, ms_take would leave the index at 1.
       else if (j.tube.waiting.length === 0) j.tube.waitTake = 1
+      // A weighted waiter draws its tube (j's tube has a job, so one is drawn).
+      if (s.weighted) j = this.ext!.weightedPick(s)!
       this.stopWaiting(s)
       this.removeReady(j)
       this.reserve(s, j, this.clock.now())
@@ -667,6 +723,11 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     this.jobs.delete(id)
     this.journal?.delete(j)
     j.tube.cmdDelete++
+    if (j.ext !== null) {
+      // Its key may free a slot, its group may complete: waiters may get jobs now.
+      this.ext!.deleted(j)
+      this.processQueue()
+    }
     this.dropIfUnused(j.tube)
     this.bodies.release(j.slab, j.bodyLen)
     this.compactBodies()
@@ -694,6 +755,7 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     j.pri = pri
     this.makeBuried(j)
     this.journal?.update(j)
+    if (j.ext !== null) this.processQueue() // its concurrency slot is free
     return true
   }
 
@@ -752,6 +814,31 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     this.wheel.schedule(t, t.pauseUntil)
     this.refresh(t)
     return true
+  }
+
+  // --- for the extensions (queue/extensions/) ----------------------------------
+
+  /** Re-files a tube whose ready heap an extension changed. */
+  refreshTube(t: Tube): void {
+    this.refresh(t)
+  }
+
+  /** A held job's group completed: it becomes ready (the caller journals and pairs). */
+  releaseHeld(j: Job): void {
+    this.makeReady(j)
+  }
+
+  /**
+   * One job for the session now, or undefined: no waiting and no
+   * DEADLINE_SOON (reserve-batch takes what is there).
+   */
+  reserveReady(s: Session): Job | undefined {
+    const best = s.weighted ? this.ext!.weightedPick(s) : this.readyIndex.bestFor(s.watching, (t) => s.watches(t))
+    if (best === undefined) return undefined
+    this.markWorker(s)
+    this.removeReady(best)
+    this.reserve(s, best, this.clock.now())
+    return best
   }
 
   // --- peeking -----------------------------------------------------------------

@@ -40,6 +40,10 @@ export class Session implements TimerEntry {
   waitUntil = Infinity
   producer = false
   worker = false
+  /** Extensions: `reserve-mode weighted` (queue/extensions/weighted.ts). */
+  weighted = false
+  /** Extensions: tube weights other than 1 (`watch <tube> <weight>`), by tube name; made on first use. */
+  weights: Map<string, number> | null = null
 
   timerAt = 0
   timerPrev: TimerEntry | null = null
@@ -51,6 +55,15 @@ export class Session implements TimerEntry {
     this.used = used
     this.waiter = waiter
     this.handler = handler
+  }
+
+  weightOf(tube: string): number {
+    return this.weights?.get(tube) ?? 1
+  }
+
+  setWeight(tube: string, weight: number): void {
+    if (weight !== 1) (this.weights ??= new Map()).set(tube, weight)
+    else this.weights?.delete(tube)
   }
 
   watches(tube: Tube): boolean {

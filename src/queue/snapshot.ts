@@ -95,9 +95,9 @@ export function tubeFigures(r: Registry, t: Tube, now: number): TubeFigures {
   return {
     name: t.name,
     urgent: t.urgentCount,
-    ready: t.ready.size,
+    ready: t.ready.size + t.parked,
     reserved: t.reservedCount,
-    delayed: t.delayed.size,
+    delayed: t.delayed.size + t.held,
     buried: t.buried.size,
     totalJobs: t.totalJobs,
     using: t.usingCount,

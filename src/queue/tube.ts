@@ -39,6 +39,10 @@ export class Tube implements HeapItem, TimerEntry {
   buries = 0
   usingCount = 0
   watchingCount = 0
+  /** Extensions: ready jobs hidden behind their concurrency key (not in `ready`; extensions/concurrency.ts). */
+  parked = 0
+  /** Extensions: after-jobs held for their group (extensions/groups.ts); counted as delayed. */
+  held = 0
 
   paused = false
   /** Whole seconds of the last pause-tube, for stats. */
@@ -63,7 +67,7 @@ export class Tube implements HeapItem, TimerEntry {
   }
 
   get jobCount(): number {
-    return this.ready.size + this.delayed.size + this.buried.size + this.reservedCount
+    return this.ready.size + this.delayed.size + this.buried.size + this.reservedCount + this.parked + this.held
   }
 
   /** Has waiters and a ready job and is not paused: the scheduler may pair them. */

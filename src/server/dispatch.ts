@@ -12,6 +12,8 @@ import { queueTotals, tubeFigures } from '../queue/snapshot.js'
 import type { Session } from '../queue/session.js'
 import type { Slab } from '../queue/body-arena.js'
 import { Word, type Output } from './output.js'
+import type { QueueExtensions } from '../queue/extensions/queue-extensions.js'
+import { dispatchExtension } from './extensions/dispatch.js'
 
 /** What every connection shares. */
 export interface ServerContext {
@@ -22,6 +24,8 @@ export interface ServerContext {
   readonly maxJobSize: number
   /** --extensions: connections parse the extension verbs too (protocol/extensions.ts). */
   readonly extensions: boolean
+  /** With --extensions: the queue's side of them (also installed as `registry.ext`); else null. */
+  readonly queueExtensions: QueueExtensions | null
   /** Binlog figures for `stats` (zeros without a binlog). */
   binlogStats(): BinlogInfo
   /** Replies of the running connection. */
@@ -167,6 +171,9 @@ export function dispatch(ctx: ServerContext, c: DispatchTarget, op: Op): void {
     case Op.QUIT:
       c.quitting = true
       return
+    default:
+      // Only a parser made with --extensions yields these (server/extensions/).
+      return dispatchExtension(ctx, c, op)
   }
 }
 
@@ -176,6 +183,6 @@ function takeSlab(c: DispatchTarget): Slab {
   return slab
 }
 
-function count(ctx: ServerContext, op: Op): void {
+export function count(ctx: ServerContext, op: Op): void {
   ctx.cmd[op] = ctx.cmd[op]! + 1
 }

@@ -12,6 +12,7 @@ import fs from 'node:fs'
 import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import { Registry } from '../queue/registry.js'
+import { QueueExtensions } from '../queue/extensions/queue-extensions.js'
 import { TimingWheel } from '../queue/timing-wheel.js'
 import type { ProcessInfo } from '../protocol/replies.js'
 import { systemClock, type Clock } from '../util/clock.js'
@@ -115,15 +116,19 @@ export class BeanstalkServer implements ConnectionHost {
     this.wheel = new TimingWheel(this.clock.now())
     this.wheel.onWake = (tick) => this.arm(tick)
     this.registry = new Registry(this.clock, this.wheel)
+    const queueExtensions = opts.extensions === true ? new QueueExtensions(this.registry) : null
+    this.registry.ext = queueExtensions
     this.restoreInto = this.registry
     this.waiting = opts.awaitStore === true ? [] : null
     this.reclaimer = new MemoryReclaimer(() => ({ jobs: this.registry.jobs.size, bodyBytes: this.registry.bodies.live }))
     this.ctx = {
       registry: this.registry,
-      cmd: new Float64Array(32),
+      // Indexed by Op: the reference's commands below 40, the extensions' 40-79.
+      cmd: new Float64Array(80),
       info: processInfo(opts.maxJobSize, opts.binlogMaxSize, this.clock.now()),
       maxJobSize: opts.maxJobSize,
       extensions: opts.extensions === true,
+      queueExtensions,
       out: new Output(),
       deliveryOut: new Output(4096),
       binlogStats: () => (this.store === null ? NO_BINLOG : this.store.stats()),
