@@ -4,7 +4,8 @@
  * reference beanstalkd (proving every scenario true of it), against
  * tsbeanstalkd, and against tsbeanstalkd over TLS with token authentication
  * (every connection authenticates first), which shows the protocol is the
- * same behind them. Without a `beanstalkd` (or an `openssl` for the test
+ * same behind them, then against tsbeanstalkd --extensions (the standard
+ * scenarios, and the extensions' own in conformance/extensions/). Without a `beanstalkd` (or an `openssl` for the test
  * certificates) on PATH that run is skipped with a notice, except under CI,
  * where both are required.
  */
@@ -49,4 +50,12 @@ if (haveOpenssl()) {
 } else {
   missing('openssl', 'apt-get install -y openssl')
 }
+// With --extensions every standard scenario must still pass (those that show
+// the extensions' lines answered as the reference does are tagged off), and
+// the extension scenarios (conformance/extensions/, tsbeanstalkd only) too.
+const extended = 'node bin/tsbeanstalkd.js -l 127.0.0.1 -p {PORT} --extensions'
+console.log('conformance against tsbeanstalkd --extensions:')
+failed += run(['--server', extended, '--flavor', 'tsb', '--skip-tag', 'no-extensions'])
+console.log('extension scenarios against tsbeanstalkd --extensions:')
+failed += run(['--server', extended, '--flavor', 'tsb', '--dir', 'conformance/extensions'])
 process.exit(failed === 0 ? 0 : 1)
