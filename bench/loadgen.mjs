@@ -38,6 +38,7 @@ const USAGE = `usage: node bench/loadgen.mjs -s SCENARIO [options]
   --workers W  --rate R  --backlog K  --idle K  --delay-min S  --delay-max S
   --max-secs S (120)  --warmup N (20000 put/reserve/delete cycles first; 0 = none)
   --settle-ms MS (1000)  --checks K (2)  --check-interval-ms MS (1000)  --ttr S (120)  --drain-secs S (12)
+  --tags TEXT (put tags for tsbeanstalkd --extensions, e.g. idp:k##########,con:c:64; ',' between tags, '#' = hex digits of a per-job counter)
   --label TEXT   --probe [--wait-ms MS]   (wait until the server answers, exit 0/1)
   --tls-port PORT --tls-ca FILE   the measured connections use TLS to PORT (trusting FILE, name localhost);
                   setup checks and stats stay on plaintext -P (tsbeanstalkd --tls-port beside -p)
@@ -71,6 +72,7 @@ const { values: A } = parseArgs({
     'check-interval-ms': { type: 'string', default: '1000' },
     ttr: { type: 'string', default: '120' },
     'drain-secs': { type: 'string', default: '12' },
+    tags: { type: 'string', default: '' },
     label: { type: 'string' },
     probe: { type: 'boolean', default: false },
     'wait-ms': { type: 'string', default: '10000' },
@@ -150,6 +152,7 @@ const C = {
   checkIntervalMs: Number(A['check-interval-ms']),
   ttr: Number(A.ttr),
   drainSecs: Number(A['drain-secs']),
+  tags: A.tags ?? '',
 }
 if (!(C.conns >= 1 && C.pipe >= 1 && C.body >= 0 && C.tubes >= 1 && C.n >= 1 && C.maxSecs > 0)) {
   process.stderr.write('loadgen: bad options\n')
@@ -221,7 +224,7 @@ if (LORIS > 0 && (TLS_PORT === 0 || (LORIS_KIND !== 'handshake' && LORIS_KIND !=
 const authCfg = A['auth-file'] ? { auth: (readFileSync(A['auth-file'], 'latin1').split('\n')[0] ?? '').trim() } : {}
 await Promise.all(
   engines.map((e) =>
-    e.call({ t: 'init', cfg: { host: HOST, port: PORT, body: C.body, ttr: C.ttr, maxSecs: C.maxSecs, ...tlsCfg, ...authCfg } }),
+    e.call({ t: 'init', cfg: { host: HOST, port: PORT, body: C.body, ttr: C.ttr, maxSecs: C.maxSecs, tags: C.tags, ...tlsCfg, ...authCfg } }),
   ),
 )
 

@@ -509,6 +509,7 @@ export async function main(argv: string[]): Promise<void> {
       : {
           queue: s.registry,
           cmd: s.ctx.cmd,
+          extensions: config.extensions,
           info: s.ctx.info,
           store: binlog,
           refusedConnections: () => s.refusedConnections,

@@ -70,6 +70,8 @@ const cfg = {
   tlsCa: '',
   /** A token to send as `auth` before the setup commands; '': none. */
   auth: '',
+  /** --tags: put tags (tsbeanstalkd --extensions); each '#' becomes a hex digit of a per-job counter. */
+  tags: '',
 }
 
 /** The client side of every TLS connection of this thread (built once, at init). */
@@ -79,13 +81,31 @@ let secureContext = /** @type {tls.SecureContext | null} */ (null)
 let PUTCMD = Buffer.alloc(0)
 let PUTHDR = 0 // header length inside PUTCMD (offset of the body)
 let BODY = Buffer.alloc(0)
+/** Offsets of the '#' digits of --tags inside PUTCMD, most significant first. */
+let TAG_DIGITS = /** @type {number[]} */ ([])
+/** The per-job counter behind them (a random start: keys unique across runs and threads). */
+let tagSeq = 0
 
 function buildPut() {
   BODY = Buffer.alloc(cfg.body)
   for (let i = 0; i < cfg.body; i++) BODY[i] = 97 + (i % 26)
-  const hdr = Buffer.from(`put ${cfg.pri} 0 ${cfg.ttr} ${cfg.body}\r\n`, 'latin1')
+  const tags = cfg.tags ? ` ${cfg.tags.replaceAll(',', ' ')}` : ''
+  const hdr = Buffer.from(`put ${cfg.pri} 0 ${cfg.ttr} ${cfg.body}${tags}\r\n`, 'latin1')
   PUTHDR = hdr.length
   PUTCMD = Buffer.concat([hdr, BODY, Buffer.from('\r\n')])
+  TAG_DIGITS = []
+  for (let i = 0; i < hdr.length; i++) if (hdr[i] === 0x23) TAG_DIGITS.push(i)
+  tagSeq = Math.floor(Math.random() * 2 ** 40)
+}
+
+/** Writes the next job number into the '#' digits of the put at pool[at]. @param {number} at */
+function stampTags(at) {
+  let t = tagSeq++
+  for (let i = TAG_DIGITS.length - 1; i >= 0; i--) {
+    const q = Math.floor(t / 16)
+    pool[at + /** @type {number} */ (TAG_DIGITS[i])] = /** @type {number} */ (HEX[t - q * 16])
+    t = q
+  }
 }
 
 const S_RES0 = Buffer.from('reserve-with-timeout 0\r\n', 'latin1')
@@ -405,6 +425,7 @@ function queuePut(c) {
     const at = wpos
     PUTCMD.copy(pool, wpos)
     wpos += PUTCMD.length
+    if (TAG_DIGITS.length > 0) stampTags(at)
     if (stamp) {
       // send time in µs as 16 hex digits at the start of the body
       let t = Math.round(now * 1000)

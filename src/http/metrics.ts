@@ -21,6 +21,7 @@
 import { performance } from 'node:perf_hooks'
 import { collectDefaultMetrics, Registry, type Metric } from 'prom-client'
 import { STATS_COMMANDS, type ProcessInfo } from '../protocol/replies.js'
+import { EXTENSION_COMMANDS } from '../protocol/extension-replies.js'
 import type { Registry as Queue } from '../queue/registry.js'
 import { queueTotals, secs, tubeFigures, type QueueTotals, type TubeFigures } from '../queue/snapshot.js'
 import type { SecurityFigures } from '../server/gatekeeper.js'
@@ -34,6 +35,8 @@ export interface MetricsSource {
   readonly queue: Queue
   /** cmd-* counters indexed by Op. */
   readonly cmd: Float64Array
+  /** --extensions: the extension commands' counters are series too. */
+  readonly extensions?: boolean
   readonly info: ProcessInfo
   readonly store: DurableStore | undefined
   /** Connections closed at once because the process is at its file-descriptor budget. */
@@ -253,7 +256,10 @@ export class Metrics {
       c('tsbeanstalkd_jobs_total', 'Jobs created (stats total-jobs)', (s) => one(s.queue.totalJobs)),
       c('tsbeanstalkd_job_timeouts_total', 'Reservations whose TTR ran out (stats job-timeouts)', (s) => one(s.queue.timeouts)),
       c('tsbeanstalkd_commands_total', 'Commands received, by command (stats cmd-*)', (s) =>
-        STATS_COMMANDS.map(([op, name]) => ({ value: s.source.cmd[op]!, labels: { command: name } })),
+        (s.source.extensions === true ? [...STATS_COMMANDS, ...EXTENSION_COMMANDS] : STATS_COMMANDS).map(([op, name]) => ({
+          value: s.source.cmd[op]!,
+          labels: { command: name },
+        })),
       ),
       g('tsbeanstalkd_tubes', 'Tubes (stats current-tubes)', (s) => one(s.queue.tubes)),
       g('tsbeanstalkd_connections', 'Open connections (stats current-connections)', (s) => one(s.queue.connections)),

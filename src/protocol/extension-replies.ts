@@ -1,7 +1,20 @@
 /**
  * Replies of the extension commands that carry YAML (tuber's layouts).
  */
+import { Op } from './commands.js'
 import { okYaml } from './replies.js'
+
+/**
+ * Counters of the extension commands with names of their own (/metrics
+ * `command` labels; `stats` keeps the reference's keys). A put with tags
+ * counts as put, a watch with a weight as watch.
+ */
+export const EXTENSION_COMMANDS: readonly (readonly [Op, string])[] = [
+  [Op.RESERVE_BATCH, 'reserve-batch'],
+  [Op.DELETE_BATCH, 'delete-batch'],
+  [Op.RESERVE_MODE, 'reserve-mode'],
+  [Op.STATS_GROUP, 'stats-group'],
+]
 
 /** What stats-group shows of a group. */
 export interface GroupFigures {

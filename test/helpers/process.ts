@@ -218,7 +218,7 @@ export interface Target {
   close(): Promise<void>
 }
 
-export async function startTarget(opts: { maxJobSize?: number } = {}): Promise<Target> {
+export async function startTarget(opts: { maxJobSize?: number; extensions?: boolean } = {}): Promise<Target> {
   if (process.env['TSB_TARGET'] === 'reference') {
     const args = opts.maxJobSize === undefined ? [] : ['-z', String(opts.maxJobSize)]
     const { proc, port } = await startReference(args)

@@ -9,12 +9,13 @@ export interface TestServer {
   close(): Promise<void>
 }
 
-export async function startServer(opts: { maxJobSize?: number; clock?: Clock } = {}): Promise<TestServer> {
+export async function startServer(opts: { maxJobSize?: number; clock?: Clock; extensions?: boolean } = {}): Promise<TestServer> {
   const server = new BeanstalkServer({
     maxJobSize: opts.maxJobSize ?? 65535,
     binlogMaxSize: 10485760,
     log: pino({ level: 'silent' }),
     ...(opts.clock === undefined ? {} : { clock: opts.clock }),
+    extensions: opts.extensions === true,
   })
   const addr = await server.listen({ host: '127.0.0.1', port: 0 })
   if (typeof addr === 'string') throw new Error('expected a TCP address')

@@ -2,7 +2,7 @@
  * Every beanstalk command driven through a real, unmodified client library
  * (fivebeans 1.5, which parses YAML replies itself) against a real server on
  * 127.0.0.1, port 0. `reserve-job`, which fivebeans lacks, goes over a raw
- * socket. Set TSB_TARGET=reference to run the same file against the reference
+ * socket. The commands run with and without --extensions. Set TSB_TARGET=reference to run the same file against the reference
  * beanstalkd (the expectations were checked that way).
  */
 import { createRequire } from 'node:module'
@@ -188,10 +188,6 @@ async function raw(): Promise<RawClient> {
   return c
 }
 
-beforeEach(async () => {
-  target = await startTarget()
-})
-
 afterEach(async () => {
   for (const c of clients) c.end()
   for (const r of raws) r.close()
@@ -201,7 +197,12 @@ afterEach(async () => {
   await target.close()
 })
 
-describe('fivebeans against the server', () => {
+// The standard commands answer the same with the extensions on (--extensions).
+for (const extensions of [false, true]) describe(`fivebeans against the server${extensions ? ' with --extensions' : ''}`, () => {
+  beforeEach(async () => {
+    target = await startTarget({ extensions })
+  })
+
   it('use, list-tube-used, watch, ignore, list-tubes-watched and list-tubes', async () => {
     const b = await client()
     expect(await b.listTubeUsed()).toBe('default')
@@ -528,6 +529,10 @@ describe('client test suites', () => {
 })
 
 describe('the README examples (examples/producer.js, examples/worker.js)', () => {
+  beforeEach(async () => {
+    target = await startTarget()
+  })
+
   it('the producer queues jobs and the worker processes and deletes them', async () => {
     const env = { BEANSTALK_PORT: String(target.port) }
     const producer = spawnScript('examples/producer.js', ['3'], env)
