@@ -15,6 +15,7 @@ export function reserveBatch(ctx: ServerContext, c: DispatchTarget): void {
   count(ctx, Op.RESERVE_BATCH)
   const { registry: r, out } = ctx
   const n = c.parser.ext!.count
+  r.markWorker(c.session)
   const jobs = []
   for (let j; jobs.length < n && (j = r.reserveReady(c.session)) !== undefined; ) jobs.push(j)
   out.numbered(RESERVED_BATCH, jobs.length)
