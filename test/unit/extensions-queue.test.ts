@@ -9,46 +9,30 @@ import { beforeEach, describe, expect, it } from 'vitest'
 import { PutTags } from '../../src/protocol/extensions.js'
 import { JobState, type Job } from '../../src/queue/job.js'
 import { QueueExtensions, type TaggedPut } from '../../src/queue/extensions/queue-extensions.js'
-import { Registry } from '../../src/queue/registry.js'
-import type { Session, Waiter } from '../../src/queue/session.js'
-import { TimingWheel } from '../../src/queue/timing-wheel.js'
+import type { Registry } from '../../src/queue/registry.js'
+import type { Session } from '../../src/queue/session.js'
+import { TestQueue, type RecordingWaiter } from '../helpers/queue.js'
+import type { TimingWheel } from '../../src/queue/timing-wheel.js'
 import { queueTotals, tubeFigures } from '../../src/queue/snapshot.js'
-import { ManualClock } from '../../src/util/clock.js'
+import type { ManualClock } from '../../src/util/clock.js'
 import { prng } from '../helpers/prng.js'
 import { putBody } from '../helpers/put-body.js'
 
-class RecordingWaiter implements Waiter {
-  readonly events: string[] = []
-  jobReserved(job: Job): void {
-    this.events.push(`RESERVED ${job.id}`)
-  }
-  waitEnded(reply: Buffer): void {
-    this.events.push(reply.toString('latin1').trim())
-  }
-}
-
+let q: TestQueue
 let clock: ManualClock
 let wheel: TimingWheel
 let r: Registry
 let x: QueueExtensions
 
 beforeEach(() => {
-  clock = new ManualClock(1_000_000)
-  wheel = new TimingWheel(clock.now())
-  r = new Registry(clock, wheel)
+  q = new TestQueue()
+  ;({ clock, wheel, r } = q)
   x = new QueueExtensions(r, prng(7).next)
   r.ext = x
 })
 
-function advance(ms: number): void {
-  clock.advance(ms)
-  wheel.advance(clock.now())
-}
-
-function session(): [Session, RecordingWaiter] {
-  const w = new RecordingWaiter()
-  return [r.openSession(w), w]
-}
+const advance = (ms: number): void => q.advance(ms)
+const session = (): [Session, RecordingWaiter] => q.session()
 
 /** `put` with tags written as on the wire, e.g. 'idp:k:60 con:c'. */
 function put(s: Session, tags: string, opts: { pri?: number; delay?: number; ttr?: number } = {}): TaggedPut {

@@ -5,43 +5,26 @@
 import { beforeEach, describe, expect, it } from 'vitest'
 import { Reply } from '../../src/protocol/constants.js'
 import { JobState, type Job } from '../../src/queue/job.js'
-import { Registry } from '../../src/queue/registry.js'
-import type { Session, Waiter } from '../../src/queue/session.js'
-import { TimingWheel } from '../../src/queue/timing-wheel.js'
-import { ManualClock } from '../../src/util/clock.js'
+import type { Registry } from '../../src/queue/registry.js'
+import type { Session } from '../../src/queue/session.js'
+import { TestQueue, type RecordingWaiter } from '../helpers/queue.js'
+import type { TimingWheel } from '../../src/queue/timing-wheel.js'
+import type { ManualClock } from '../../src/util/clock.js'
 import { prng } from '../helpers/prng.js'
 import { putBody } from '../helpers/put-body.js'
 
-class RecordingWaiter implements Waiter {
-  readonly events: string[] = []
-  jobReserved(job: Job): void {
-    this.events.push(`RESERVED ${job.id}`)
-  }
-  waitEnded(reply: Buffer): void {
-    this.events.push(reply.toString('latin1').trim())
-  }
-}
-
+let q: TestQueue
 let clock: ManualClock
 let wheel: TimingWheel
 let r: Registry
 
 beforeEach(() => {
-  clock = new ManualClock(1_000_000)
-  wheel = new TimingWheel(clock.now())
-  r = new Registry(clock, wheel)
+  q = new TestQueue()
+  ;({ clock, wheel, r } = q)
 })
 
-/** Moves time forward and fires what is due, as the server's timer does. */
-function advance(ms: number): void {
-  clock.advance(ms)
-  wheel.advance(clock.now())
-}
-
-function session(): [Session, RecordingWaiter] {
-  const w = new RecordingWaiter()
-  return [r.openSession(w), w]
-}
+const advance = (ms: number): void => q.advance(ms)
+const session = (): [Session, RecordingWaiter] => q.session()
 
 function put(s: Session, pri = 0, delay = 0, ttr = 60, body = 'x'): Job {
   return putBody(r, s, pri, delay, ttr, Buffer.from(`${body}\r\n`))!
