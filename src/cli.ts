@@ -67,6 +67,8 @@ const EXIT_BINLOG: Record<string, number> = {
   TSB_ERR_STORE_MISMATCH: EXIT_USAGE,
   // A file tsbeanstalkd did not write stands in DIR; nothing was changed.
   TSB_ERR_STORE_FOREIGN: 14,
+  // Tagged jobs in DIR and no --extensions: a flag to fix.
+  TSB_ERR_EXTENSIONS_NEEDED: EXIT_USAGE,
 }
 const EXIT_BINLOG_OTHER = 13
 

@@ -38,3 +38,30 @@ export interface RestoredFields {
   buries: number
   kicks: number
 }
+
+/**
+ * A tagged job's extension tags as a journal hands them back (--extensions;
+ * queue/extensions/). `after` is the group named by aft: at the put;
+ * `afterDone` says it was satisfied (the job was ready once) and never holds
+ * the job again.
+ */
+export interface RestoredTags {
+  idpKey: string | null
+  idpTtl: number
+  group: string | null
+  after: string | null
+  afterDone: boolean
+  conKey: string | null
+  conLimit: number
+}
+
+/** An idempotency key's cooldown after its job's delete (idp:<key>:<ttl>), as stored. */
+export interface RestoredTombstone {
+  readonly tube: string
+  readonly key: string
+  /** The deleted job's id, which the key keeps answering with. */
+  readonly id: number
+  readonly ttlSecs: number
+  /** When it runs out, monotonic ms (already past: the journal skips it). */
+  readonly expiresAt: number
+}

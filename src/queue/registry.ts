@@ -38,7 +38,7 @@ import { BodyArena, type Slab } from './body-arena.js'
 import { Heap } from './heap.js'
 import { Job, JobState, byPriority } from './job.js'
 import { JobTable, type JobWalk } from './job-table.js'
-import type { Journal, RestoredFields } from './journal.js'
+import type { Journal, RestoredFields, RestoredTags, RestoredTombstone } from './journal.js'
 import { Session, type WaitTimerHandler, type Waiter } from './session.js'
 import { ReadyIndex, SCAN_LIMIT } from './ready-index.js'
 import { Tube, byTopJob, type TubeHandler } from './tube.js'
@@ -68,6 +68,21 @@ export interface RegistryExtension {
   mayReserve(j: Job): boolean
   /** The job a weighted session reserves next, if any. */
   weightedPick(s: Session): Job | undefined
+  /** A restored job's tags, attached before restoreEnd places it. */
+  restoreTags(j: Job, tags: RestoredTags): void
+  restoreTombstone(t: RestoredTombstone): void
+}
+
+/** A store holds jobs with extension tags and the server runs without --extensions. */
+export class ExtensionsNeededError extends Error {
+  readonly code = 'TSB_ERR_EXTENSIONS_NEEDED'
+  constructor() {
+    super(
+      'the store holds jobs with extension tags (idp:, grp:, aft:, con:) or idempotency cooldowns: start with --extensions ' +
+        '(or extensions = true in the config file); without it their keys and group dependencies would be lost',
+    )
+    this.name = 'ExtensionsNeededError'
+  }
 }
 
 /** A session watching more tubes than this waits without entering each tube's list. */
@@ -119,6 +134,8 @@ export class Registry implements TubeHandler, WaitTimerHandler {
   journal: Journal | null = null
   /** The extensions' hooks (--extensions), or null. */
   ext: RegistryExtension | null = null
+  /** While restoring: the tags of restored jobs, by id (restoreTags). */
+  private restoredTags: Map<number, RestoredTags> | null = null
 
   constructor(clock: Clock, wheel: TimingWheel, bodies = new BodyArena()) {
     this.clock = clock
@@ -369,6 +386,7 @@ export class Registry implements TubeHandler, WaitTimerHandler {
   restoreDelete(id: number): boolean {
     const j = this.jobs.get(id)
     if (j === undefined) return false
+    this.restoredTags?.delete(id)
     this.jobs.delete(id)
     j.state = JobState.INVALID
     this.bodies.release(j.slab, j.bodyLen)
@@ -380,8 +398,24 @@ export class Registry implements TubeHandler, WaitTimerHandler {
    * ready, delayed ones whose time has passed too, buried ones in `buried`
    * (bury) order; drops tubes left empty; ids continue at `nextId`.
    */
+  /** --extensions: a restored job's tags, kept aside until restoreEnd (when every group's members are known). */
+  restoreTags(id: number, tags: RestoredTags): boolean {
+    if (this.ext === null) throw new ExtensionsNeededError()
+    if (this.jobs.get(id) === undefined) return false
+    ;(this.restoredTags ??= new Map()).set(id, { ...tags })
+    return true
+  }
+
+  restoreTombstone(t: RestoredTombstone): void {
+    if (this.ext === null) throw new ExtensionsNeededError()
+    this.ext.restoreTombstone(t)
+  }
+
   restoreEnd(buried: readonly number[], nextId: number): void {
     const now = this.clock.now()
+    const tags = this.restoredTags
+    this.restoredTags = null
+    if (tags !== null) for (const [id, t] of tags) this.ext!.restoreTags(this.jobs.get(id)!, t)
     let buriedSeen = 0
     for (const j of this.jobs.values()) {
       if (j.state === JobState.BURIED) buriedSeen++
@@ -394,6 +428,7 @@ export class Registry implements TubeHandler, WaitTimerHandler {
       if (j?.state !== JobState.BURIED) throw new Error(`restore: job ${id} in the bury order is not buried`)
       j.tube.buried.append(j)
       this.buriedCount++
+      if (j.ext !== null) this.ext!.buried(j, true)
     }
     for (const t of [...this.tubeList]) this.dropIfUnused(t)
     this.nextJobId = Math.max(this.nextJobId, nextId)

@@ -146,6 +146,7 @@ export class BeanstalkServer implements ConnectionHost {
       this.store = store
       this.registry.journal = store
       this.gate = new BinlogGate(store)
+      this.ctx.queueExtensions?.journalRestored()
     }
     const waiting = this.waiting ?? []
     this.waiting = null

@@ -27,7 +27,7 @@
  *   and releases the directory.
  */
 import type { Logger } from 'pino'
-import type { RestoredFields } from '../queue/journal.js'
+import type { RestoredFields, RestoredTags, RestoredTombstone } from '../queue/journal.js'
 import type { Clock } from '../util/clock.js'
 import type { Readiness } from '../util/readiness.js'
 import type { HistogramView } from './latency-histogram.js'
@@ -54,10 +54,28 @@ export interface JobView {
   releases: number
   buries: number
   kicks: number
+  /** --extensions: the job's tags; null or absent for an untagged job. */
+  readonly ext?: TagsView | null
+}
+
+/**
+ * What an engine stores of a tagged job (--extensions), read from the
+ * queue's JobExt at each call: the idempotency key and its cooldown, the
+ * group, the after-group (as put, and whether the job still waits for it),
+ * the concurrency key and its limit.
+ */
+export interface TagsView {
+  readonly idp: { readonly key: string; readonly ttlSecs: number } | null
+  readonly group: { readonly name: string } | null
+  readonly afterName: string | null
+  /** Non-null while the job still waits for its after-group. */
+  readonly after: { readonly name: string } | null
+  readonly con: { readonly name: string } | null
+  readonly conLimit: number
 }
 
 /** A job's fields as replay hands them to the sink (declared with the queue, which takes them). */
-export type { RestoredFields } from '../queue/journal.js'
+export type { RestoredFields, RestoredTags, RestoredTombstone } from '../queue/journal.js'
 
 /**
  * Where replay puts the jobs it reads (the registry). Calls come in the
@@ -74,6 +92,14 @@ export interface ReplaySink {
   restoreUpdate(f: RestoredFields): boolean
   /** false if there is no such job (a stale record). */
   restoreDelete(id: number): boolean
+  /**
+   * --extensions: the tags of a job restored before (replacing any earlier
+   * ones); false if there is no such job. Throws ExtensionsNeededError from a
+   * registry without the extensions.
+   */
+  restoreTags?(id: number, tags: RestoredTags): boolean
+  /** --extensions: an idempotency key's cooldown that has not run out. */
+  restoreTombstone?(t: RestoredTombstone): void
   /**
    * Replay is over: every job goes where its state says (reserved ones and
    * delayed ones whose time has passed: ready), buried ones in `buried`

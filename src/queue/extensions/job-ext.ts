@@ -18,6 +18,8 @@ export class JobExt {
   idp: IdpEntry | null = null
   group: Group | null = null
   after: Group | null = null
+  /** The aft: group as put, kept once satisfied (journals store it with `after === null` as done). */
+  afterName: string | null = null
   con: ConKey | null = null
   /** con:<key>:<n>. */
   conLimit = 1

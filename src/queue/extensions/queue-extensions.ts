@@ -11,9 +11,14 @@
  *   state: a job becomes ready only when its group is complete, and is then
  *   satisfied for good.
  * - A held job's group completing releases it, journaled, in hold order.
+ * - A satisfied after-job is journaled as such (so a restart never holds it
+ *   again): at its put within the put's record, otherwise by an update right
+ *   after it is placed, or, during a restore (no journal yet), once the
+ *   server hands the registry its journal (journalRestored).
  */
 import { MIN_TTR_MS, Reply } from '../../protocol/constants.js'
 import type { PutTags } from '../../protocol/extensions.js'
+import type { RestoredTags, RestoredTombstone } from '../journal.js'
 import type { Slab } from '../body-arena.js'
 import { Job, JobState } from '../job.js'
 import type { Registry, RegistryExtension } from '../registry.js'
@@ -44,6 +49,12 @@ export class QueueExtensions implements RegistryExtension {
   readonly keys: ConcurrencyKeys
   private readonly r: Registry
   private readonly random: Random
+  /** The job being put: its satisfaction is in its put's record. */
+  private admitting: Job | null = null
+  /** Satisfied in holdsBack, to be journaled once placed (placeReady comes right after). */
+  private satisfiedNow: Job | null = null
+  /** Satisfied while restoring, before there was a journal. */
+  private unrecorded: Job[] = []
 
   constructor(registry: Registry, random: Random = Math.random) {
     this.r = registry
@@ -78,8 +89,32 @@ export class QueueExtensions implements RegistryExtension {
     if (r.journal !== null && !r.journal.canPut()) return refuse(Reply.OUT_OF_MEMORY)
     const job = new Job(id, pri, delaySecs * 1000, Math.max(ttrSecs * 1000, MIN_TTR_MS), slab, off, len, s.used, now)
     this.attach(job, tags)
-    r.admit(job)
+    this.admitting = job
+    try {
+      r.admit(job)
+    } finally {
+      this.admitting = null
+    }
     return { kind: 'inserted', job }
+  }
+
+  /** A restored job's tags (Registry.restoreEnd, before it places the job). */
+  restoreTags(job: Job, tags: RestoredTags): void {
+    this.attach(job, tags)
+    const x = job.ext!
+    if (tags.afterDone && x.after !== null) this.unwait(x, x.after)
+  }
+
+  restoreTombstone(t: RestoredTombstone): void {
+    this.idempotency.restoreTombstone(t.tube, t.key, t.id, t.ttlSecs, t.expiresAt, this.r.clock.now())
+  }
+
+  /** The registry has its journal now: the after-jobs a restore satisfied are recorded so. */
+  journalRestored(): void {
+    const journal = this.r.journal
+    if (journal === null) return
+    for (const j of this.unrecorded) if (j.state !== JobState.INVALID) journal.update(j)
+    this.unrecorded = []
   }
 
   /** The group's figures for stats-group, or undefined for a name no job refers to. */
@@ -102,6 +137,7 @@ export class QueueExtensions implements RegistryExtension {
     }
     // Satisfied for good: a later member of the group does not hold it again.
     this.unwait(x, after)
+    if (j !== this.admitting) this.satisfiedNow = j
     return false
   }
 
@@ -109,6 +145,11 @@ export class QueueExtensions implements RegistryExtension {
     const x = j.ext!
     if (x.con === null) j.tube.ready.push(j)
     else this.keys.place(x.con, j)
+    if (this.satisfiedNow === j) {
+      this.satisfiedNow = null
+      if (this.r.journal === null) this.unrecorded.push(j)
+      else this.r.journal.update(j)
+    }
   }
 
   unplaceReady(j: Job): void {
@@ -167,7 +208,7 @@ export class QueueExtensions implements RegistryExtension {
     return g !== undefined && !g.complete
   }
 
-  private attach(job: Job, tags: PutTags): void {
+  private attach(job: Job, tags: Omit<PutTags, 'afterDone'>): void {
     const x = new JobExt()
     if (tags.idpKey !== null) x.idp = this.idempotency.add(job, tags.idpKey, tags.idpTtl)
     if (tags.conKey !== null) {
@@ -179,6 +220,7 @@ export class QueueExtensions implements RegistryExtension {
       x.group.members++
     }
     if (tags.after !== null) {
+      x.afterName = tags.after
       x.after = this.groups.get(tags.after)
       x.after.afterRefs++
       if (x.group !== null) Groups.edge(x.group, x.after, 1)

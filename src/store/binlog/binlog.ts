@@ -61,19 +61,35 @@ import path from 'node:path'
 import type { Logger } from 'pino'
 import { DurableWaiters } from '../durable-waiters.js'
 import { RetryTimer } from '../retry-timer.js'
-import type { DurableStore, ReplaySink, StoreOptions, StoreStats } from '../store.js'
+import type { DurableStore, ReplaySink, StoreOptions, StoreStats, TagsView } from '../store.js'
 import type { Clock } from '../../util/clock.js'
 import type { Compactor } from './compactor.js'
 import { BinlogFsyncError, BinlogFullError, BinlogIoError } from './errors.js'
 import { nodeFs, type BinlogFs } from '../io.js'
 import { DirLock } from '../lock.js'
-import { RecState, encodeDelete, encodeFull, encodeUpdate, type JobFields } from './record.js'
-import { fullBytesOf, restore, type Restored } from './restore.js'
+import { RecState, encodeDelete, encodeFull, encodeTags, encodeTomb, encodeUpdate, tombRecordSize, type JobFields, type RecordTags } from './record.js'
+import { fullBytesOf, restore, type Restored, type Tomb } from './restore.js'
 import { SpaceReserve } from '../reserve.js'
 import type { JobView } from './types.js'
 import { Writer, reservePath } from './writer.js'
 
 export type { JobView } from './types.js'
+
+/** The queue's JobState.HELD (--extensions: an after-job waiting for its group). */
+const HELD = 5
+
+/** What a TAGS record holds of a job's tags. */
+function recordTags(x: TagsView): RecordTags {
+  return {
+    idpKey: x.idp?.key ?? null,
+    idpTtl: x.idp?.ttlSecs ?? 0,
+    group: x.group?.name ?? null,
+    after: x.afterName,
+    afterDone: x.afterName !== null && x.after === null,
+    conKey: x.con?.name ?? null,
+    conLimit: x.conLimit,
+  }
+}
 export { BinlogCorruptError, BinlogFsyncError, BinlogFullError, BinlogIoError, BinlogLockedError } from './errors.js'
 export type { BinlogFs } from '../io.js'
 
@@ -120,6 +136,8 @@ export class Binlog implements DurableStore {
   private hwm: number
   /** Bury order of the buried jobs, as their records carry it. */
   private readonly buryKeys: Map<number, number>
+  /** --extensions: idempotency cooldowns, live in the compactor by their job's id until they run out. */
+  private readonly tombs: Map<number, Tomb>
   private nextBuryKey: number
   private noSpace = false
   /** The last write found no space; the queue waits for a retry. */
@@ -163,6 +181,7 @@ export class Binlog implements DurableStore {
     this.live = r.live
     this.buryKeys = r.buryKeys
     this.nextBuryKey = r.nextBuryKey
+    this.tombs = r.tombs
 
     for (const file of r.leftovers) {
       this.log.warn({ file }, 'binlog: removing a new file whose creation a crash interrupted (it held only its header)')
@@ -240,13 +259,28 @@ export class Binlog implements DurableStore {
     this.check()
     if (!this.live.has(job.id)) return // never logged: nothing on disk to update
     this.queue(encodeUpdate(this.fields(job, this.buryKeyFor(job))))
+    // An after-job's tags again: the latest says whether it still waits (cheap, and only for these).
+    const x = job.ext
+    if (x != null && x.afterName !== null) this.queue(encodeTags(job.id, recordTags(x)))
   }
 
   delete(job: JobView): void {
     this.check()
     if (!this.live.remove(job.id, fullBytesOf(job))) return
     this.buryKeys.delete(job.id)
-    this.queue(encodeDelete(job.id))
+    const idp = job.ext?.idp ?? null
+    if (idp === null || idp.ttlSecs === 0) return this.queue(encodeDelete(job.id))
+    // The key's cooldown: a TOMB record, live (and moved by compaction) until it runs out.
+    const t: Tomb = {
+      tube: job.tube.name,
+      key: idp.key,
+      ttlSecs: idp.ttlSecs,
+      expiresAtWall: this.wall() + idp.ttlSecs * 1000,
+      bytes: tombRecordSize(job.tube.name, idp.key),
+    }
+    this.tombs.set(job.id, t)
+    this.live.add(job.id, t.bytes)
+    this.queueTomb(job.id, t, false)
   }
 
   /** Whether a put would be accepted now. */
@@ -267,7 +301,7 @@ export class Binlog implements DurableStore {
     this.appBytes = 0
     // After a failed write, adding migrations to the waiting batch only makes it bigger.
     if (!this.writeFailed) {
-      for (const id of this.live.select(budget, this.writer.currentIndex, this.sizeOf)) this.queueFull(this.job(id), true)
+      for (const id of this.live.select(budget, this.writer.currentIndex, this.sizeOf)) this.migrate(id)
     }
     this.lastSeq++
     try {
@@ -320,7 +354,7 @@ export class Binlog implements DurableStore {
       maxSize: this.opts.fileSize,
       diskBytes: this.live.diskBytes,
       liveBytes: this.live.liveBytes,
-      liveJobs: this.live.liveJobs,
+      liveJobs: this.live.liveJobs - this.tombs.size,
       noSpace: this.noSpace,
       fsyncs: this.writer.fsyncs,
       engine: 'binlog',
@@ -347,11 +381,12 @@ export class Binlog implements DurableStore {
 
   /** A job's fields as stored: monotonic times become wall-clock ms. */
   private fields(v: JobView, buryKey: number): JobFields {
-    if (v.state < RecState.READY || v.state > RecState.DELAYED) throw new Error(`binlog: job ${v.id} in state ${v.state}`)
+    if (v.state < RecState.READY || v.state > HELD) throw new Error(`binlog: job ${v.id} in state ${v.state}`)
     const offset = this.wall() - this.clock.now()
     return {
       id: v.id,
-      state: v.state as RecState,
+      // A held after-job is stored ready: replay holds it again while its group has members.
+      state: v.state === HELD ? RecState.READY : (v.state as RecState),
       pri: v.pri,
       reserves: v.reserves,
       timeouts: v.timeouts,
@@ -380,7 +415,26 @@ export class Binlog implements DurableStore {
     return j
   }
 
-  private readonly sizeOf = (id: number): number => fullBytesOf(this.job(id))
+  private readonly sizeOf = (id: number): number => this.tombs.get(id)?.bytes ?? fullBytesOf(this.job(id))
+
+  /** Compaction moves a live job, or a cooldown that has not run out (one that has is dropped). */
+  private migrate(id: number): void {
+    const t = this.tombs.get(id)
+    if (t === undefined) return this.queueFull(this.job(id), true)
+    if (t.expiresAtWall > this.wall()) return this.queueTomb(id, t, true)
+    this.tombs.delete(id)
+    this.live.remove(id, t.bytes)
+  }
+
+  private queueTomb(id: number, t: Tomb, migration: boolean): void {
+    const b = encodeTomb(id, t)
+    this.parts.push(b)
+    this.bytes += b.length
+    this.records++
+    this.placing.push(id)
+    if (migration) this.migrations++
+    else this.appBytes += b.length
+  }
 
   /** The job's bury key: kept while it stays buried, a new one when it enters BURIED, none otherwise. */
   private buryKeyFor(job: JobView): number {
@@ -406,6 +460,15 @@ export class Binlog implements DurableStore {
     this.placing.push(job.id)
     if (migration) this.migrations++
     else this.appBytes += n
+    // A tagged job's tags go with every FULL of it, in the same write (so in the same file).
+    const x = job.ext
+    if (x != null) {
+      const tags = encodeTags(job.id, recordTags(x))
+      this.parts.push(tags)
+      this.bytes += tags.length
+      this.records++
+      if (!migration) this.appBytes += tags.length
+    }
   }
 
   /** One write of the whole queue. false: disk full, the queue is kept for a retry. */

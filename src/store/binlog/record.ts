@@ -16,6 +16,11 @@
  *   whose content is impossible (that is never a torn write).
  * - Record sizes depend only on tube-name and body lengths, so the compactor
  *   can account live bytes without encoding.
+ * - With --extensions two more types appear: TAGS (a tagged job's tags,
+ *   right after each FULL of the job in the same write, and again when its
+ *   after-group is satisfied) and TOMB (the delete of a job whose
+ *   idempotency key keeps a cooldown: the key, and when the cooldown ends).
+ *   A file without tagged jobs holds neither.
  */
 import { crc32 } from 'node:zlib'
 import { crc32Range } from './crc.js'
@@ -35,7 +40,7 @@ export const TUBE_NAME_MAX = 255
 /** Largest body a record may hold: the 1 GiB `-z` ceiling plus CRLF. */
 export const BODY_MAX = 1073741824 + 2
 
-export const RecordType = { FULL: 1, UPDATE: 2, DELETE: 3 } as const
+export const RecordType = { FULL: 1, UPDATE: 2, DELETE: 3, TAGS: 4, TOMB: 5 } as const
 export type RecordType = (typeof RecordType)[keyof typeof RecordType]
 
 /** Job states as stored; the same numbers as the queue's JobState (a test checks it). */
@@ -86,7 +91,44 @@ export interface DeleteRecord {
   readonly type: typeof RecordType.DELETE
   id: number
 }
-export type BinlogRecord = FullRecord | UpdateRecord | DeleteRecord
+export interface TagsRecord {
+  readonly type: typeof RecordType.TAGS
+  id: number
+  tags: RecordTags
+}
+export interface TombRecord {
+  readonly type: typeof RecordType.TOMB
+  id: number
+  tomb: RecordTomb
+}
+export type BinlogRecord = FullRecord | UpdateRecord | DeleteRecord | TagsRecord | TombRecord
+
+/** A TAGS record's content (the queue's RestoredTags). */
+export interface RecordTags {
+  idpKey: string | null
+  idpTtl: number
+  group: string | null
+  after: string | null
+  afterDone: boolean
+  conKey: string | null
+  conLimit: number
+}
+
+/** A TOMB record's content: the key's cooldown, wall-clock ms. */
+export interface RecordTomb {
+  tube: string
+  key: string
+  ttlSecs: number
+  expiresAtWall: number
+}
+
+/** TAGS: type, flags, 2 spare, id u64, idp ttl u32, con limit u32, four name lengths u8 (idp, grp, aft, con), then the names. */
+const TAGS_FIXED = 24
+/** TOMB: type, 0, tube length u8, key length u8, id u64, ttl u32, expiry u64, then tube and key. */
+const TOMB_FIXED = 24
+const TagsFlag = { AFTER_DONE: 1 } as const
+/** Longest key or group name (the protocol's limit is 200; a u8 holds it). */
+const NAME_LEN_MAX = 255
 
 const U32 = 0x1_0000_0000
 
@@ -193,6 +235,57 @@ export function encodeUpdate(f: JobFields): Buffer {
   return b
 }
 
+const len8 = (s: string | null): number => {
+  const n = s === null ? 0 : Buffer.byteLength(s, 'latin1')
+  if (n > NAME_LEN_MAX) throw new RangeError(`binlog: a tag of ${n} bytes`)
+  return n
+}
+
+export function tagsRecordSize(t: RecordTags): number {
+  return FRAME_SIZE + TAGS_FIXED + len8(t.idpKey) + len8(t.group) + len8(t.after) + len8(t.conKey)
+}
+
+export function encodeTags(id: number, t: RecordTags): Buffer {
+  const b = Buffer.allocUnsafe(tagsRecordSize(t))
+  const p = FRAME_SIZE
+  b[p] = RecordType.TAGS
+  b[p + 1] = t.afterDone ? TagsFlag.AFTER_DONE : 0
+  b[p + 2] = 0
+  b[p + 3] = 0
+  writeU64(b, p + 4, id)
+  b.writeUInt32LE(t.idpTtl, p + 12)
+  b.writeUInt32LE(t.conLimit, p + 16)
+  let q = p + TAGS_FIXED
+  const names = [t.idpKey, t.group, t.after, t.conKey]
+  for (let i = 0; i < 4; i++) {
+    const n = names[i] ?? null
+    b[p + 20 + i] = len8(n)
+    if (n !== null) q += b.write(n, q, 'latin1')
+  }
+  seal(b, null)
+  return b
+}
+
+export function tombRecordSize(tube: string, key: string): number {
+  return FRAME_SIZE + TOMB_FIXED + len8(tube) + len8(key)
+}
+
+export function encodeTomb(id: number, t: RecordTomb): Buffer {
+  const b = Buffer.allocUnsafe(tombRecordSize(t.tube, t.key))
+  const p = FRAME_SIZE
+  b[p] = RecordType.TOMB
+  b[p + 1] = 0
+  b[p + 2] = len8(t.tube)
+  b[p + 3] = len8(t.key)
+  writeU64(b, p + 4, id)
+  b.writeUInt32LE(t.ttlSecs, p + 12)
+  writeU64(b, p + 16, t.expiresAtWall)
+  const q = p + TOMB_FIXED + b.write(t.tube, p + TOMB_FIXED, 'latin1')
+  b.write(t.key, q, 'latin1')
+  seal(b, null)
+  return b
+}
+
 export function encodeDelete(id: number): Buffer {
   const b = Buffer.alloc(DELETE_RECORD_SIZE)
   b[FRAME_SIZE] = RecordType.DELETE
@@ -231,6 +324,10 @@ function shapeOk(b: Buffer, off: number, len: number): boolean {
       return len === FIXED_SIZE
     case RecordType.FULL:
       return len >= FIXED_SIZE && len === FIXED_SIZE + b[p + 2]! + b.readUInt32LE(p + 36)
+    case RecordType.TAGS:
+      return len >= TAGS_FIXED && len === TAGS_FIXED + b[p + 20]! + b[p + 21]! + b[p + 22]! + b[p + 23]!
+    case RecordType.TOMB:
+      return len >= TOMB_FIXED && len === TOMB_FIXED + b[p + 2]! + b[p + 3]!
     default:
       return false
   }
@@ -285,6 +382,10 @@ export class RecordScratch {
   tubeLen = 0
   bodyStart = 0
   bodyLen = 0
+  /** TAGS: the tags (a new object per record: tagged jobs are the rare ones). */
+  tags: RecordTags | null = null
+  /** TOMB: the cooldown. */
+  tomb: RecordTomb | null = null
   /** After a failed decode: what kind of damage (see Decoded) and what it is. */
   kind: 'torn' | 'invalid' = 'torn'
   detail = ''
@@ -319,6 +420,7 @@ export function decodeInto(b: Buffer, off: number, end: number, s: RecordScratch
     s.type = RecordType.DELETE
     return size
   }
+  if (type === RecordType.TAGS || type === RecordType.TOMB) return decodeExtension(b, p, len, size, s)
   if (type !== RecordType.FULL && type !== RecordType.UPDATE) return fail(s, 'invalid', `unknown record type ${type}`)
   const state = b[p + 1]!
   if (state < RecState.READY || state > RecState.DELAYED) return fail(s, 'invalid', `unknown job state ${state}`)
@@ -341,6 +443,46 @@ export function decodeInto(b: Buffer, off: number, end: number, s: RecordScratch
   return size
 }
 
+/** The names of a TAGS or TOMB record whose frame and CRC are right: `p` is its payload. */
+function decodeExtension(b: Buffer, p: number, len: number, size: number, s: RecordScratch): number {
+  const type = b[p]!
+  s.fields.id = readU64(b, p + 4)
+  if (s.fields.id === 0) return fail(s, 'invalid', 'record for job id 0')
+  const name = (from: number, n: number): string | null => (n === 0 ? null : b.toString('latin1', from, from + n))
+  if (type === RecordType.TAGS) {
+    const lens = [b[p + 20]!, b[p + 21]!, b[p + 22]!, b[p + 23]!]
+    if (len !== TAGS_FIXED + lens[0]! + lens[1]! + lens[2]! + lens[3]!) return fail(s, 'invalid', `TAGS record of ${len} bytes`)
+    let q = p + TAGS_FIXED
+    const names = lens.map((n) => {
+      const v = name(q, n)
+      q += n
+      return v
+    })
+    s.tags = {
+      idpKey: names[0]!,
+      idpTtl: u32At(b, p + 12),
+      group: names[1]!,
+      after: names[2]!,
+      afterDone: (b[p + 1]! & TagsFlag.AFTER_DONE) !== 0,
+      conKey: names[3]!,
+      conLimit: u32At(b, p + 16),
+    }
+    s.type = RecordType.TAGS
+    return size
+  }
+  const tubeLen = b[p + 2]!
+  const keyLen = b[p + 3]!
+  if (tubeLen === 0 || keyLen === 0 || len !== TOMB_FIXED + tubeLen + keyLen) return fail(s, 'invalid', `TOMB record of ${len} bytes`)
+  s.tomb = {
+    tube: b.toString('latin1', p + TOMB_FIXED, p + TOMB_FIXED + tubeLen),
+    key: b.toString('latin1', p + TOMB_FIXED + tubeLen, p + TOMB_FIXED + tubeLen + keyLen),
+    ttlSecs: u32At(b, p + 12),
+    expiresAtWall: readU64(b, p + 16),
+  }
+  s.type = RecordType.TOMB
+  return size
+}
+
 /**
  * Decodes the record at `off` into a record object of its own, the body
  * copied out so the file buffer can be dropped (tools and tests; replay
@@ -352,6 +494,8 @@ export function decodeRecord(b: Buffer, off: number): Decoded {
   if (size === 0) return { ok: false, kind: s.kind, detail: s.detail }
   if (s.type === RecordType.DELETE) return { ok: true, record: { type: RecordType.DELETE, id: s.fields.id }, size }
   if (s.type === RecordType.UPDATE) return { ok: true, record: { type: RecordType.UPDATE, ...s.fields }, size }
+  if (s.type === RecordType.TAGS) return { ok: true, record: { type: RecordType.TAGS, id: s.fields.id, tags: s.tags! }, size }
+  if (s.type === RecordType.TOMB) return { ok: true, record: { type: RecordType.TOMB, id: s.fields.id, tomb: s.tomb! }, size }
   const tube = b.toString('latin1', s.tubeStart, s.tubeStart + s.tubeLen)
   const body = Buffer.allocUnsafeSlow(s.bodyLen)
   b.copy(body, 0, s.bodyStart, s.bodyStart + s.bodyLen)

@@ -9,7 +9,8 @@
  *   so a gap means a file went missing and is reported as corruption.
  * - Files are read in index order and records in offset order; a later record
  *   about a job supersedes every earlier one. FULL creates or replaces a job;
- *   UPDATE replaces its mutable fields; DELETE removes it. An UPDATE or DELETE
+ *   UPDATE replaces its mutable fields; DELETE removes it (TAGS and TOMB,
+ *   --extensions: a job's tags, a delete leaving a key's cooldown). An UPDATE or DELETE
  *   for an id with no FULL yet is stale: its FULL lived in a removed file and
  *   a later FULL (the migrated copy) supersedes it, or the job is gone. The
  *   visitor tells which ones were stale.
@@ -54,6 +55,8 @@ import {
   decodeInto,
   findIntactRecord,
   type JobFields,
+  type RecordTags,
+  type RecordTomb,
 } from './record.js'
 
 /** What replay hands over; `f` is reused between calls. */
@@ -66,6 +69,10 @@ export interface RecordVisitor {
   update(f: JobFields): boolean
   /** false: no such job (stale). */
   delete(id: number): boolean
+  /** --extensions: a job's tags (TAGS); false: no such job (stale). A visitor without it ignores them. */
+  tags?(id: number, tags: RecordTags): boolean
+  /** --extensions: a delete that leaves an idempotency cooldown (TOMB), in file `file`. */
+  tomb?(id: number, tomb: RecordTomb, file: number): void
 }
 
 export interface ScannedFile {
@@ -327,6 +334,10 @@ function* scan(dir: string, io: BinlogFs, visit: RecordVisitor, meter: ReplayMet
           visit.full(f, tubeName, buf, s.bodyStart, end, index)
         } else if (s.type === RecordType.UPDATE) {
           if (!visit.update(f)) stale++
+        } else if (s.type === RecordType.TAGS) {
+          if (visit.tags !== undefined && !visit.tags(f.id, s.tags!)) stale++
+        } else if (s.type === RecordType.TOMB) {
+          visit.tomb?.(f.id, s.tomb!, index)
         } else if (!visit.delete(f.id)) {
           stale++
         }

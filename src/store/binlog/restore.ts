@@ -17,7 +17,7 @@ import type { BinlogFs } from '../io.js'
 import { ReplayMeter, type RestoreOptions } from '../replay-progress.js'
 import { toMono, type RestoredFields, type ReplaySink } from '../store.js'
 import { Compactor } from './compactor.js'
-import { RecState, fullRecordSize, type JobFields } from './record.js'
+import { RecState, fullRecordSize, tombRecordSize, type JobFields, type RecordTags, type RecordTomb } from './record.js'
 import { listFiles, fileName, replay, type RecordVisitor, type ReplayResult } from './replay.js'
 
 export interface Restored extends ReplayResult {
@@ -28,12 +28,19 @@ export interface Restored extends ReplayResult {
   readonly buried: number[]
   /** Live jobs with a body over the current -z. */
   readonly oversized: number
+  /** --extensions: idempotency cooldowns not run out, by the deleted job's id (live in the compactor like jobs). */
+  readonly tombs: Map<number, Tomb>
   readonly seconds: number
 }
 
 export interface BinlogRestoreOptions extends RestoreOptions {
   readonly dir: string
   readonly fileSize: number
+}
+
+/** A cooldown the binlog keeps live until it runs out (its TOMB record moves with compaction). */
+export interface Tomb extends RecordTomb {
+  readonly bytes: number
 }
 
 /** The size of a live job's FULL record, from the job the sink holds. */
@@ -45,6 +52,7 @@ class RestoreVisitor implements RecordVisitor {
   readonly buryKeys = new Map<number, number>()
   nextBuryKey = 1
   readonly oversized = new Set<number>()
+  readonly tombs = new Map<number, Tomb>()
   private readonly out: RestoredFields = {
     id: 0,
     state: 0,
@@ -107,6 +115,26 @@ class RestoreVisitor implements RecordVisitor {
     return true
   }
 
+  tags(id: number, tags: RecordTags): boolean {
+    if (this.sink.restoreTags === undefined) return this.sink.peek(id) !== undefined
+    return this.sink.restoreTags(id, tags)
+  }
+
+  /** A delete that leaves a cooldown: the job goes, the cooldown stays live until it runs out. */
+  tomb(id: number, t: RecordTomb, file: number): void {
+    this.delete(id)
+    const old = this.tombs.get(id)
+    if (old !== undefined) {
+      this.live.remove(id, old.bytes)
+      this.tombs.delete(id)
+    }
+    if (t.expiresAtWall <= this.wallNow) return
+    const bytes = tombRecordSize(t.tube, t.key)
+    this.tombs.set(id, { ...t, bytes })
+    this.live.addPlaced(id, file, bytes)
+    this.sink.restoreTombstone?.({ tube: t.tube, key: t.key, id, ttlSecs: t.ttlSecs, expiresAt: toMono(t.expiresAtWall, this.monoNow, this.wallNow) })
+  }
+
   private noteBury(f: JobFields): void {
     if (f.state !== RecState.BURIED) {
       this.buryKeys.delete(f.id)
@@ -151,6 +179,7 @@ export async function restore(o: BinlogRestoreOptions, io: BinlogFs, sink: Repla
     nextBuryKey: visit.nextBuryKey,
     buried,
     oversized: visit.oversized.size,
+    tombs: visit.tombs,
     seconds: meter.finish().seconds,
   }
 }

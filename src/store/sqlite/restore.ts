@@ -38,6 +38,26 @@ export interface RestoredRows {
   readonly seconds: number
 }
 
+type TagsRow = [number, string | null, number, string | null, string | null, number, string | null, number]
+type TombRow = [string, string, number, number, number]
+
+/**
+ * --extensions: the tags of the jobs just restored and the cooldowns that
+ * have not run out. A store without them has no rows here, so a registry
+ * without the extensions is only told (and refuses) when there are some.
+ */
+function restoreExtensions(db: Db, sink: ReplaySink, monoNow: number, wallNow: number): void {
+  const tags = db.prepare('SELECT id, idp_key, idp_ttl, grp, aft, aft_done, con_key, con_limit FROM job_tags ORDER BY id').raw().all() as TagsRow[]
+  for (const [id, idpKey, idpTtl, group, after, afterDone, conKey, conLimit] of tags) {
+    if (sink.restoreTags === undefined) break
+    sink.restoreTags(id, { idpKey, idpTtl, group, after, afterDone: afterDone === 1, conKey, conLimit })
+  }
+  const tombs = db.prepare('SELECT tube, key, id, ttl, expires_at FROM idp_tombstones WHERE expires_at > ?').raw().all(wallNow) as TombRow[]
+  for (const [tube, key, id, ttlSecs, expiresAtWall] of tombs) {
+    sink.restoreTombstone?.({ tube, key, id, ttlSecs, expiresAt: toMono(expiresAtWall, monoNow, wallNow) })
+  }
+}
+
 export async function restoreRows(db: Db, file: string, sink: ReplaySink, o: RestoreRowsOptions): Promise<RestoredRows> {
   const check = checkFile(db, file, o.timeoutMs)
   const total = db.prepare('SELECT count(*) FROM jobs').pluck().get() as number
@@ -93,6 +113,7 @@ export async function restoreRows(db: Db, file: string, sink: ReplaySink, o: Res
   if (c.error !== undefined) throw storeError(file, Object.assign(new Error(c.error.message), { code: c.error.code }), 'cannot check the SQLite store')
   if (c.problems.length > 0) throw new StoreCorruptError(file, `quick_check: ${c.problems.join('; ')}`)
   if (readError !== null) throw readError
+  restoreExtensions(db, sink, monoNow, wallNow)
   meter.files = 1
   const buried = [...buryKeys].sort((a, b) => a[1] - b[1] || a[0] - b[0]).map(([id]) => id)
   return { jobs, maxId: last, buryKeys, nextBuryKey, buried, oversized, seconds: meter.finish().seconds }

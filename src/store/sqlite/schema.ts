@@ -12,6 +12,10 @@
  *   stored without their trailing CRLF (what the client sent).
  * - Times are wall-clock ms since the epoch; due_at is set only for delayed
  *   jobs and bury_seq only for buried ones (larger = buried later).
+ * - --extensions: `job_tags` has a row for each live tagged job (none for
+ *   others), `idp_tombstones` one per idempotency key whose cooldown may not
+ *   have run out (expired rows are purged as new ones come). The two tables
+ *   are made at open when missing; a store without tags never has rows in them.
  */
 import Database, { type Statement } from 'better-sqlite3'
 import { StoreCorruptError, StoreFullError, StoreIoError, StoreLockedError, StoreVersionError, isBusy, isCorrupt, isFull } from '../errors.js'
@@ -51,6 +55,34 @@ CREATE TABLE jobs (
   kicks      INTEGER NOT NULL,
   body       BLOB    NOT NULL      -- the job body, without the trailing CRLF
 );`
+
+/** The extensions' tables (made at open when missing: older files of schema version 1 lack them). */
+export const EXTENSION_DDL = `
+CREATE TABLE IF NOT EXISTS job_tags (
+  id        INTEGER PRIMARY KEY,  -- the job's id (a row of jobs)
+  idp_key   TEXT,                 -- idp:<key>
+  idp_ttl   INTEGER NOT NULL,     -- its cooldown after the delete, seconds
+  grp       TEXT,                 -- grp:<name>
+  aft       TEXT,                 -- aft:<name>, as put
+  aft_done  INTEGER NOT NULL,     -- 1 once the job was ready (its group complete): never held again
+  con_key   TEXT,                 -- con:<key>
+  con_limit INTEGER NOT NULL      -- con:<key>:<n>
+);
+CREATE TABLE IF NOT EXISTS idp_tombstones (
+  tube       TEXT    NOT NULL,
+  key        TEXT    NOT NULL,
+  id         INTEGER NOT NULL,    -- the deleted job, which the key answers with
+  ttl        INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,    -- wall-clock ms
+  PRIMARY KEY (tube, key)
+) WITHOUT ROWID;`
+
+export const INSERT_TAGS =
+  'INSERT OR REPLACE INTO job_tags (id, idp_key, idp_ttl, grp, aft, aft_done, con_key, con_limit) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'
+export const AFTER_DONE = 'UPDATE job_tags SET aft_done = 1 WHERE id = ? AND aft_done = 0'
+export const DELETE_TAGS = 'DELETE FROM job_tags WHERE id = ?'
+export const INSERT_TOMBSTONE = 'INSERT OR REPLACE INTO idp_tombstones (tube, key, id, ttl, expires_at) VALUES (?, ?, ?, ?, ?)'
+export const PURGE_TOMBSTONES = 'DELETE FROM idp_tombstones WHERE expires_at <= ?'
 
 export const INSERT_JOB =
   'INSERT INTO jobs (id, tube, state, pri, delay_ms, ttr_ms, created_at, due_at, bury_seq, ' +

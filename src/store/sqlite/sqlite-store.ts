@@ -66,8 +66,14 @@ import type { Clock } from '../../util/clock.js'
 import { StoreCorruptError, StoreIoError, isBusy, isCorrupt, isFull, sqliteCode } from '../errors.js'
 import { sqlitePath } from '../layout.js'
 import {
+  AFTER_DONE,
   DELETE_JOB,
+  DELETE_TAGS,
+  EXTENSION_DDL,
   INSERT_JOB,
+  INSERT_TAGS,
+  INSERT_TOMBSTONE,
+  PURGE_TOMBSTONES,
   MAX_BODY,
   SET_NEXT_ID,
   STATE_NAMES,
@@ -119,6 +125,24 @@ interface Statements {
   readonly freePages: Statement
   readonly pageCount: Statement
   readonly checkpointTruncate: Statement
+  readonly insertTags: Statement
+  readonly afterDone: Statement
+  readonly delTags: Statement
+  readonly insertTomb: Statement
+  readonly purgeTombs: Statement
+}
+
+/** The queue's JobState.HELD (--extensions): stored ready; replay holds the job again while its group has members. */
+const HELD = 5
+const READY = 1
+
+/** A cooldown to store with the next commit. */
+interface PendingTomb {
+  readonly tube: string
+  readonly key: string
+  readonly id: number
+  readonly ttl: number
+  readonly expiresAt: number
 }
 
 export class SqliteStore implements DurableStore {
@@ -140,6 +164,8 @@ export class SqliteStore implements DurableStore {
   private readonly created: boolean
 
   private pending = new Map<number, Pending>()
+  /** --extensions: idempotency cooldowns left by deletes, for the next commit. */
+  private tombs: PendingTomb[] = []
   /** Calls since the last commit (stats: records written). */
   private queued = 0
   private readonly buryKeys = new Map<number, number>()
@@ -209,6 +235,7 @@ export class SqliteStore implements DurableStore {
       db.pragma(`journal_size_limit = ${pages * PAGE_SIZE}`)
       // The database and its WAL are new directory entries after a first start or a clean stop.
       if (this.level !== 'never') fsyncDir(opts.dir)
+      db.exec(EXTENSION_DDL)
       this.stmt = {
         begin: db.prepare('BEGIN IMMEDIATE'),
         commit: db.prepare('COMMIT'),
@@ -220,6 +247,11 @@ export class SqliteStore implements DurableStore {
         freePages: db.prepare('PRAGMA freelist_count').pluck(),
         pageCount: db.prepare('PRAGMA page_count').pluck(),
         checkpointTruncate: db.prepare('PRAGMA wal_checkpoint(TRUNCATE)'),
+        insertTags: db.prepare(INSERT_TAGS),
+        afterDone: db.prepare(AFTER_DONE),
+        delTags: db.prepare(DELETE_TAGS),
+        insertTomb: db.prepare(INSERT_TOMBSTONE),
+        purgeTombs: db.prepare(PURGE_TOMBSTONES),
       }
       this.reserve = new SpaceReserve(
         path.join(opts.dir, 'reserve'),
@@ -323,6 +355,10 @@ export class SqliteStore implements DurableStore {
     this.buryKeys.delete(job.id)
     this.live--
     this.queued++
+    const idp = job.ext?.idp ?? null
+    if (idp !== null && idp.ttlSecs > 0) {
+      this.tombs.push({ tube: job.tube.name, key: idp.key, id: job.id, ttl: idp.ttlSecs, expiresAt: this.wall() + idp.ttlSecs * 1000 })
+    }
     const p = this.pending.get(job.id)
     if (p === undefined) this.pending.set(job.id, { job, op: Op.DELETE })
     else if (p.op === Op.INSERT) this.pending.delete(job.id) // never committed: nothing to delete
@@ -342,7 +378,7 @@ export class SqliteStore implements DurableStore {
   /** Commits everything pending in one transaction; returns the sequence number covering it. */
   flush(): number {
     this.check()
-    if (this.pending.size === 0 && this.hwm <= this.storedNextId) {
+    if (this.pending.size === 0 && this.tombs.length === 0 && this.hwm <= this.storedNextId) {
       this.recordsWritten += this.queued
       this.queued = 0
       return this.lastSeq
@@ -369,7 +405,7 @@ export class SqliteStore implements DurableStore {
     this.stopTimers()
     try {
       if (this.fatal === null) {
-        if (this.pending.size > 0 || this.hwm > this.storedNextId) {
+        if (this.pending.size > 0 || this.tombs.length > 0 || this.hwm > this.storedNextId) {
           this.lastSeq++
           if (!this.commit()) {
             this.log.error({ jobs: this.pending.size }, 'sqlite store: changes left uncommitted at close (no space or locked); none was acknowledged')
@@ -441,10 +477,11 @@ export class SqliteStore implements DurableStore {
       for (const [id, p] of this.pending) {
         if (p.op === Op.DELETE) {
           s.del.run(id)
+          if (p.job.ext != null) s.delTags.run(id)
           continue
         }
         const j = p.job
-        const state = STATE_NAMES[j.state]
+        const state = STATE_NAMES[j.state === HELD ? READY : j.state]
         if (state === undefined || state === '') throw new Error(`sqlite store: job ${id} in state ${j.state}`)
         const dueAt = state === 'delayed' ? Math.max(0, Math.round(j.deadline + offset)) : null
         let buryKey: number | null = null
@@ -470,9 +507,19 @@ export class SqliteStore implements DurableStore {
             j.kicks,
             j.body.subarray(0, j.body.length - 2),
           )
+          const x = j.ext
+          if (x != null) {
+            const a = x.afterName
+            s.insertTags.run(id, x.idp?.key ?? null, x.idp?.ttlSecs ?? 0, x.group?.name ?? null, a, a !== null && x.after === null ? 1 : 0, x.con?.name ?? null, x.conLimit)
+          }
         } else {
           s.update.run(state, j.pri, j.delayMs, dueAt, buryKey, j.reserves, j.timeouts, j.releases, j.buries, j.kicks, id)
+          if (j.ext != null && j.ext.afterName !== null && j.ext.after === null) s.afterDone.run(id)
         }
+      }
+      if (this.tombs.length > 0) {
+        s.purgeTombs.run(this.wall())
+        for (const t of this.tombs) s.insertTomb.run(t.tube, t.key, t.id, t.ttl, t.expiresAt)
       }
       if (this.hwm > this.storedNextId) s.setNextId.run(this.hwm)
       if (this.level === 'commit') this.fsyncLatency.time(() => s.commit.run())
@@ -485,6 +532,7 @@ export class SqliteStore implements DurableStore {
     this.recordsWritten += this.queued
     this.queued = 0
     this.pending.clear()
+    this.tombs = []
     this.committedSeq = this.lastSeq
     if (this.stalled) {
       this.stalled = false
