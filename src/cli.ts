@@ -69,6 +69,7 @@ const EXIT_BINLOG: Record<string, number> = {
   TSB_ERR_STORE_FOREIGN: 14,
   // Tagged jobs in DIR and no --extensions: a flag to fix.
   TSB_ERR_EXTENSIONS_NEEDED: EXIT_USAGE,
+  TSB_ERR_STORE_TAGS: EXIT_USAGE,
 }
 const EXIT_BINLOG_OTHER = 13
 

@@ -92,6 +92,20 @@ export class StoreMismatchError extends Error {
   }
 }
 
+/** A store with extension tags (--extensions) asked of a tool that does not carry them (convert, export). */
+export class StoreTagsError extends Error {
+  readonly code = 'TSB_ERR_STORE_TAGS'
+  readonly file: string
+  constructor(file: string) {
+    super(
+      `${file}: holds jobs with extension tags (idp:, grp:, aft:, con:) or idempotency cooldowns, which this tool does ` +
+        `not carry over; nothing was changed. Delete or finish those jobs with the server (--extensions) first.`,
+    )
+    this.name = 'StoreTagsError'
+    this.file = file
+  }
+}
+
 /** SQLite's result code name of a better-sqlite3 error ('SQLITE_FULL', ...), or ''. */
 export function sqliteCode(err: unknown): string {
   const code = (err as { code?: unknown } | null)?.code

@@ -12,7 +12,7 @@ import type { Logger } from 'pino'
 import { nodeFs, writeAll } from './io.js'
 import { FORMAT_VERSION, HEADER_SIZE, RecState, encodeFull, encodeHeader, type JobFields } from './binlog/record.js'
 import { fileName, replaySync } from './binlog/replay.js'
-import { StoreIoError } from './errors.js'
+import { StoreIoError, StoreTagsError } from './errors.js'
 import Database from 'better-sqlite3'
 import { metaValue, openDb, readJobs, storeError, writeJobs } from './sqlite/schema.js'
 import type { StoredJob } from './store.js'
@@ -49,6 +49,13 @@ export function readBinlog(dir: string, log?: Logger): Snapshot {
       return true
     },
     delete: (id) => jobs.delete(id),
+    // Tags are not carried over: refuse rather than drop them.
+    tags: () => {
+      throw new StoreTagsError(dir)
+    },
+    tomb: () => {
+      throw new StoreTagsError(dir)
+    },
   })
   for (const f of r.files) {
     if (f.cut !== null) log?.warn({ file: f.path, offset: f.cut.offset, detail: f.cut.detail }, 'convert: leaving out a torn tail (never acknowledged)')
@@ -128,9 +135,16 @@ export function writeBinlog(dir: string, snap: Snapshot, fileSize: number): void
 
 // --- the SQLite side ----------------------------------------------------------------
 
+/** Tags or cooldowns (--extensions) are not carried over: refuse rather than drop them. */
+function refuseTags(db: InstanceType<typeof Database>, file: string): void {
+  const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('job_tags', 'idp_tombstones')").pluck().all() as string[]
+  for (const t of tables) if (db.prepare(`SELECT 1 FROM ${t} LIMIT 1`).get() !== undefined) throw new StoreTagsError(file)
+}
+
 export function readSqlite(file: string): Snapshot {
   const { db } = openDb(file, { timeoutMs: 2000, check: true })
   try {
+    refuseTags(db, file)
     const jobs = readJobs(db, file)
     const maxId = jobs.length === 0 ? 0 : jobs[jobs.length - 1]!.id
     const nextId = Math.max(metaValue(db, 'next_id') ?? 1, maxId + 1)
@@ -152,6 +166,7 @@ export function readSqliteReadOnly(file: string): Snapshot {
     throw storeError(file, err, 'cannot open the SQLite store read-only')
   }
   try {
+    refuseTags(db, file)
     const jobs = readJobs(db, file)
     const maxId = jobs.length === 0 ? 0 : jobs[jobs.length - 1]!.id
     return { nextId: Math.max(metaValue(db, 'next_id') ?? 1, maxId + 1), jobs }

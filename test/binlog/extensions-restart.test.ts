@@ -4,7 +4,7 @@
  * groups, concurrency keys, a satisfied after-job that a refilled group does
  * not hold again; with the binlog, a cooldown that compaction moves out of
  * old files survives them being removed; and a tagged store refuses to start
- * without --extensions (exit 5), so no tag is lost.
+ * without --extensions, and to be converted (exit 5), so no tag is lost.
  */
 import fs from 'node:fs'
 import os from 'node:os'
@@ -92,6 +92,13 @@ describe.each(ENGINES)('$name', (engine) => {
     const plain = spawnCli(['-b', dir, ...engine.flags, '-p0', '-l127.0.0.1'])
     expect((await plain.exited(10_000)).code).toBe(5)
     expect(plain.stderr).toContain('start with --extensions')
+    // Nor does convert take it (it would drop the tags): nothing in DIR changes.
+    const before = fs.readdirSync(dir).sort()
+    const other = engine.name === 'binlog' ? 'sqlite' : 'binlog'
+    const conv = spawnCli(['convert', '--from', engine.name, '--to', other, dir])
+    expect((await conv.exited(10_000)).code).toBe(5)
+    expect(conv.stderr).toContain('extension tags')
+    expect(fs.readdirSync(dir).sort()).toEqual(before)
   })
 })
 
