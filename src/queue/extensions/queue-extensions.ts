@@ -81,11 +81,7 @@ export class QueueExtensions implements RegistryExtension {
         return { kind: 'duplicate', id: e.id, state: e.job === null ? 'DELETED' : DUP_STATE[e.job.state] }
       }
     }
-    if (tags.after !== null && tags.group !== null && (delaySecs > 0 || this.incomplete(tags.after))) {
-      if (Groups.closesCycle(tags.after, tags.group, (n) => this.groups.find(n))) return refuse(GROUP_CYCLE)
-    } else if (tags.after !== null && tags.after === tags.group) {
-      return refuse(GROUP_CYCLE)
-    }
+    if (tags.after !== null && tags.group !== null && this.closesCycle(tags.after, tags.group, delaySecs > 0)) return refuse(GROUP_CYCLE)
     if (r.journal !== null && !r.journal.canPut()) return refuse(Reply.OUT_OF_MEMORY)
     const job = new Job(id, pri, delaySecs * 1000, Math.max(ttrSecs * 1000, MIN_TTR_MS), slab, off, len, s.used, now)
     this.attach(job, tags)
@@ -203,9 +199,16 @@ export class QueueExtensions implements RegistryExtension {
 
   // --- internals -------------------------------------------------------------------
 
-  private incomplete(group: string): boolean {
-    const g = this.groups.find(group)
-    return g !== undefined && !g.complete
+  /**
+   * aft:<after> grp:<group> waits for itself: its own group, or `after`
+   * waits (through groups) for `group`, and the job will wait for `after`
+   * (it is incomplete now, or the job is delayed and will be decided later).
+   */
+  private closesCycle(after: string, group: string, delayed: boolean): boolean {
+    if (after === group) return true
+    const a = this.groups.find(after)
+    if (a === undefined || (a.complete && !delayed)) return false
+    return Groups.closesCycle(after, group, (n) => this.groups.find(n))
   }
 
   private attach(job: Job, tags: Omit<PutTags, 'afterDone'>): void {
