@@ -63,6 +63,10 @@ function trace(chunks: Buffer[], maxJobSize = 10, shared?: Buffer, extensions = 
         case Op.PAUSE_TUBE:
           out.push(`PAUSE_TUBE ${p.name} ${p.delay}`)
           break
+        case Op.WATCH_WEIGHTED:
+          // With the extensions every watch comes this way; weight 1 is the reference's watch.
+          out.push(p.ext!.weight === 1 ? `WATCH ${p.name}` : `WATCH ${p.name} ${p.ext!.weight}`)
+          break
         default:
           out.push(OP_NAMES[op]!)
       }
