@@ -12,24 +12,15 @@
  * - every acknowledged job is there, no acknowledged delete comes back.
  */
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
+import { cliFixture } from '../helpers/cli-fixture.js'
 import { RawClient } from '../helpers/client.js'
-import { ensureBuilt, killAll, spawnCli } from '../helpers/process.js'
+import { killNineRounds } from '../helpers/process.js'
 import { prng } from '../helpers/prng.js'
 import { ENGINES } from '../store/engines.js'
 
-const dirs: string[] = []
-beforeAll(() => {
-  ensureBuilt()
-})
-afterEach(async () => {
-  await killAll()
-})
-afterAll(() => {
-  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true })
-})
+const fx = cliFixture('tsb-ext-crash-')
 
 interface Known {
   body: string
@@ -210,23 +201,17 @@ async function verify(t: Truth, port: number): Promise<void> {
 
 describe.each(ENGINES)('$name with --extensions', (engine) => {
   it('survives 12 kill -9 under tagged load with -f 0: no key inserted twice, no group dependency lost', { timeout: 120_000 }, async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsb-ext-crash-'))
-    dirs.push(dir)
+    const dir = fs.mkdtempSync(path.join(fx.tmp(), `${engine.name}-`))
     const args = ['-b', dir, ...engine.flags, '-f', '0', '-s', '65536', '-p0', '-l127.0.0.1', '--extensions']
     const t = new Truth()
     const rnd = prng(20261202)
-    for (let round = 0; round < 12; round++) {
-      const proc = spawnCli(args)
-      const port = (await proc.listening(10_000)).port!
-      await verify(t, port)
-      const clients = [0, 1, 2, 3].map((k) => load(t, port, round * 10 + k))
-      await new Promise((r) => setTimeout(r, 150 + rnd.int(400)))
-      proc.signal('SIGKILL')
-      await proc.exited(10_000)
-      await Promise.all(clients)
-    }
-    const last = await spawnCli(args).listening(10_000)
-    await verify(t, last.port!)
+    await killNineRounds(
+      args,
+      12,
+      (n) => rnd.int(n),
+      (port) => verify(t, port),
+      (port, round) => [0, 1, 2, 3].map((k) => load(t, port, round * 10 + k)),
+    )
     expect(t.deleted.size).toBeGreaterThan(30)
     // The checks that matter did run: restored keys and cooldowns, and held after-jobs.
     expect(t.keysChecked).toBeGreaterThan(50)

@@ -7,29 +7,15 @@
  * without --extensions, and to be converted (exit 5), so no tag is lost.
  */
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
+import { cliFixture } from '../helpers/cli-fixture.js'
 import { RawClient } from '../helpers/client.js'
-import { ensureBuilt, killAll, spawnCli } from '../helpers/process.js'
+import { spawnCli } from '../helpers/process.js'
 import { ENGINES } from '../store/engines.js'
 
-const dirs: string[] = []
-beforeAll(() => {
-  ensureBuilt()
-})
-afterEach(async () => {
-  await killAll()
-})
-afterAll(() => {
-  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true })
-})
-
-function tmpDir(): string {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'tsb-ext-restart-'))
-  dirs.push(d)
-  return d
-}
+const fx = cliFixture('tsb-ext-restart-')
+const tmpDir = (): string => fs.mkdtempSync(path.join(fx.tmp(), 'dir-'))
 
 async function start(args: string[]): Promise<{ c: RawClient; stop: () => Promise<void> }> {
   const proc = spawnCli(args)

@@ -11,7 +11,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { RawClient } from '../helpers/client.js'
-import { ensureBuilt, killAll, spawnCli } from '../helpers/process.js'
+import { ensureBuilt, killAll, killNineRounds } from '../helpers/process.js'
 import { prng } from '../helpers/prng.js'
 import { ENGINES } from '../store/engines.js'
 
@@ -145,19 +145,14 @@ describe.each(ENGINES)('$name', (engine) => {
     const args = ['-b', dir, ...engine.flags, '-f', '0', '-s', '65536', '-p0', '-l127.0.0.1']
     const t = new Truth()
     const rnd = prng(20261124)
-    for (let round = 0; round < 20; round++) {
-      const proc = spawnCli(args)
-      const port = (await proc.listening(10_000)).port!
-      await verify(t, port)
-      const clients = [0, 1, 2, 3].map((k) => load(t, port, round * 10 + k))
-      await new Promise((r) => setTimeout(r, 100 + rnd.int(400)))
-      proc.signal('SIGKILL')
-      await proc.exited(10_000)
-      await Promise.all(clients)
-    }
-    const last = await spawnCli(args).listening(10_000)
+    const last = await killNineRounds(
+      args,
+      20,
+      (n) => rnd.int(n),
+      (port) => verify(t, port),
+      (port, round) => [0, 1, 2, 3].map((k) => load(t, port, round * 10 + k)),
+    )
     expect(last['store']).toBe(engine.name)
-    await verify(t, last.port!)
     expect(t.deleted.size).toBeGreaterThan(50)
     expect(t.live.size).toBeGreaterThan(5)
   })

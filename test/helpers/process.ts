@@ -266,3 +266,32 @@ export function connectSocket(opts: net.NetConnectOpts, ms = DEFAULT_WAIT_MS): P
     throw err
   })
 }
+
+/**
+ * kill -9 under load, `rounds` times: start the CLI with `args`, `check` what
+ * it replayed, run `load` (clients that end when their connection dies) for
+ * a random 100 ms plus up to `spreadMs`, SIGKILL it, wait for the clients.
+ * Then a last start, checked, which is returned (its port and store).
+ */
+export async function killNineRounds(
+  args: readonly string[],
+  rounds: number,
+  random: (n: number) => number,
+  check: (port: number) => Promise<void>,
+  load: (port: number, round: number) => Promise<void>[],
+  spreadMs = 400,
+): Promise<Listening> {
+  for (let round = 0; round < rounds; round++) {
+    const proc = spawnCli(args)
+    const port = (await proc.listening(10_000)).port!
+    await check(port)
+    const clients = load(port, round)
+    await new Promise((r) => setTimeout(r, 100 + random(spreadMs)))
+    proc.signal('SIGKILL')
+    await proc.exited(10_000)
+    await Promise.all(clients)
+  }
+  const last = await spawnCli(args).listening(10_000)
+  await check(last.port!)
+  return last
+}

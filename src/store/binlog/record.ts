@@ -24,6 +24,7 @@
  */
 import { crc32 } from 'node:zlib'
 import { crc32Range } from './crc.js'
+import type { RestoredTags } from '../../queue/journal.js'
 
 /** "\x89TSBLOG\n": a high byte and a newline catch 7-bit and newline-mangling copies. */
 export const MAGIC = Buffer.from([0x89, 0x54, 0x53, 0x42, 0x4c, 0x4f, 0x47, 0x0a])
@@ -103,16 +104,8 @@ export interface TombRecord {
 }
 export type BinlogRecord = FullRecord | UpdateRecord | DeleteRecord | TagsRecord | TombRecord
 
-/** A TAGS record's content (the queue's RestoredTags). */
-export interface RecordTags {
-  idpKey: string | null
-  idpTtl: number
-  group: string | null
-  after: string | null
-  afterDone: boolean
-  conKey: string | null
-  conLimit: number
-}
+/** A TAGS record's content: the tags as the queue restores them. */
+export type RecordTags = RestoredTags
 
 /** A TOMB record's content: the key's cooldown, wall-clock ms. */
 export interface RecordTomb {
