@@ -14,6 +14,8 @@ import {
   encodeDelete,
   encodeFull,
   encodeHeader,
+  encodeTags,
+  encodeTomb,
   encodeUpdate,
   findIntactRecord,
   fullRecordSize,
@@ -142,5 +144,26 @@ describe('damage classification', () => {
     expect(findIntactRecord(buf, 0)).toBe(37)
     expect(findIntactRecord(Buffer.concat([garbage, rec.subarray(0, rec.length - 1)]), 0)).toBe(-1)
     expect(findIntactRecord(Buffer.alloc(4096), 0)).toBe(-1)
+  })
+})
+
+describe('extension records (--extensions)', () => {
+  it('TAGS and TOMB round-trip, are found by the resync scan, and a flipped byte is torn', () => {
+    const tags = { idpKey: 'k'.repeat(200), idpTtl: 4294967295, group: 'g', after: 'a', afterDone: true, conKey: 'c', conLimit: 7 }
+    const t = encodeTags(9, tags)
+    expect(decodeRecord(t, 0)).toEqual({ ok: true, record: { type: RecordType.TAGS, id: 9, tags }, size: t.length })
+    const none = { idpKey: null, idpTtl: 0, group: null, after: null, afterDone: false, conKey: 'c', conLimit: 1 }
+    expect(decodeRecord(encodeTags(10, none), 0)).toMatchObject({ ok: true, record: { tags: none } })
+    const tomb = { tube: 'emails', key: 'report', ttlSecs: 300, expiresAtWall: 1_800_000_000_000 }
+    const b = encodeTomb(11, tomb)
+    expect(decodeRecord(b, 0)).toEqual({ ok: true, record: { type: RecordType.TOMB, id: 11, tomb }, size: b.length })
+    const both = Buffer.concat([Buffer.alloc(5), t, b])
+    expect(findIntactRecord(both, 0)).toBe(5)
+    expect(findIntactRecord(both, 6)).toBe(5 + t.length)
+    for (const rec of [t, b]) {
+      const bad = Buffer.from(rec)
+      bad[rec.length - 1]! ^= 1
+      expect(decodeRecord(bad, 0)).toMatchObject({ ok: false, kind: 'torn' })
+    }
   })
 })
