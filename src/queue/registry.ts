@@ -871,6 +871,7 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     const best = s.weighted ? this.ext!.weightedPick(s) : this.readyIndex.bestFor(s.watching, (t) => s.watches(t))
     if (best === undefined) return undefined
     this.markWorker(s)
+    best.tube.waitTake = 1 // a reserve served at once, as in reserveOrWait
     this.removeReady(best)
     this.reserve(s, best, this.clock.now())
     return best

@@ -5,26 +5,35 @@
 import { beforeEach, describe, expect, it } from 'vitest'
 import { Reply } from '../../src/protocol/constants.js'
 import { JobState, type Job } from '../../src/queue/job.js'
-import type { Registry } from '../../src/queue/registry.js'
+import { Registry } from '../../src/queue/registry.js'
 import type { Session } from '../../src/queue/session.js'
-import { TestQueue, type RecordingWaiter } from '../helpers/queue.js'
-import type { TimingWheel } from '../../src/queue/timing-wheel.js'
-import type { ManualClock } from '../../src/util/clock.js'
+import { RecordingWaiter } from '../helpers/queue.js'
+import { TimingWheel } from '../../src/queue/timing-wheel.js'
+import { ManualClock } from '../../src/util/clock.js'
 import { prng } from '../helpers/prng.js'
 import { putBody } from '../helpers/put-body.js'
 
-let q: TestQueue
+
 let clock: ManualClock
 let wheel: TimingWheel
 let r: Registry
 
 beforeEach(() => {
-  q = new TestQueue()
-  ;({ clock, wheel, r } = q)
+  clock = new ManualClock(1_000_000)
+  wheel = new TimingWheel(clock.now())
+  r = new Registry(clock, wheel)
 })
 
-const advance = (ms: number): void => q.advance(ms)
-const session = (): [Session, RecordingWaiter] => q.session()
+/** Moves time forward and fires what is due, as the server's timer does. */
+function advance(ms: number): void {
+  clock.advance(ms)
+  wheel.advance(clock.now())
+}
+
+function session(): [Session, RecordingWaiter] {
+  const w = new RecordingWaiter()
+  return [r.openSession(w), w]
+}
 
 function put(s: Session, pri = 0, delay = 0, ttr = 60, body = 'x'): Job {
   return putBody(r, s, pri, delay, ttr, Buffer.from(`${body}\r\n`))!

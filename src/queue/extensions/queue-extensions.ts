@@ -70,6 +70,8 @@ export class QueueExtensions implements RegistryExtension {
   put(s: Session, id: number, pri: number, delaySecs: number, ttrSecs: number, slab: Slab, off: number, len: number, tags: PutTags): TaggedPut {
     const r = this.r
     const now = r.clock.now()
+    // A body that spanned reads had its job shown meanwhile (peek, stats-job): this is it.
+    const early = r.endArriving(id)
     const refuse = (reply: Buffer): TaggedPut => {
       r.bodies.release(slab, len)
       return { kind: 'refused', reply }
@@ -83,11 +85,11 @@ export class QueueExtensions implements RegistryExtension {
     }
     if (tags.after !== null && tags.group !== null && this.closesCycle(tags.after, tags.group, delaySecs > 0)) return refuse(GROUP_CYCLE)
     if (r.journal !== null && !r.journal.canPut()) return refuse(Reply.OUT_OF_MEMORY)
-    const job = new Job(id, pri, delaySecs * 1000, Math.max(ttrSecs * 1000, MIN_TTR_MS), slab, off, len, s.used, now)
+    const job = early ?? new Job(id, pri, delaySecs * 1000, Math.max(ttrSecs * 1000, MIN_TTR_MS), slab, off, len, s.used, now)
     this.attach(job, tags)
     this.admitting = job
     try {
-      r.admit(job)
+      r.admit(job, now)
     } finally {
       this.admitting = null
     }

@@ -30,6 +30,7 @@ export function putTaggedBody(ctx: ServerContext, c: DispatchTarget): void {
   const len = p.bodyEnd - p.bodyOff
   if (r.draining) {
     r.bodies.release(slab, len)
+    r.endArriving(c.putId)
     return out.fixed(Reply.DRAINING)
   }
   const res = ctx.queueExtensions!.put(c.session, c.putId, p.pri, p.delay, p.ttr, slab, p.bodyOff, len, p.ext!.tags!)
