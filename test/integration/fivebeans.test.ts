@@ -488,6 +488,10 @@ for (const extensions of [false, true]) describe(`fivebeans against the server${
  * over one socket: where a client that works with beanstalkd broke.
  */
 describe('client test suites', () => {
+  beforeEach(async () => {
+    target = await startTarget()
+  })
+
   // The semver fivebeans itself depends on (its tests use it), not a copy of ours.
   const semver = createRequire(require.resolve('fivebeans'))('semver') as { satisfies(v: string, range: string): boolean }
 
