@@ -22,6 +22,8 @@ const fx = cliFixture('tsb-seccli-')
 const TOKEN = 'cli-test-token-00112233445566778899'
 let certs: CertSet | null = null
 let tokenFile = ''
+/** A server with TLS and auth loads certificates and tokens before it listens: slower under load than the 5 s default. */
+const START_MS = 10_000
 
 beforeAll(() => {
   certs = makeCerts(path.join(fx.tmp(), 'certs'))
@@ -31,7 +33,7 @@ beforeAll(() => {
 
 /** The bound ports of the `listening` line, by label suffix: '' plaintext, ' (tls, auth)' ... */
 async function ports(proc: Proc): Promise<Map<string, number>> {
-  const line = await proc.listening()
+  const line = await proc.listening(START_MS)
   const out = new Map<string, number>()
   for (const l of line['listeners'] as string[]) {
     const m = /:(\d+)((?: \([^)]*\))?)$/.exec(l)
@@ -258,7 +260,7 @@ describe('the HTTP bearer token', () => {
     const httpTokens = path.join(fx.tmp(), 'http-tokens')
     fs.writeFileSync(httpTokens, 'http-bearer-token-0123456789\n', { mode: 0o600 })
     const proc = spawnCli(['-l', '127.0.0.1', '-p', '0', '--http', '127.0.0.1:0', '--http-token-file', httpTokens])
-    const port = (await proc.listening()).port!
+    const port = (await proc.listening(START_MS)).port!
     const url = await httpOf(proc)
     expect(await req(`${url}/drain`, 'POST')).toMatchObject({ status: 401, challenge: 'Bearer realm="tsbeanstalkd"' })
     expect((await req(`${url}/drain`, 'POST', 'wrong-token-0123456789')).status).toBe(401)
@@ -274,7 +276,7 @@ describe('the HTTP bearer token', () => {
     expect(proc.output).not.toContain('http-bearer-token-0123456789')
 
     const off = spawnCli(['-l', '127.0.0.1', '-p', '0', '--http', '127.0.0.1:0'])
-    await off.listening()
+    await off.listening(START_MS)
     expect((await req(`${await httpOf(off)}/drain`, 'POST', 'anything')).status).toBe(403)
   })
 
@@ -284,7 +286,7 @@ describe('the HTTP bearer token', () => {
     const httpTokens = path.join(fx.tmp(), 'http-tokens-2')
     fs.writeFileSync(httpTokens, 'metrics-bearer-token-0123456789\n', { mode: 0o600 })
     const proc = spawnCli(['-l', '127.0.0.1', '-p', '0', '--tls-port', '0', ...tlsArgs(c), '--auth-file', tokenFile, '--http', '127.0.0.1:0', '--http-token-file', httpTokens, '--http-token-metrics'])
-    await proc.listening()
+    await proc.listening(START_MS)
     const url = await httpOf(proc)
     expect((await req(`${url}/metrics`, 'GET')).status).toBe(401)
     expect((await req(`${url}/healthz`, 'GET')).status).toBe(200)
