@@ -193,11 +193,18 @@ export async function runScenario(sc, opts) {
     });
 
     // Timed expectations count from the last unused `mark`, else from the last
-    // action sent to the server (data, close, half-close, signal).
+    // action sent to the server (data, close, half-close, signal). A send takes
+    // time (a TLS write completes after the server may have read it), so a
+    // window's lower bound counts from when the send began and its upper
+    // bound from when it completed: neither edge is judged against the
+    // runner's own delay.
     let lastSendAt = Date.now();
+    let lastSendBeganAt = lastSendAt;
     /** @type {number | null} */
     let markAt = null;
-    const refTime = () => markAt ?? lastSendAt;
+    /** @returns {{ early: number, late: number }} the reference instants of the window's lower and upper bounds */
+    const refTime = () => (markAt !== null ? { early: markAt, late: markAt } : { early: lastSendBeganAt, late: lastSendAt });
+    const sent = () => { lastSendAt = Date.now(); lastSendBeganAt = lastSendAt; };
     let lastSend = { conn: '', at: 0 };
 
     const left = () => deadline - Date.now();
@@ -252,9 +259,11 @@ export async function runScenario(sc, opts) {
           if (lastSend.conn && lastSend.conn !== step.conn) await sleep(lastSend.at + opts.gapMs - Date.now());
           const first = step.data.parts[0]?.bytes.subarray(0, 200) ?? Buffer.alloc(0);
           trace(`${step.line}: ${step.conn}> ${show(first)}${step.data.length > first.length ? ` (${step.data.length} bytes)` : ''}`);
+          const began = Date.now();
           const ok = await writeAll(c.sock, step.data, deadline);
           if (!ok) fail(`${step.conn}: write failed${c.error ? ` (${c.error})` : ''}`);
           lastSendAt = Date.now();
+          lastSendBeganAt = began;
           lastSend = { conn: step.conn, at: lastSendAt };
           break;
         }
@@ -263,12 +272,12 @@ export async function runScenario(sc, opts) {
           const started = Date.now();
           const ref = refTime();
           if (step.window) markAt = null;
-          const until = Math.min(step.window ? ref + step.window.max : started + opts.expectMs, deadline);
+          const until = Math.min(step.window ? ref.late + step.window.max : started + opts.expectMs, deadline);
           const expected = show(patternText(step.segs));
           for (;;) {
             const r = matchPattern(step.segs, c.buf, vars());
             if (r.status === 'ok') {
-              const at = Date.now() - ref;
+              const at = Date.now() - ref.early;
               trace(`${step.line}: ${step.conn}< ${show(c.buf.subarray(0, r.length).subarray(0, 200))} (+${at} ms)`);
               if (step.window && at < step.window.min) {
                 fail(`${step.conn}: expected ${expected} within ${step.window.min}..${step.window.max} ms, got it after ${at} ms`);
@@ -300,9 +309,9 @@ export async function runScenario(sc, opts) {
           const started = Date.now();
           const ref = refTime();
           if (step.window) markAt = null;
-          const until = Math.min(step.window ? ref + step.window.max : started + opts.expectMs, deadline);
+          const until = Math.min(step.window ? ref.late + step.window.max : started + opts.expectMs, deadline);
           while (c.buf.length === 0 && !c.ended && Date.now() < until) await c.changed(until - Date.now());
-          const at = Date.now() - ref;
+          const at = Date.now() - ref.early;
           if (c.buf.length) fail(`${step.conn}: expected {eof} got ${got(c)}`);
           if (!c.ended) fail(`${step.conn}: expected {eof}, connection still open after ${Date.now() - started} ms`);
           if (step.window && at < step.window.min) fail(`${step.conn}: {eof} after ${at} ms, expected within ${step.window.min}..${step.window.max}`);
@@ -316,13 +325,13 @@ export async function runScenario(sc, opts) {
           const c = await getConn(step.conn);
           c.sock.destroy();
           conns.delete(step.conn);
-          lastSendAt = Date.now();
+          sent();
           break;
         }
         case 'halfclose': {
           const c = await getConn(step.conn);
           c.sock.end();
-          lastSendAt = Date.now();
+          sent();
           break;
         }
         case 'wait':
@@ -333,7 +342,7 @@ export async function runScenario(sc, opts) {
           break;
         case 'signal':
           srv.signal(step.sig);
-          lastSendAt = Date.now();
+          sent();
           break;
         case 'stop':
         case 'kill9':
