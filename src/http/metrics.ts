@@ -22,6 +22,7 @@ import { performance } from 'node:perf_hooks'
 import { collectDefaultMetrics, Registry, type Metric } from 'prom-client'
 import { STATS_COMMANDS, type ProcessInfo } from '../protocol/replies.js'
 import { EXTENSION_COMMANDS } from '../protocol/extension-replies.js'
+import { ADMIN_COMMANDS } from '../protocol/admin-replies.js'
 import type { Registry as Queue } from '../queue/registry.js'
 import { queueTotals, secs, tubeFigures, type QueueTotals, type TubeFigures } from '../queue/snapshot.js'
 import type { SecurityFigures } from '../server/gatekeeper.js'
@@ -256,7 +257,7 @@ export class Metrics {
       c('tsbeanstalkd_jobs_total', 'Jobs created (stats total-jobs)', (s) => one(s.queue.totalJobs)),
       c('tsbeanstalkd_job_timeouts_total', 'Reservations whose TTR ran out (stats job-timeouts)', (s) => one(s.queue.timeouts)),
       c('tsbeanstalkd_commands_total', 'Commands received, by command (stats cmd-*)', (s) =>
-        (s.source.extensions === true ? [...STATS_COMMANDS, ...EXTENSION_COMMANDS] : STATS_COMMANDS).map(([op, name]) => ({
+        (s.source.extensions === true ? [...STATS_COMMANDS, ...EXTENSION_COMMANDS, ...ADMIN_COMMANDS] : STATS_COMMANDS).map(([op, name]) => ({
           value: s.source.cmd[op]!,
           labels: { command: name },
         })),

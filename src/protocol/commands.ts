@@ -54,6 +54,21 @@ export const Op = {
   PUT_TAGGED: 45,
   /** The body of a PUT_TAGGED is complete (the tags are still in `parser.ext.tags`). */
   PUT_BODY_TAGGED: 46,
+  // --- extensions II (protocol/admin-verbs.ts): arguments in `parser.ext.admin` ---
+  /** list-jobs <tube> <state> <after-id> <limit>. */
+  LIST_JOBS: 60,
+  /** flush-tube <tube> [<state>]. */
+  FLUSH_TUBE: 61,
+  /** delete-tube <tube>. */
+  DELETE_TUBE: 62,
+  /** tube-policy <tube> max-retries <n> [dead-letter <tube>] | max-jobs <n>. */
+  TUBE_POLICY: 63,
+  /** stats-tube-policy <tube>. */
+  STATS_TUBE_POLICY: 64,
+  /** reprioritize <id> <pri>. */
+  REPRIORITIZE: 65,
+  /** redelay <id> <seconds>. */
+  REDELAY: 66,
 } as const
 
 export type Op = (typeof Op)[keyof typeof Op]

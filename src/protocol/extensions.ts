@@ -26,6 +26,7 @@ import { NAME_CHAR, NAME_MAX, Reply, SPACE, U32_MAX } from './constants.js'
 import { Op } from './commands.js'
 import type { Parser } from './parser.js'
 import { Args, verb, type Verb } from './verbs.js'
+import type { AdminArgs } from './admin-verbs.js'
 
 /** reserve-batch and delete-batch take 1 to this many (tuber's MAX_RESERVE_BATCH, MAX_DELETE_BATCH). */
 export const BATCH_MAX = 1000
@@ -64,9 +65,11 @@ export class ExtensionArgs {
   weight = 1
   /** PUT_TAGGED: the tags of the put line. */
   tags: PutTags | null = null
+  /** Extensions II (admin-verbs.ts): made on first use. */
+  admin: AdminArgs | null = null
 }
 
-const bad = (p: Parser): Op => {
+export const bad = (p: Parser): Op => {
   p.errorReply = Reply.BAD_FORMAT
   return Op.ERROR
 }
@@ -74,7 +77,7 @@ const bad = (p: Parser): Op => {
 const isDigit = (b: number): boolean => b >= 0x30 && b <= 0x39
 
 /** Digits only, `buf[from, to)`, as a number no larger than `max`; -1 if not. */
-function digits(buf: Buffer, from: number, to: number, max: number): number {
+export function digits(buf: Buffer, from: number, to: number, max: number): number {
   if (from >= to || to - from > 20) return -1
   let v = 0
   for (let i = from; i < to; i++) {
@@ -86,7 +89,7 @@ function digits(buf: Buffer, from: number, to: number, max: number): number {
 }
 
 /** A key or group name, `buf[from, to)`, by the tube-name rules; null if it breaks one. */
-function key(buf: Buffer, from: number, to: number): string | null {
+export function key(buf: Buffer, from: number, to: number): string | null {
   const len = to - from
   if (len < 1 || len > KEY_MAX || buf[from] === 0x2d) return null
   for (let i = from; i < to; i++) if (NAME_CHAR[buf[i]!] === 0) return null

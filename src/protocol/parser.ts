@@ -31,6 +31,7 @@
 import { CR, LF, LINE_MAX, NAME_CHAR, NAME_MAX, Reply, SPACE, U32_MAX } from './constants.js'
 import { Op } from './commands.js'
 import { Args, VERBS, verbsByFirstByte, type Verb } from './verbs.js'
+import { ADMIN_VERBS } from './admin-verbs.js'
 import { EXTENSION_VERBS, EXT_LINE_MAX, ExtensionArgs, mayBeLong, readTags } from './extensions.js'
 
 const EMPTY = Buffer.alloc(0)
@@ -77,7 +78,7 @@ function crlf(buf: Buffer, from: number, to: number): number {
 }
 
 const STANDARD_BY_FIRST = verbsByFirstByte(VERBS)
-const EXTENDED_BY_FIRST = verbsByFirstByte([...EXTENSION_VERBS, ...VERBS])
+const EXTENDED_BY_FIRST = verbsByFirstByte([...EXTENSION_VERBS, ...ADMIN_VERBS, ...VERBS])
 
 export class Parser {
   /** Arguments of the last command. */

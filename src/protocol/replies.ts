@@ -22,7 +22,9 @@ export function statsJob(j: Job, now: number, file: number): string {
     `---\nid: ${j.id}\ntube: ${j.tube.name}\nstate: ${STATE_NAMES[j.state]}\npri: ${j.pri}\n` +
       `age: ${secs(now - j.createdAt)}\ndelay: ${secs(j.delayMs)}\nttr: ${secs(j.ttrMs)}\n` +
       `time-left: ${timed ? secsLeft(j.deadline, now) : 0}\nfile: ${file}\nreserves: ${j.reserves}\n` +
-      `timeouts: ${j.timeouts}\nreleases: ${j.releases}\nburies: ${j.buries}\nkicks: ${j.kicks}\n`,
+      `timeouts: ${j.timeouts}\nreleases: ${j.releases}\nburies: ${j.buries}\nkicks: ${j.kicks}\n` +
+      // --extensions only (no job has an origin without it): a dead-lettered job's source.
+      (j.origin === null ? '' : `dead-letter-from: ${j.origin.tube}\ndead-letter-id: ${j.origin.id}\n`),
   )
 }
 

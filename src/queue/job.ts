@@ -12,6 +12,7 @@
  */
 import type { BodyHolder, Slab } from './body-arena.js'
 import type { JobExt } from './extensions/job-ext.js'
+import type { DeadLetterOrigin } from './extensions/policies.js'
 import type { HeapItem } from './heap.js'
 import type { TimerEntry } from './timing-wheel.js'
 import type { Tube } from './tube.js'
@@ -120,6 +121,14 @@ export class Job implements HeapItem, TimerEntry, BodyHolder {
     if (x !== null || this.history !== null) this.hist().ext = x
   }
 
+  /** Extensions: a job moved here by its tube's max-retries policy: where it was (extensions/policies.ts). */
+  get origin(): DeadLetterOrigin | null {
+    return this.history === null ? null : this.history.origin
+  }
+  set origin(o: DeadLetterOrigin | null) {
+    if (o !== null || this.history !== null) this.hist().origin = o
+  }
+
   private hist(): JobHistory {
     return (this.history ??= new JobHistory())
   }
@@ -140,6 +149,7 @@ class JobHistory {
   buries = 0
   kicks = 0
   ext: JobExt | null = null
+  origin: DeadLetterOrigin | null = null
 }
 
 /** Ready order: priority, then id (older first). */

@@ -43,6 +43,7 @@ import { Session, type WaitTimerHandler, type Waiter } from './session.js'
 import { ReadyIndex, SCAN_LIMIT } from './ready-index.js'
 import { Tube, byTopJob, type TubeHandler } from './tube.js'
 import type { TimingWheel } from './timing-wheel.js'
+import { TubePolicy } from './extensions/policies.js'
 
 /**
  * What the registry asks the extensions (queue/extensions/) about a tagged
@@ -134,6 +135,10 @@ export class Registry implements TubeHandler, WaitTimerHandler {
   journal: Journal | null = null
   /** The extensions' hooks (--extensions), or null. */
   ext: RegistryExtension | null = null
+  /** Extensions: tube policies by tube name (extensions/policies.ts); null without --extensions. */
+  policies: Map<string, TubePolicy> | null = null
+  /** Open sessions (list-jobs of reserved jobs walks their reserved lists). */
+  readonly sessions = new Set<Session>()
   /** While restoring: the tags of restored jobs, by id (restoreTags). */
   private restoredTags: Map<number, RestoredTags> | null = null
 
@@ -151,6 +156,7 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     let t = this.tubes.get(name)
     if (t === undefined) {
       t = new Tube(name, this)
+      if (this.policies !== null) t.policy = this.policies.get(name) ?? null
       this.tubes.set(name, t)
       t.listIndex = this.tubeList.length
       this.tubeList.push(t)
@@ -193,6 +199,7 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     this.defaultTube.watchingCount++
     this.sessionCount++
     this.totalSessions++
+    this.sessions.add(s)
     return s
   }
 
@@ -223,6 +230,7 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     if (s.producer) this.producers--
     if (s.worker) this.workers--
     this.sessionCount--
+    this.sessions.delete(s)
   }
 
   markProducer(s: Session): void {
@@ -707,8 +715,11 @@ export class Registry implements TubeHandler, WaitTimerHandler {
       j.timeouts++
       this.timeouts++
       j.tube.timeouts++
-      this.makeReady(j)
-      this.journal?.update(j)
+      if (j.tube.policy !== null && this.outOfRetries(j)) this.retire(j)
+      else {
+        this.makeReady(j)
+        this.journal?.update(j)
+      }
     } else {
       return
     }
@@ -776,9 +787,12 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     j.pri = pri
     j.delayMs = delaySecs * 1000
     j.releases++
-    if (delaySecs > 0) this.makeDelayed(j, this.clock.now() + j.delayMs)
-    else this.makeReady(j)
-    this.journal?.update(j)
+    if (j.tube.policy !== null && this.outOfRetries(j)) this.retire(j)
+    else {
+      if (delaySecs > 0) this.makeDelayed(j, this.clock.now() + j.delayMs)
+      else this.makeReady(j)
+      this.journal?.update(j)
+    }
     this.processQueue()
     return true
   }
@@ -852,6 +866,139 @@ export class Registry implements TubeHandler, WaitTimerHandler {
   }
 
   // --- for the extensions (queue/extensions/) ----------------------------------
+
+  /** max-retries: the job's timeouts + releases reached its tube's limit. */
+  private outOfRetries(j: Job): boolean {
+    const n = j.tube.policy!.maxRetries
+    return n > 0 && j.timeouts + j.releases >= n
+  }
+
+  /**
+   * A job out of retries (unreserved, in no structure): buried, or moved to
+   * the dead-letter tube as a new job. The copy is journaled before the
+   * original's delete, so a crash between the two records keeps both, never
+   * neither. A tagged job, or one the journal has no room for, is buried.
+   */
+  private retire(j: Job): void {
+    const p = j.tube.policy!
+    p.retired++
+    const to = p.deadLetter
+    if (to === null || to === j.tube.name || j.ext !== null || (this.journal !== null && !this.journal.canPut())) {
+      this.makeBuried(j)
+      this.journal?.update(j)
+      return
+    }
+    const t = this.tube(to)
+    const k = new Job(this.allocateId(), j.pri, 0, j.ttrMs, j.slab, j.bodyOff, j.bodyLen, t, j.createdAt)
+    k.reserves = j.reserves
+    k.timeouts = j.timeouts
+    k.releases = j.releases
+    k.buries = j.buries
+    k.kicks = j.kicks
+    k.origin = { tube: j.tube.name, id: j.id }
+    this.jobs.set(k.id, k)
+    t.totalJobs++
+    this.totalJobs++
+    this.makeReady(k)
+    this.journal?.put(k)
+    // The original goes without its body, which is the copy's now.
+    j.state = JobState.INVALID
+    this.jobs.delete(j.id)
+    this.journal?.delete(j)
+    this.dropIfUnused(j.tube)
+  }
+
+  /** max-jobs: a put into `t` now would pass its limit (TUBE_FULL). */
+  tubeFull(t: Tube): boolean {
+    const p = t.policy
+    if (p === null || p.maxJobs === 0 || t.jobCount < p.maxJobs) return false
+    p.refused++
+    return true
+  }
+
+  /** The policy of a tube name, made if needed (tube-policy); the tube, if it exists, sees it. */
+  policyFor(name: string): TubePolicy {
+    const m = (this.policies ??= new Map())
+    let p = m.get(name)
+    if (p === undefined) {
+      p = new TubePolicy(name)
+      m.set(name, p)
+      const t = this.tubes.get(name)
+      if (t !== undefined) t.policy = p
+    }
+    return p
+  }
+
+  /** Drops a tube name's policy (delete-tube, or every limit set to 0). */
+  dropPolicy(name: string): void {
+    if (this.policies?.delete(name) !== true) return
+    const t = this.tubes.get(name)
+    if (t !== undefined) t.policy = null
+  }
+
+  /**
+   * A job deleted by an operator command (flush-tube): as `delete`, whoever
+   * holds it; the tube is left for the caller to drop.
+   */
+  remove(j: Job): void {
+    this.detach(j)
+    j.state = JobState.INVALID
+    this.jobs.delete(j.id)
+    this.journal?.delete(j)
+    if (j.ext !== null) {
+      this.ext!.deleted(j)
+      this.processQueue()
+    }
+    this.bodies.release(j.slab, j.bodyLen)
+  }
+
+  /** A step of body compaction, as a delete takes (once per flush slice rather than per job). */
+  compactSome(): void {
+    this.compactBodies()
+  }
+
+  /** Drops `t` if nothing references it any more (after a flush). */
+  dropTubeIfUnused(t: Tube): void {
+    this.dropIfUnused(t)
+  }
+
+  /** The next job id to be handed out (a flush leaves jobs put after it began). */
+  get nextId(): number {
+    return this.nextJobId
+  }
+
+  /** reprioritize: a ready or delayed job's priority, O(log n); false for any other state. */
+  reprioritize(id: number, pri: number): boolean {
+    const j = this.jobs.get(id)
+    if (j === undefined) return false
+    if (j.state === JobState.READY) {
+      this.removeReady(j)
+      j.pri = pri
+      this.makeReady(j)
+    } else if (j.state === JobState.DELAYED) {
+      j.pri = pri // the delay heap is ordered by due time
+    } else {
+      return false
+    }
+    this.journal?.update(j)
+    this.processQueue()
+    return true
+  }
+
+  /** redelay: a ready or delayed job is delayed `secs` from now (0: ready now), O(log n). */
+  redelay(id: number, secs: number): boolean {
+    const j = this.jobs.get(id)
+    if (j === undefined) return false
+    if (j.state === JobState.READY) this.removeReady(j)
+    else if (j.state === JobState.DELAYED) this.removeDelayed(j)
+    else return false
+    j.delayMs = secs * 1000
+    if (secs > 0) this.makeDelayed(j, this.clock.now() + j.delayMs)
+    else this.makeReady(j)
+    this.journal?.update(j)
+    this.processQueue()
+    return true
+  }
 
   /** Re-files a tube whose ready heap an extension changed. */
   refreshTube(t: Tube): void {

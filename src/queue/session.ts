@@ -9,6 +9,7 @@ import { byDeadline, type Job } from './job.js'
 import { JobList } from './job-list.js'
 import type { Tube } from './tube.js'
 import type { TimerEntry } from './timing-wheel.js'
+import type { ListCursor } from './extensions/browse.js'
 
 /** How the queue answers a session that was waiting in reserve. */
 export interface Waiter {
@@ -44,6 +45,14 @@ export class Session implements TimerEntry {
   weighted = false
   /** Extensions: tube weights other than 1 (`watch <tube> <weight>`), by tube name; made on first use. */
   weights: Map<string, number> | null = null
+  /** Extensions: where this session's last list-jobs page ended (extensions/browse.ts). */
+  listCursor: ListCursor | null = null
+  /**
+   * Extensions: a command of this session runs over several turns (flush-tube,
+   * delete-tube): its later commands wait, as behind a reserve, until the
+   * Waiter hears the reply.
+   */
+  busy = false
 
   timerAt = 0
   timerPrev: TimerEntry | null = null

@@ -10,6 +10,7 @@ import { JobList } from './job-list.js'
 import { ReadyNode, nodeBefore } from './ready-index.js'
 import type { Session } from './session.js'
 import type { TimerEntry } from './timing-wheel.js'
+import type { TubePolicy } from './extensions/policies.js'
 
 /** What a tube calls back into: job timers and its own pause end. */
 export interface TubeHandler extends JobTimerHandler {
@@ -43,6 +44,8 @@ export class Tube implements HeapItem, TimerEntry {
   parked = 0
   /** Extensions: after-jobs held for their group (extensions/groups.ts); counted as delayed. */
   held = 0
+  /** Extensions: this tube name's policy (max-retries, max-jobs), or null. */
+  policy: TubePolicy | null = null
 
   paused = false
   /** Whole seconds of the last pause-tube, for stats. */

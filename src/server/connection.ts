@@ -114,7 +114,7 @@ export class Connection implements DispatchTarget, Waiter, Sink {
     out.begin(this)
     try {
       for (;;) {
-        if (this.session.waiting || this.quitting) break
+        if (this.session.waiting || this.session.busy || this.quitting) break
         const op = this.parser.next()
         if (op === Op.NEED_MORE) break
         dispatch(ctx, this, op)
@@ -132,9 +132,9 @@ export class Connection implements DispatchTarget, Waiter, Sink {
     if (!writable) return this.blockOutput()
     // After a half-close, everything the client sent has been answered: done
     // (once replies waiting for the binlog are out).
-    if (this.inputEnded && !this.session.waiting && this.parser.buffered === 0) return this.closeWhenFlushed()
+    if (this.inputEnded && !this.session.waiting && !this.session.busy && this.parser.buffered === 0) return this.closeWhenFlushed()
     if (this.inputEnded) return
-    else if (this.readPaused && !this.session.waiting && this.parser.buffered < INPUT_LIMIT / 2) this.resumeReading()
+    else if (this.readPaused && !this.session.waiting && !this.session.busy && this.parser.buffered < INPUT_LIMIT / 2) this.resumeReading()
   }
 
   private noteArrivingPut(slab: Slab): void {

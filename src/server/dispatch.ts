@@ -14,6 +14,7 @@ import type { Slab } from '../queue/body-arena.js'
 import { Word, type Output } from './output.js'
 import type { QueueExtensions } from '../queue/extensions/queue-extensions.js'
 import { dispatchExtension } from './extensions/dispatch.js'
+import { AdminReply } from '../protocol/admin-replies.js'
 
 /** What every connection shares. */
 export interface ServerContext {
@@ -32,6 +33,8 @@ export interface ServerContext {
   readonly out: Output
   /** Replies to a waiting connection, delivered while another one runs. */
   readonly deliveryOut: Output
+  /** Journal records queued outside any command (a flush slice): write them this turn. */
+  flushSoon(): void
 }
 
 /** The per-connection state dispatch needs. */
@@ -79,6 +82,12 @@ export function dispatch(ctx: ServerContext, c: DispatchTarget, op: Op): void {
         r.bodies.release(slab, p.bodyEnd - p.bodyOff)
         r.endArriving(c.putId)
         return out.fixed(Reply.DRAINING)
+      }
+      // A tube policy's max-jobs (--extensions only: without it no tube has a policy).
+      if (s.used.policy !== null && r.tubeFull(s.used)) {
+        r.bodies.release(slab, p.bodyEnd - p.bodyOff)
+        r.endArriving(c.putId)
+        return out.fixed(AdminReply.TUBE_FULL)
       }
       const j = r.put(s, c.putId, p.pri, p.delay, p.ttr, slab, p.bodyOff, p.bodyEnd - p.bodyOff)
       // No room in the binlog (disk full): the reference's answer, nothing kept.

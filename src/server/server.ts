@@ -132,6 +132,7 @@ export class BeanstalkServer implements ConnectionHost {
       out: new Output(),
       deliveryOut: new Output(4096),
       binlogStats: () => (this.store === null ? NO_BINLOG : this.store.stats()),
+      flushSoon: () => this.gate?.schedule(),
     }
   }
 

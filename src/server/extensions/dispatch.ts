@@ -7,6 +7,7 @@
 import { Op } from '../../protocol/commands.js'
 import type { DispatchTarget, ServerContext } from '../dispatch.js'
 import { deleteBatch, reserveBatch, reserveMode, watchWeighted } from './delivery.js'
+import { flushTubeCommand, listJobsCommand, redelayCommand, reprioritizeCommand, statsTubePolicyCommand, tubePolicyCommand } from './admin.js'
 import { putTagged, putTaggedBody, statsGroup } from './tagged-put.js'
 
 export function dispatchExtension(ctx: ServerContext, c: DispatchTarget, op: Op): void {
@@ -25,6 +26,19 @@ export function dispatchExtension(ctx: ServerContext, c: DispatchTarget, op: Op)
       return putTaggedBody(ctx, c)
     case Op.STATS_GROUP:
       return statsGroup(ctx, c)
+    case Op.LIST_JOBS:
+      return listJobsCommand(ctx, c)
+    case Op.FLUSH_TUBE:
+    case Op.DELETE_TUBE:
+      return flushTubeCommand(ctx, c, op)
+    case Op.TUBE_POLICY:
+      return tubePolicyCommand(ctx, c)
+    case Op.STATS_TUBE_POLICY:
+      return statsTubePolicyCommand(ctx, c)
+    case Op.REPRIORITIZE:
+      return reprioritizeCommand(ctx, c)
+    case Op.REDELAY:
+      return redelayCommand(ctx, c)
     default:
       throw new Error(`dispatch: no handler for op ${op}`)
   }

@@ -7,6 +7,7 @@
  */
 import { Op } from '../../protocol/commands.js'
 import { Reply } from '../../protocol/constants.js'
+import { AdminReply } from '../../protocol/admin-replies.js'
 import { statsGroupYaml } from '../../protocol/extension-replies.js'
 import { count, type DispatchTarget, type ServerContext } from '../dispatch.js'
 import { Word } from '../output.js'
@@ -32,6 +33,11 @@ export function putTaggedBody(ctx: ServerContext, c: DispatchTarget): void {
     r.bodies.release(slab, len)
     r.endArriving(c.putId)
     return out.fixed(Reply.DRAINING)
+  }
+  if (c.session.used.policy !== null && r.tubeFull(c.session.used)) {
+    r.bodies.release(slab, len)
+    r.endArriving(c.putId)
+    return out.fixed(AdminReply.TUBE_FULL)
   }
   const res = ctx.queueExtensions!.put(c.session, c.putId, p.pri, p.delay, p.ttr, slab, p.bodyOff, len, p.ext!.tags!)
   switch (res.kind) {
