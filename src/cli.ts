@@ -543,6 +543,7 @@ export async function main(argv: string[]): Promise<void> {
     awaitStore: config.binlogDir !== null,
     maxConnections: connectionBudget(),
     extensions: config.extensions,
+    tubePolicies: config.tubePolicies,
     security,
   })
   made = srv

@@ -34,6 +34,11 @@
  *     [limits]
  *     pending_timeout_ms = 10000    # --pending-timeout
  *     max_pending = 1024            # --max-pending
+ *     [[tube_policy]]               # --extensions: as `tube-policy` (docs/EXTENSIONS.md)
+ *     tube = "emails"
+ *     max_retries = 5
+ *     dead_letter = "emails-dead"
+ *     max_jobs = 100000
  *
  * Invariants:
  * - Every key is in SCHEMA or it is an error naming file:line; so is a value
@@ -45,6 +50,7 @@
 import { parse, TomlError } from 'smol-toml'
 import { UsageError, type FileLayer, type RawFlags } from './config.js'
 import type { ListenAddress } from './server/server.js'
+import type { TubePolicySpec } from './queue/extensions/policies.js'
 
 type Value = string | number | boolean
 interface Setting {
@@ -91,8 +97,9 @@ const SCHEMA: Record<string, Record<string, Setting>> = {
     },
   },
 }
-/** Array-of-tables sections: [[listen]]. */
+/** Array-of-tables sections: [[listen]], [[tube_policy]]. */
 const LISTEN = 'listen'
+const TUBE_POLICY = 'tube_policy'
 
 export function parseConfigFile(file: string, text: string): FileLayer {
   let doc: Record<string, unknown>
@@ -106,6 +113,7 @@ export function parseConfigFile(file: string, text: string): FileLayer {
   const flags: Record<string, unknown> = {}
   const where: Partial<Record<keyof RawFlags, string>> = {}
   let listeners: ListenAddress[] | undefined
+  let tubePolicies: TubePolicySpec[] | undefined
 
   const walk = (table: Record<string, unknown>, section: string, keyPath: (string | number)[]): void => {
     const settings = SCHEMA[section]!
@@ -114,6 +122,10 @@ export function parseConfigFile(file: string, text: string): FileLayer {
       const dotted = section === '' ? key : `${section}.${key}`
       if (section === '' && key === LISTEN) {
         listeners = readListeners(value, path, at)
+        continue
+      }
+      if (section === '' && key === TUBE_POLICY) {
+        tubePolicies = readTubePolicies(value, path, at)
         continue
       }
       if (SCHEMA[dotted] !== undefined) {
@@ -133,7 +145,54 @@ export function parseConfigFile(file: string, text: string): FileLayer {
     }
   }
   walk(doc, '', [])
-  return { path: file, flags: flags as RawFlags, where, ...(listeners === undefined ? {} : { listeners }) }
+  return {
+    path: file,
+    flags: flags as RawFlags,
+    where,
+    ...(listeners === undefined ? {} : { listeners }),
+    ...(tubePolicies === undefined ? {} : { tubePolicies, tubePoliciesAt: at([TUBE_POLICY, 0]) }),
+  }
+}
+
+/** A tube name by the protocol's rules (1-200 bytes of letters, digits, `-+/;.$_()`, no leading '-'). */
+const TUBE_NAME = /^[A-Za-z0-9+/;.$_()][A-Za-z0-9\-+/;.$_()]{0,199}$/
+
+function readTubePolicies(value: unknown, path: (string | number)[], at: (p: readonly (string | number)[]) => string): TubePolicySpec[] {
+  if (!Array.isArray(value)) throw new UsageError(`${at(path)}: tube_policy must be an array of tables ([[tube_policy]])`)
+  const seen = new Set<string>()
+  return value.map((entry: unknown, i) => {
+    const p = [...path, i]
+    if (!isTable(entry)) throw new UsageError(`${at(p)}: each [[tube_policy]] must be a table`)
+    for (const k of Object.keys(entry)) {
+      if (!['tube', 'max_retries', 'dead_letter', 'max_jobs'].includes(k)) {
+        throw new UsageError(`${at([...p, k])}: unknown setting tube_policy.${k} (tube, max_retries, dead_letter, max_jobs)`)
+      }
+    }
+    const name = (k: string): string => {
+      const v = entry[k]
+      if (typeof v !== 'string' || !TUBE_NAME.test(v)) throw new UsageError(`${at([...p, k])}: tube_policy.${k} must be a tube name (1-200 bytes of A-Z a-z 0-9 -+/;.$_(), not starting with -)`)
+      return v
+    }
+    const count = (k: string): number => {
+      const v = entry[k]
+      if (v === undefined) return 0
+      if (!hasType(v, 'integer') || (v as number) > 4294967295) throw new UsageError(`${at([...p, k])}: tube_policy.${k} must be an integer 0-4294967295`)
+      return v as number
+    }
+    if (entry['tube'] === undefined) throw new UsageError(`${at(p)}: a [[tube_policy]] needs tube = "<name>"`)
+    const tube = name('tube')
+    if (seen.has(tube)) throw new UsageError(`${at([...p, 'tube'])}: a second [[tube_policy]] for tube ${tube}`)
+    seen.add(tube)
+    const maxRetries = count('max_retries')
+    const maxJobs = count('max_jobs')
+    let deadLetter: string | null = null
+    if (entry['dead_letter'] !== undefined) {
+      deadLetter = name('dead_letter')
+      if (deadLetter === tube) throw new UsageError(`${at([...p, 'dead_letter'])}: tube_policy.dead_letter must be another tube than ${tube}`)
+      if (maxRetries === 0) throw new UsageError(`${at([...p, 'dead_letter'])}: tube_policy.dead_letter needs max_retries above 0`)
+    }
+    return { tube, maxRetries, deadLetter, maxJobs }
+  })
 }
 
 function readListeners(value: unknown, path: (string | number)[], at: (p: readonly (string | number)[]) => string): ListenAddress[] {
@@ -180,7 +239,7 @@ function hasType(v: unknown, type: Setting['type']): boolean {
 const article = (type: Setting['type']): string => (type === 'integer' ? 'a non-negative integer' : `a ${type}`)
 
 function hint(section: string): string {
-  const known = [...Object.keys(SCHEMA[section]!), ...Object.keys(SCHEMA).filter((s) => s !== '' && !s.includes('.') && section === ''), ...(section === '' ? [LISTEN] : [])]
+  const known = [...Object.keys(SCHEMA[section]!), ...Object.keys(SCHEMA).filter((s) => s !== '' && !s.includes('.') && section === ''), ...(section === '' ? [LISTEN, TUBE_POLICY] : [])]
   return ` (known here: ${known.join(', ')})`
 }
 

@@ -16,6 +16,7 @@ import {
 } from './protocol/constants.js'
 import type { TlsFiles } from './server/credentials.js'
 import { DEFAULT_PENDING, type PendingLimits } from './server/pending.js'
+import type { TubePolicySpec } from './queue/extensions/policies.js'
 import type { ListenAddress } from './server/server.js'
 import { ENGINES, MAX_JOB_SIZE_SQLITE, type Engine } from './store/store.js'
 
@@ -58,6 +59,8 @@ export interface Config {
   readonly configFile: string | null
   /** --extensions: the commands beyond the reference's (docs/EXTENSIONS.md); off keeps its wire exactly. */
   readonly extensions: boolean
+  /** The config file's [[tube_policy]] tables (--extensions only). */
+  readonly tubePolicies: readonly TubePolicySpec[]
   /** --tls-cert, --tls-key, --tls-ca: for the listeners with TLS; null when none has it. */
   readonly tls: TlsFiles | null
   /** --auth-file: the tokens of the listeners with auth; null when none has it. */
@@ -119,6 +122,9 @@ export interface FileLayer {
   readonly flags: RawFlags
   /** [[listen]]: used when none of -l, -p, --tls-port, --tls-only is given; `auth` unset follows --auth-listeners. */
   readonly listeners?: readonly ListenAddress[]
+  /** [[tube_policy]] (--extensions), and where the first one is (`path:line`). */
+  readonly tubePolicies?: readonly TubePolicySpec[]
+  readonly tubePoliciesAt?: string
   /** Where each setting of `flags` is in the file, `path:line`, for error messages. */
   readonly where: Partial<Record<keyof RawFlags, string>>
 }
@@ -208,8 +214,18 @@ function check(f: RawFlags, flags: RawFlags, file: FileLayer | undefined, warn: 
     logFormat,
     configFile: file?.path ?? null,
     extensions: f.extensions === true,
+    tubePolicies: tubePolicies(f, file),
     ...sec,
   }
+}
+
+/** The file's [[tube_policy]] tables; they are extension commands' state, so they need --extensions. */
+function tubePolicies(f: RawFlags, file: FileLayer | undefined): readonly TubePolicySpec[] {
+  const specs = file?.tubePolicies ?? []
+  if (specs.length > 0 && f.extensions !== true) {
+    throw new UsageError(`${file!.tubePoliciesAt ?? file!.path}: [[tube_policy]] needs --extensions (or extensions = true)`)
+  }
+  return specs
 }
 
 /**

@@ -13,6 +13,7 @@ import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import { Registry } from '../queue/registry.js'
 import { QueueExtensions } from '../queue/extensions/queue-extensions.js'
+import type { TubePolicySpec } from '../queue/extensions/policies.js'
 import { TimingWheel } from '../queue/timing-wheel.js'
 import type { ProcessInfo } from '../protocol/replies.js'
 import { systemClock, type Clock } from '../util/clock.js'
@@ -44,6 +45,8 @@ export interface ServerOptions {
   readonly maxConnections?: number
   /** --extensions: parse and serve the commands beyond the reference's. Default: off. */
   readonly extensions?: boolean
+  /** With --extensions: tube policies from the config file ([[tube_policy]]), in force from the start. */
+  readonly tubePolicies?: readonly TubePolicySpec[]
   /**
    * -b: the store replays into `restoreInto` after listen() and is handed
    * over with serve(store). Until then accepted connections wait unread, as
@@ -118,6 +121,14 @@ export class BeanstalkServer implements ConnectionHost {
     this.registry = new Registry(this.clock, this.wheel)
     const queueExtensions = opts.extensions === true ? new QueueExtensions(this.registry) : null
     this.registry.ext = queueExtensions
+    if (queueExtensions !== null) {
+      for (const spec of opts.tubePolicies ?? []) {
+        const p = this.registry.policyFor(spec.tube)
+        p.maxRetries = spec.maxRetries
+        p.deadLetter = spec.deadLetter
+        p.maxJobs = spec.maxJobs
+      }
+    }
     this.restoreInto = this.registry
     this.waiting = opts.awaitStore === true ? [] : null
     this.reclaimer = new MemoryReclaimer(() => ({ jobs: this.registry.jobs.size, bodyBytes: this.registry.bodies.live }))

@@ -53,6 +53,32 @@ describe('parseConfigFile + toConfig', () => {
     expect(() => cfg('extensions = "yes"\n')).toThrow(/^t\.toml:1: /)
   })
 
+  it('[[tube_policy]]: the tube-policy settings from the start, with --extensions only; bad ones name file:line', () => {
+    const text = 'extensions = true\n[[tube_policy]]\ntube = "work"\nmax_retries = 3\ndead_letter = "dlq"\n[[tube_policy]]\ntube = "in"\nmax_jobs = 10\n'
+    expect(cfg(text).tubePolicies).toEqual([
+      { tube: 'work', maxRetries: 3, deadLetter: 'dlq', maxJobs: 0 },
+      { tube: 'in', maxRetries: 0, deadLetter: null, maxJobs: 10 },
+    ])
+    expect(cfg('').tubePolicies).toEqual([])
+    const bad = (t: string): string => {
+      try {
+        cfg(t)
+      } catch (err) {
+        expect(err).toBeInstanceOf(UsageError)
+        return (err as Error).message
+      }
+      throw new Error('accepted')
+    }
+    expect(bad('\n[[tube_policy]]\ntube = "w"\nmax_jobs = 1\n')).toBe('t.toml:2: [[tube_policy]] needs --extensions (or extensions = true)')
+    expect(bad('extensions = true\n[[tube_policy]]\ntube = "w"\nmax_retries = 1\ndead_letter = "w"\n')).toBe('t.toml:5: tube_policy.dead_letter must be another tube than w')
+    expect(bad('extensions = true\n[[tube_policy]]\ntube = "w"\ndead_letter = "d"\n')).toBe('t.toml:4: tube_policy.dead_letter needs max_retries above 0')
+    expect(bad('extensions = true\n[[tube_policy]]\ntube = "-w"\n')).toMatch(/^t\.toml:3: tube_policy\.tube must be a tube name/)
+    expect(bad('extensions = true\n[[tube_policy]]\nmax_jobs = 1\n')).toBe('t.toml:2: a [[tube_policy]] needs tube = "<name>"')
+    expect(bad('extensions = true\n[[tube_policy]]\ntube = "w"\nmax_jobs = -1\n')).toBe('t.toml:4: tube_policy.max_jobs must be an integer 0-4294967295')
+    expect(bad('extensions = true\n[[tube_policy]]\ntube = "w"\nmax_job = 1\n')).toMatch(/^t\.toml:4: unknown setting tube_policy\.max_job /)
+    expect(bad('extensions = true\n[[tube_policy]]\ntube = "w"\n[[tube_policy]]\ntube = "w"\n')).toBe('t.toml:5: a second [[tube_policy]] for tube w')
+  })
+
   it('flags win: -f over fsync_never, -F over fsync_ms, -p over [[listen]], -V over level only upwards', () => {
     expect(cfg('[store]\nfsync_never = true\n', { fsync: '0' })).toMatchObject({ fsyncNever: false, fsyncMs: 0 })
     expect(cfg('[store]\nfsync_ms = 3\n', { fsyncNever: true })).toMatchObject({ fsyncNever: true })

@@ -34,3 +34,11 @@ export interface DeadLetterOrigin {
   readonly tube: string
   readonly id: number
 }
+
+/** A policy as the config file gives it (`[[tube_policy]]`, config-file.ts). */
+export interface TubePolicySpec {
+  readonly tube: string
+  readonly maxRetries: number
+  readonly deadLetter: string | null
+  readonly maxJobs: number
+}
