@@ -1,0 +1,80 @@
+/**
+ * Extensions II across a restart of the real server (`-b --extensions`),
+ * for each engine: a reprioritized and a redelayed job keep their new
+ * priority and due time, a job moved to a dead-letter tube by max-retries is
+ * there with its counters (its original deleted), a buried one stays
+ * buried, a flushed tube stays empty; policies from the config file are in
+ * force again after the restart.
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { cliFixture } from '../helpers/cli-fixture.js'
+import { RawClient } from '../helpers/client.js'
+import { spawnCli } from '../helpers/process.js'
+import { ENGINES } from '../store/engines.js'
+
+const fx = cliFixture('tsb-admin-restart-')
+
+async function start(args: string[]): Promise<{ c: RawClient; stop: () => Promise<void> }> {
+  const proc = spawnCli(args)
+  const port = (await proc.listening(10_000)).port!
+  const c = await fx.connect(port)
+  return {
+    c,
+    stop: async () => {
+      c.close()
+      proc.signal('SIGTERM')
+      await proc.exited(10_000)
+    },
+  }
+}
+
+describe.each(ENGINES)('$name', (engine) => {
+  it('keeps reprioritize, redelay, dead-letter moves and flushes; config policies apply again', { timeout: 60_000 }, async () => {
+    const dir = fs.mkdtempSync(path.join(fx.tmp(), 'dir-'))
+    const conf = path.join(dir, '..', `${path.basename(dir)}.toml`)
+    fs.writeFileSync(conf, 'extensions = true\n[[tube_policy]]\ntube = "work"\nmax_retries = 2\ndead_letter = "dlq"\n[[tube_policy]]\ntube = "small"\nmax_jobs = 1\n')
+    const args = ['-b', dir, ...engine.flags, '-p0', '-l127.0.0.1', '--config', conf]
+    let s = await start(args)
+    const c = (): RawClient => s.c
+    expect(await c().call('put 5 0 60 1\r\na\r\n')).toBe('INSERTED 1\r\n')
+    expect(await c().call('put 5 0 60 1\r\nb\r\n')).toBe('INSERTED 2\r\n')
+    expect(await c().call('reprioritize 2 1\r\n')).toBe('REPRIORITIZED\r\n')
+    expect(await c().call('redelay 1 3600\r\n')).toBe('REDELAYED\r\n')
+    expect(await c().call('use work\r\n')).toBe('USING work\r\n')
+    expect(await c().call('put 9 0 60 1\r\nw\r\n')).toBe('INSERTED 3\r\n')
+    expect(await c().call('watch work\r\n')).toBe('WATCHING 2\r\n')
+    expect(await c().call('ignore default\r\n')).toBe('WATCHING 1\r\n')
+    for (let i = 0; i < 2; i++) {
+      expect(await c().call('reserve\r\n')).toBe('RESERVED 3 1\r\n')
+      await c().read(3)
+      expect(await c().call('release 3 9 0\r\n')).toBe('RELEASED\r\n')
+    }
+    expect(await c().call('use flushme\r\n')).toBe('USING flushme\r\n')
+    expect(await c().call('put 0 0 60 1\r\nf\r\n')).toBe('INSERTED 5\r\n')
+    expect(await c().call('flush-tube flushme\r\n')).toBe('FLUSHED 1\r\n')
+    expect(await c().call('use small\r\n')).toBe('USING small\r\n')
+    expect(await c().call('put 0 0 60 1\r\ns\r\n')).toBe('INSERTED 6\r\n')
+    await s.stop()
+
+    s = await start(args)
+    const job = async (id: number): Promise<Record<string, string>> => c().stats(`stats-job ${id}\r\n`)
+    expect(await job(2)).toMatchObject({ state: 'ready', pri: '1' })
+    const one = await job(1)
+    expect(one).toMatchObject({ state: 'delayed', delay: '3600' })
+    expect(Number(one['time-left'])).toBeGreaterThan(3500)
+    expect(await c().call('stats-job 3\r\n')).toBe('NOT_FOUND\r\n')
+    // The dead-letter copy (id 4): its counters came along; its origin is not journaled.
+    expect(await job(4)).toMatchObject({ tube: 'dlq', state: 'ready', pri: '9', reserves: '2', releases: '2' })
+    expect(await c().call('stats-job 5\r\n')).toBe('NOT_FOUND\r\n')
+    expect(await c().call('use small\r\n')).toBe('USING small\r\n')
+    expect(await c().call('put 0 0 60 1\r\nt\r\n')).toBe('TUBE_FULL\r\n')
+    expect(await c().stats('stats-tube-policy work\r\n')).toMatchObject({ 'max-retries': '2', 'dead-letter': 'dlq' })
+    // Ids go on above every one handed out.
+    expect(await c().call('put 0 0 60 1\r\nu\r\n')).toBe('TUBE_FULL\r\n')
+    expect(await c().call('use default\r\n')).toBe('USING default\r\n')
+    expect(await c().call('put 0 0 60 1\r\nv\r\n')).toBe('INSERTED 9\r\n')
+    await s.stop()
+  })
+})
