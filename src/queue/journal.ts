@@ -13,6 +13,8 @@ export interface Journal {
   /** Reserve, release, bury, kick, TTR timeout: state, priority or counters changed. */
   update(job: Job): void
   delete(job: Job): void
+  /** --extensions: a tube name's policy was set, changed or cleared (all zeros). */
+  policy?(p: RestoredPolicy): void
   /** stats-job `file`. */
   fileOf(jobId: number): number
 }
@@ -53,6 +55,14 @@ export interface RestoredTags {
   afterDone: boolean
   conKey: string | null
   conLimit: number
+}
+
+/** A tube policy (tube-policy, --extensions) as a journal stores it and hands it back; zeros clear it. */
+export interface RestoredPolicy {
+  readonly tube: string
+  readonly maxRetries: number
+  readonly deadLetter: string | null
+  readonly maxJobs: number
 }
 
 /** An idempotency key's cooldown after its job's delete (idp:<key>:<ttl>), as stored. */

@@ -38,7 +38,7 @@ import { BodyArena, type Slab } from './body-arena.js'
 import { Heap } from './heap.js'
 import { Job, JobState, byPriority } from './job.js'
 import { JobTable, type JobWalk } from './job-table.js'
-import type { Journal, RestoredFields, RestoredTags, RestoredTombstone } from './journal.js'
+import type { Journal, RestoredFields, RestoredPolicy, RestoredTags, RestoredTombstone } from './journal.js'
 import { Session, type WaitTimerHandler, type Waiter } from './session.js'
 import { ReadyIndex, SCAN_LIMIT } from './ready-index.js'
 import { Tube, byTopJob, type TubeHandler } from './tube.js'
@@ -929,11 +929,37 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     return p
   }
 
-  /** Drops a tube name's policy (delete-tube, or every limit set to 0). */
+  /** Drops a tube name's policy (delete-tube, or every limit set to 0), journaled. */
   dropPolicy(name: string): void {
     if (this.policies?.delete(name) !== true) return
     const t = this.tubes.get(name)
     if (t !== undefined) t.policy = null
+    this.journal?.policy?.({ tube: name, maxRetries: 0, deadLetter: null, maxJobs: 0 })
+  }
+
+  /** tube-policy changed `p`: journaled, or dropped when nothing is set any more. */
+  policyChanged(p: TubePolicy): void {
+    if (p.empty) return this.dropPolicy(p.tube)
+    this.journal?.policy?.(p)
+  }
+
+  /**
+   * A stored policy (replay). Ignored without --extensions, where no tube has
+   * a policy (the reference's wire); the store keeps it for a start with it.
+   */
+  restorePolicy(s: RestoredPolicy): void {
+    if (this.ext === null) return
+    if (s.maxRetries === 0 && s.maxJobs === 0) {
+      if (this.policies?.delete(s.tube) === true) {
+        const t = this.tubes.get(s.tube)
+        if (t !== undefined) t.policy = null
+      }
+      return
+    }
+    const p = this.policyFor(s.tube)
+    p.maxRetries = s.maxRetries
+    p.deadLetter = s.deadLetter
+    p.maxJobs = s.maxJobs
   }
 
   /**

@@ -103,6 +103,8 @@ export class BeanstalkServer implements ConnectionHost {
   /** Gives memory back once a backlog has drained (off the command path). */
   private readonly reclaimer: MemoryReclaimer
   private readonly gatekeeper: Gatekeeper | null
+  /** [[tube_policy]] tables (--extensions). */
+  private readonly filePolicies: readonly TubePolicySpec[]
 
   constructor(opts: ServerOptions) {
     this.log = opts.log
@@ -121,14 +123,8 @@ export class BeanstalkServer implements ConnectionHost {
     this.registry = new Registry(this.clock, this.wheel)
     const queueExtensions = opts.extensions === true ? new QueueExtensions(this.registry) : null
     this.registry.ext = queueExtensions
-    if (queueExtensions !== null) {
-      for (const spec of opts.tubePolicies ?? []) {
-        const p = this.registry.policyFor(spec.tube)
-        p.maxRetries = spec.maxRetries
-        p.deadLetter = spec.deadLetter
-        p.maxJobs = spec.maxJobs
-      }
-    }
+    this.filePolicies = queueExtensions === null ? [] : (opts.tubePolicies ?? [])
+    this.applyFilePolicies()
     this.restoreInto = this.registry
     this.waiting = opts.awaitStore === true ? [] : null
     this.reclaimer = new MemoryReclaimer(() => ({ jobs: this.registry.jobs.size, bodyBytes: this.registry.bodies.live }))
@@ -160,6 +156,8 @@ export class BeanstalkServer implements ConnectionHost {
       this.gate = new BinlogGate(store)
       this.ctx.queueExtensions?.journalRestored()
     }
+    // The config file's tables win over what the store replayed for their tubes.
+    this.applyFilePolicies()
     const waiting = this.waiting ?? []
     this.waiting = null
     for (const { socket, accept } of waiting) {
@@ -167,6 +165,10 @@ export class BeanstalkServer implements ConnectionHost {
       if (socket.destroyed) continue
       accept(socket)
     }
+  }
+
+  private applyFilePolicies(): void {
+    for (const spec of this.filePolicies) this.registry.restorePolicy(spec)
   }
 
   /** Sockets accepted that wait for the replay to end (each holds a file descriptor). */

@@ -27,7 +27,7 @@
  *   and releases the directory.
  */
 import type { Logger } from 'pino'
-import type { RestoredFields, RestoredTags, RestoredTombstone } from '../queue/journal.js'
+import type { RestoredFields, RestoredPolicy, RestoredTags, RestoredTombstone } from '../queue/journal.js'
 import type { Clock } from '../util/clock.js'
 import type { Readiness } from '../util/readiness.js'
 import type { HistogramView } from './latency-histogram.js'
@@ -75,7 +75,7 @@ export interface TagsView {
 }
 
 /** A job's fields as replay hands them to the sink (declared with the queue, which takes them). */
-export type { RestoredFields, RestoredTags, RestoredTombstone } from '../queue/journal.js'
+export type { RestoredFields, RestoredPolicy, RestoredTags, RestoredTombstone } from '../queue/journal.js'
 
 /**
  * Where replay puts the jobs it reads (the registry). Calls come in the
@@ -100,6 +100,8 @@ export interface ReplaySink {
   restoreTags?(id: number, tags: RestoredTags): boolean
   /** --extensions: an idempotency key's cooldown that has not run out. */
   restoreTombstone?(t: RestoredTombstone): void
+  /** --extensions: a tube policy as last stored (a later one for the same tube replaces it; zeros clear it). */
+  restorePolicy?(p: RestoredPolicy): void
   /**
    * Replay is over: every job goes where its state says (reserved ones and
    * delayed ones whose time has passed: ready), buried ones in `buried`
@@ -141,6 +143,8 @@ export interface DurableStore {
   put(job: JobView): boolean
   update(job: JobView): void
   delete(job: JobView): void
+  /** --extensions: a tube policy set or cleared (zeros); stored with the next flush and replayed. */
+  policy?(p: RestoredPolicy): void
   /** stats-job `file`: the binlog file holding the job; 0 where there is none. */
   fileOf(jobId: number): number
   flush(): number

@@ -77,4 +77,45 @@ describe.each(ENGINES)('$name', (engine) => {
     expect(await c().call('put 0 0 60 1\r\nv\r\n')).toBe('INSERTED 9\r\n')
     await s.stop()
   })
+
+  it('keeps tube-policy settings and clears; the binlog keeps them while its old files go', { timeout: 60_000 }, async () => {
+    const dir = fs.mkdtempSync(path.join(fx.tmp(), 'dir-'))
+    const args = ['-b', dir, ...engine.flags, '-s', '65536', '-p0', '-l127.0.0.1', '--extensions']
+    let s = await start(args)
+    const c = (): RawClient => s.c
+    expect(await c().call('tube-policy a max-jobs 7\r\n')).toBe('POLICY_SET\r\n')
+    expect(await c().call('tube-policy b max-retries 3 dead-letter b-dead\r\n')).toBe('POLICY_SET\r\n')
+    expect(await c().call('tube-policy gone max-jobs 5\r\n')).toBe('POLICY_SET\r\n')
+    expect(await c().call('tube-policy gone max-jobs 0\r\n')).toBe('POLICY_SET\r\n')
+    expect(await c().call('tube-policy a max-retries 2\r\n')).toBe('POLICY_SET\r\n')
+    // Churn: many files written and, once nothing in them is live, removed.
+    const body = 'x'.repeat(4000)
+    for (let i = 0; i < 100; i++) {
+      const m = /^INSERTED (\d+)\r\n$/.exec(await c().call(`put 0 0 60 ${body.length}\r\n${body}\r\n`))!
+      expect(await c().call(`delete ${m[1]}\r\n`)).toBe('DELETED\r\n')
+    }
+    await s.stop()
+    if (engine.name === 'binlog') expect(fs.existsSync(path.join(dir, 'binlog.1'))).toBe(false)
+
+    for (let round = 0; round < 2; round++) {
+      s = await start(args)
+      expect(await c().stats('stats-tube-policy a\r\n')).toMatchObject({ 'max-jobs': '7', 'max-retries': '2', 'dead-letter': '""' })
+      expect(await c().stats('stats-tube-policy b\r\n')).toMatchObject({ 'max-jobs': '0', 'max-retries': '3', 'dead-letter': 'b-dead' })
+      expect(await c().stats('stats-tube-policy gone\r\n')).toMatchObject({ 'max-jobs': '0', 'max-retries': '0' })
+      for (let i = 0; i < 60; i++) {
+        const m = /^INSERTED (\d+)\r\n$/.exec(await c().call(`put 0 0 60 ${body.length}\r\n${body}\r\n`))!
+        expect(await c().call(`delete ${m[1]}\r\n`)).toBe('DELETED\r\n')
+      }
+      await s.stop()
+    }
+    s = await start(args)
+    expect(await c().call('delete-tube a\r\n')).toBe('NOT_FOUND\r\n') // no such tube; the policy stays
+    expect(await c().call('use a\r\n')).toBe('USING a\r\n')
+    expect(await c().call('delete-tube a\r\n')).toBe('DELETED 0\r\n')
+    await s.stop()
+    s = await start(args)
+    expect(await c().stats('stats-tube-policy a\r\n')).toMatchObject({ 'max-jobs': '0', 'max-retries': '0' })
+    expect(await c().stats('stats-tube-policy b\r\n')).toMatchObject({ 'max-retries': '3' })
+    await s.stop()
+  })
 })

@@ -14,6 +14,7 @@ import {
   encodeDelete,
   encodeFull,
   encodeHeader,
+  encodePolicy,
   encodeTags,
   encodeTomb,
   encodeUpdate,
@@ -165,5 +166,20 @@ describe('extension records (--extensions)', () => {
       bad[rec.length - 1]! ^= 1
       expect(decodeRecord(bad, 0)).toMatchObject({ ok: false, kind: 'torn' })
     }
+  })
+
+  it('POLICY round-trips (with and without a dead-letter tube), is found by the resync scan, and a flipped byte is torn', () => {
+    const p = { tube: 't'.repeat(200), maxRetries: 4294967295, deadLetter: 'dlq', maxJobs: 10 }
+    const a = encodePolicy(p)
+    expect(decodeRecord(a, 0)).toEqual({ ok: true, record: { type: RecordType.POLICY, policy: p }, size: a.length })
+    const cleared = { tube: 'x', maxRetries: 0, deadLetter: null, maxJobs: 0 }
+    const b = encodePolicy(cleared)
+    expect(decodeRecord(b, 0)).toEqual({ ok: true, record: { type: RecordType.POLICY, policy: cleared }, size: b.length })
+    const both = Buffer.concat([Buffer.alloc(3), a, b])
+    expect(findIntactRecord(both, 0)).toBe(3)
+    expect(findIntactRecord(both, 4)).toBe(3 + a.length)
+    const bad = Buffer.from(a)
+    bad[a.length - 1]! ^= 1
+    expect(decodeRecord(bad, 0)).toMatchObject({ ok: false, kind: 'torn' })
   })
 })

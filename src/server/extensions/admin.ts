@@ -69,7 +69,7 @@ export function tubePolicyCommand(ctx: ServerContext, c: DispatchTarget): void {
     p.maxRetries = a.n
     p.deadLetter = a.n === 0 ? null : a.deadLetter
   }
-  if (p.empty) r.dropPolicy(a.tube)
+  r.policyChanged(p)
   ctx.out.fixed(AdminReply.POLICY_SET)
 }
 

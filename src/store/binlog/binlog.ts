@@ -67,7 +67,7 @@ import type { Compactor } from './compactor.js'
 import { BinlogFsyncError, BinlogFullError, BinlogIoError } from './errors.js'
 import { nodeFs, type BinlogFs } from '../io.js'
 import { DirLock } from '../lock.js'
-import { RecState, encodeDelete, encodeFull, encodeTags, encodeTomb, encodeUpdate, tombRecordSize, type JobFields, type RecordTags } from './record.js'
+import { RecState, encodeDelete, encodeFull, encodePolicy, encodeTags, encodeTomb, encodeUpdate, tombRecordSize, type JobFields, type RecordPolicy, type RecordTags } from './record.js'
 import { fullBytesOf, restore, type Restored, type Tomb } from './restore.js'
 import { SpaceReserve } from '../reserve.js'
 import type { JobView } from './types.js'
@@ -138,6 +138,16 @@ export class Binlog implements DurableStore {
   private readonly buryKeys: Map<number, number>
   /** --extensions: idempotency cooldowns, live in the compactor by their job's id until they run out. */
   private readonly tombs: Map<number, Tomb>
+  /** --extensions: the tube policies in force (POLICY records), by tube. */
+  private readonly policies: Map<string, RecordPolicy>
+  /**
+   * The file holding the latest whole set of `policies` (0: none written
+   * yet). It and every later file are kept: the set is written again into
+   * each new file (setQueued while that is in the queue), and only then may
+   * the older files go.
+   */
+  private policyFile = 0
+  private setQueued = false
   private nextBuryKey: number
   private noSpace = false
   /** The last write found no space; the queue waits for a retry. */
@@ -182,6 +192,7 @@ export class Binlog implements DurableStore {
     this.buryKeys = r.buryKeys
     this.nextBuryKey = r.nextBuryKey
     this.tombs = r.tombs
+    this.policies = r.policies
 
     for (const file of r.leftovers) {
       this.log.warn({ file }, 'binlog: removing a new file whose creation a crash interrupted (it held only its header)')
@@ -237,6 +248,8 @@ export class Binlog implements DurableStore {
     this.reserve = new SpaceReserve(reservePath(opts.dir), opts.reserveBytes ?? opts.fileSize + (1 << 20), io, !opts.fsyncNever)
     if (!this.reserve.ensure()) this.enterNoSpace(new BinlogFullError(opts.dir, `no room for the ${this.reserve.bytes}-byte space reserve`))
     this.live.markRemovable(0, this.writer.currentIndex)
+    // The replayed policies, whole, into the new file (until written, no file goes).
+    if (this.policies.size > 0) this.queuePolicySet()
     this.removeFiles()
   }
 
@@ -281,6 +294,21 @@ export class Binlog implements DurableStore {
     this.tombs.set(job.id, t)
     this.live.add(job.id, t.bytes)
     this.queueTomb(job.id, t, false)
+  }
+
+  /** A tube policy set or cleared (zeros): a POLICY record, with the turn's others. */
+  policy(p: RecordPolicy): void {
+    this.check()
+    const v = { tube: p.tube, maxRetries: p.maxRetries, deadLetter: p.deadLetter, maxJobs: p.maxJobs }
+    if (v.maxRetries === 0 && v.maxJobs === 0) this.policies.delete(v.tube)
+    else this.policies.set(v.tube, v)
+    this.queue(encodePolicy(v))
+  }
+
+  /** The whole policy set again, for the file the next write goes to (see policyFile). */
+  private queuePolicySet(): void {
+    for (const p of this.policies.values()) this.queue(encodePolicy(p))
+    this.setQueued = true
   }
 
   /** Whether a put would be accepted now. */
@@ -485,6 +513,9 @@ export class Binlog implements DurableStore {
       return false
     }
     this.live.placed(this.placing, to)
+    const setWritten = this.setQueued
+    this.setQueued = false
+    if (setWritten) this.policyFile = to
     this.recordsWritten += this.records
     this.recordsMigrated += this.migrations
     this.parts = []
@@ -493,6 +524,8 @@ export class Binlog implements DurableStore {
     this.records = 0
     this.migrations = 0
     this.live.markRemovable(this.writer.writtenSeq, this.writer.currentIndex)
+    // The writer moved on to a new file: the policy set goes there too, with the next write.
+    if (this.policies.size > 0 && this.policyFile !== this.writer.currentIndex) this.queuePolicySet()
     this.removeFiles()
     this.releaseWaiters()
     return true
@@ -517,6 +550,8 @@ export class Binlog implements DurableStore {
   private removeFiles(): void {
     let removed = false
     for (let f; (f = this.live.removableHead(this.writer.syncedSeq, this.writer.currentIndex)) !== undefined; ) {
+      // The latest whole policy set is in this file or a later one: keep them until a newer set is durable.
+      if (this.policies.size > 0 && (this.setQueued || f.index >= this.policyFile)) break
       if (!this.keep.delete(f.index)) this.writer.remove(f.index)
       this.live.dropHead()
       removed = true

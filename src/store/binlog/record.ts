@@ -20,11 +20,14 @@
  *   right after each FULL of the job in the same write, and again when its
  *   after-group is satisfied) and TOMB (the delete of a job whose
  *   idempotency key keeps a cooldown: the key, and when the cooldown ends).
- *   A file without tagged jobs holds neither.
+ *   A file without tagged jobs holds neither. POLICY (16) is a tube
+ *   policy (tube-policy): the latest for a tube wins, all zeros clear it;
+ *   the binlog writes the whole set again into each new file, so the
+ *   newest files always hold it.
  */
 import { crc32 } from 'node:zlib'
 import { crc32Range } from './crc.js'
-import type { RestoredTags } from '../../queue/journal.js'
+import type { RestoredPolicy, RestoredTags } from '../../queue/journal.js'
 
 /** "\x89TSBLOG\n": a high byte and a newline catch 7-bit and newline-mangling copies. */
 export const MAGIC = Buffer.from([0x89, 0x54, 0x53, 0x42, 0x4c, 0x4f, 0x47, 0x0a])
@@ -41,7 +44,7 @@ export const TUBE_NAME_MAX = 255
 /** Largest body a record may hold: the 1 GiB `-z` ceiling plus CRLF. */
 export const BODY_MAX = 1073741824 + 2
 
-export const RecordType = { FULL: 1, UPDATE: 2, DELETE: 3, TAGS: 4, TOMB: 5 } as const
+export const RecordType = { FULL: 1, UPDATE: 2, DELETE: 3, TAGS: 4, TOMB: 5, POLICY: 16 } as const
 export type RecordType = (typeof RecordType)[keyof typeof RecordType]
 
 /** Job states as stored; the same numbers as the queue's JobState (a test checks it). */
@@ -102,7 +105,14 @@ export interface TombRecord {
   id: number
   tomb: RecordTomb
 }
-export type BinlogRecord = FullRecord | UpdateRecord | DeleteRecord | TagsRecord | TombRecord
+export interface PolicyRecord {
+  readonly type: typeof RecordType.POLICY
+  policy: RecordPolicy
+}
+export type BinlogRecord = FullRecord | UpdateRecord | DeleteRecord | TagsRecord | TombRecord | PolicyRecord
+
+/** A POLICY record's content (zeros: the tube has no policy any more). */
+export type RecordPolicy = RestoredPolicy
 
 /** A TAGS record's content: the tags as the queue restores them. */
 export type RecordTags = RestoredTags
@@ -119,6 +129,8 @@ export interface RecordTomb {
 const TAGS_FIXED = 24
 /** TOMB: type, 0, tube length u8, key length u8, id u64, ttl u32, expiry u64, then tube and key. */
 const TOMB_FIXED = 24
+/** POLICY: type, 0, tube length u8, dead-letter length u8 (0: none), max-retries u32, max-jobs u32, then the two names. */
+const POLICY_FIXED = 12
 const TagsFlag = { AFTER_DONE: 1 } as const
 /** Longest key or group name (the protocol's limit is 200; a u8 holds it). */
 const NAME_LEN_MAX = 255
@@ -279,6 +291,25 @@ export function encodeTomb(id: number, t: RecordTomb): Buffer {
   return b
 }
 
+export function policyRecordSize(p: RecordPolicy): number {
+  return FRAME_SIZE + POLICY_FIXED + len8(p.tube) + len8(p.deadLetter)
+}
+
+export function encodePolicy(p: RecordPolicy): Buffer {
+  const b = Buffer.allocUnsafe(policyRecordSize(p))
+  const q = FRAME_SIZE
+  b[q] = RecordType.POLICY
+  b[q + 1] = 0
+  b[q + 2] = len8(p.tube)
+  b[q + 3] = len8(p.deadLetter)
+  b.writeUInt32LE(p.maxRetries, q + 4)
+  b.writeUInt32LE(p.maxJobs, q + 8)
+  const at = q + POLICY_FIXED + b.write(p.tube, q + POLICY_FIXED, 'latin1')
+  if (p.deadLetter !== null) b.write(p.deadLetter, at, 'latin1')
+  seal(b, null)
+  return b
+}
+
 export function encodeDelete(id: number): Buffer {
   const b = Buffer.alloc(DELETE_RECORD_SIZE)
   b[FRAME_SIZE] = RecordType.DELETE
@@ -321,6 +352,8 @@ function shapeOk(b: Buffer, off: number, len: number): boolean {
       return len >= TAGS_FIXED && len === TAGS_FIXED + b[p + 20]! + b[p + 21]! + b[p + 22]! + b[p + 23]!
     case RecordType.TOMB:
       return len >= TOMB_FIXED && len === TOMB_FIXED + b[p + 2]! + b[p + 3]!
+    case RecordType.POLICY:
+      return len >= POLICY_FIXED && len === POLICY_FIXED + b[p + 2]! + b[p + 3]!
     default:
       return false
   }
@@ -379,6 +412,8 @@ export class RecordScratch {
   tags: RecordTags | null = null
   /** TOMB: the cooldown. */
   tomb: RecordTomb | null = null
+  /** POLICY: the tube policy. */
+  policy: RecordPolicy | null = null
   /** After a failed decode: what kind of damage (see Decoded) and what it is. */
   kind: 'torn' | 'invalid' = 'torn'
   detail = ''
@@ -414,6 +449,7 @@ export function decodeInto(b: Buffer, off: number, end: number, s: RecordScratch
     return size
   }
   if (type === RecordType.TAGS || type === RecordType.TOMB) return decodeExtension(b, p, len, size, s)
+  if (type === RecordType.POLICY) return decodePolicy(b, p, len, size, s)
   if (type !== RecordType.FULL && type !== RecordType.UPDATE) return fail(s, 'invalid', `unknown record type ${type}`)
   const state = b[p + 1]!
   if (state < RecState.READY || state > RecState.DELAYED) return fail(s, 'invalid', `unknown job state ${state}`)
@@ -476,6 +512,21 @@ function decodeExtension(b: Buffer, p: number, len: number, size: number, s: Rec
   return size
 }
 
+function decodePolicy(b: Buffer, p: number, len: number, size: number, s: RecordScratch): number {
+  const tubeLen = b[p + 2]!
+  const dlLen = b[p + 3]!
+  if (tubeLen === 0 || len !== POLICY_FIXED + tubeLen + dlLen) return fail(s, 'invalid', `POLICY record of ${len} bytes`)
+  const from = p + POLICY_FIXED
+  s.policy = {
+    tube: b.toString('latin1', from, from + tubeLen),
+    maxRetries: u32At(b, p + 4),
+    deadLetter: dlLen === 0 ? null : b.toString('latin1', from + tubeLen, from + tubeLen + dlLen),
+    maxJobs: u32At(b, p + 8),
+  }
+  s.type = RecordType.POLICY
+  return size
+}
+
 /**
  * Decodes the record at `off` into a record object of its own, the body
  * copied out so the file buffer can be dropped (tools and tests; replay
@@ -489,6 +540,7 @@ export function decodeRecord(b: Buffer, off: number): Decoded {
   if (s.type === RecordType.UPDATE) return { ok: true, record: { type: RecordType.UPDATE, ...s.fields }, size }
   if (s.type === RecordType.TAGS) return { ok: true, record: { type: RecordType.TAGS, id: s.fields.id, tags: s.tags! }, size }
   if (s.type === RecordType.TOMB) return { ok: true, record: { type: RecordType.TOMB, id: s.fields.id, tomb: s.tomb! }, size }
+  if (s.type === RecordType.POLICY) return { ok: true, record: { type: RecordType.POLICY, policy: s.policy! }, size }
   const tube = b.toString('latin1', s.tubeStart, s.tubeStart + s.tubeLen)
   const body = Buffer.allocUnsafeSlow(s.bodyLen)
   b.copy(body, 0, s.bodyStart, s.bodyStart + s.bodyLen)

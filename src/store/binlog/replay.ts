@@ -56,6 +56,7 @@ import {
   findIntactRecord,
   type JobFields,
   type RecordTags,
+  type RecordPolicy,
   type RecordTomb,
 } from './record.js'
 
@@ -73,6 +74,8 @@ export interface RecordVisitor {
   tags?(id: number, tags: RecordTags): boolean
   /** --extensions: a delete that leaves an idempotency cooldown (TOMB), in file `file`. */
   tomb?(id: number, tomb: RecordTomb, file: number): void
+  /** --extensions: a tube policy (POLICY). */
+  policy?(p: RecordPolicy): void
 }
 
 export interface ScannedFile {
@@ -319,8 +322,14 @@ function* scan(dir: string, io: BinlogFs, visit: RecordVisitor, meter: ReplayMet
           break
         }
         const f = s.fields
-        if (f.id > maxId) maxId = f.id
         records++
+        if (s.type === RecordType.POLICY) {
+          // Names a tube, not a job: no id to account for.
+          visit.policy?.(s.policy!)
+          off += n
+          continue
+        }
+        if (f.id > maxId) maxId = f.id
         if (s.type === RecordType.FULL) {
           const end = s.bodyStart + s.bodyLen
           if (s.bodyLen < 2 || buf[end - 2] !== CR || buf[end - 1] !== LF) {

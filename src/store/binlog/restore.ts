@@ -17,7 +17,7 @@ import type { BinlogFs } from '../io.js'
 import { ReplayMeter, type RestoreOptions } from '../replay-progress.js'
 import { toMono, type RestoredFields, type ReplaySink } from '../store.js'
 import { Compactor } from './compactor.js'
-import { RecState, fullRecordSize, tombRecordSize, type JobFields, type RecordTags, type RecordTomb } from './record.js'
+import { RecState, fullRecordSize, tombRecordSize, type JobFields, type RecordPolicy, type RecordTags, type RecordTomb } from './record.js'
 import { listFiles, fileName, replay, type RecordVisitor, type ReplayResult } from './replay.js'
 
 export interface Restored extends ReplayResult {
@@ -30,6 +30,8 @@ export interface Restored extends ReplayResult {
   readonly oversized: number
   /** --extensions: idempotency cooldowns not run out, by the deleted job's id (live in the compactor like jobs). */
   readonly tombs: Map<number, Tomb>
+  /** --extensions: the tube policies in force, by tube (the binlog writes them again into new files). */
+  readonly policies: Map<string, RecordPolicy>
   readonly seconds: number
 }
 
@@ -53,6 +55,7 @@ class RestoreVisitor implements RecordVisitor {
   nextBuryKey = 1
   readonly oversized = new Set<number>()
   readonly tombs = new Map<number, Tomb>()
+  readonly policies = new Map<string, RecordPolicy>()
   private readonly out: RestoredFields = {
     id: 0,
     state: 0,
@@ -135,6 +138,13 @@ class RestoreVisitor implements RecordVisitor {
     this.sink.restoreTombstone?.({ tube: t.tube, key: t.key, id, ttlSecs: t.ttlSecs, expiresAt: toMono(t.expiresAtWall, this.monoNow, this.wallNow) })
   }
 
+  /** The latest policy of a tube wins; zeros clear it. */
+  policy(p: RecordPolicy): void {
+    if (p.maxRetries === 0 && p.maxJobs === 0) this.policies.delete(p.tube)
+    else this.policies.set(p.tube, p)
+    this.sink.restorePolicy?.(p)
+  }
+
   private noteBury(f: JobFields): void {
     if (f.state !== RecState.BURIED) {
       this.buryKeys.delete(f.id)
@@ -180,6 +190,7 @@ export async function restore(o: BinlogRestoreOptions, io: BinlogFs, sink: Repla
     buried,
     oversized: visit.oversized.size,
     tombs: visit.tombs,
+    policies: visit.policies,
     seconds: meter.finish().seconds,
   }
 }

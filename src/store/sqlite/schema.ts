@@ -16,6 +16,7 @@
  *   others), `idp_tombstones` one per idempotency key whose cooldown may not
  *   have run out (expired rows are purged as new ones come). The two tables
  *   are made at open when missing; a store without tags never has rows in them.
+ *   `tube_policies` has one row per tube name with a policy (tube-policy).
  */
 import Database, { type Statement } from 'better-sqlite3'
 import { StoreCorruptError, StoreFullError, StoreIoError, StoreLockedError, StoreVersionError, isBusy, isCorrupt, isFull } from '../errors.js'
@@ -75,6 +76,12 @@ CREATE TABLE IF NOT EXISTS idp_tombstones (
   ttl        INTEGER NOT NULL,
   expires_at INTEGER NOT NULL,    -- wall-clock ms
   PRIMARY KEY (tube, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tube_policies (
+  tube        TEXT    PRIMARY KEY,  -- the tube name (the tube need not exist)
+  max_retries INTEGER NOT NULL,     -- 0: off
+  dead_letter TEXT,                 -- NULL: bury instead
+  max_jobs    INTEGER NOT NULL      -- 0: off
 ) WITHOUT ROWID;`
 
 export const INSERT_TAGS =
@@ -83,6 +90,8 @@ export const AFTER_DONE = 'UPDATE job_tags SET aft_done = 1 WHERE id = ? AND aft
 export const DELETE_TAGS = 'DELETE FROM job_tags WHERE id = ?'
 export const INSERT_TOMBSTONE = 'INSERT OR REPLACE INTO idp_tombstones (tube, key, id, ttl, expires_at) VALUES (?, ?, ?, ?, ?)'
 export const PURGE_TOMBSTONES = 'DELETE FROM idp_tombstones WHERE expires_at <= ?'
+export const SET_POLICY = 'INSERT OR REPLACE INTO tube_policies (tube, max_retries, dead_letter, max_jobs) VALUES (?, ?, ?, ?)'
+export const DELETE_POLICY = 'DELETE FROM tube_policies WHERE tube = ?'
 
 export const INSERT_JOB =
   'INSERT INTO jobs (id, tube, state, pri, delay_ms, ttr_ms, created_at, due_at, bury_seq, ' +

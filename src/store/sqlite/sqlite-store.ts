@@ -74,6 +74,8 @@ import {
   INSERT_TAGS,
   INSERT_TOMBSTONE,
   PURGE_TOMBSTONES,
+  SET_POLICY,
+  DELETE_POLICY,
   MAX_BODY,
   SET_NEXT_ID,
   STATE_NAMES,
@@ -84,7 +86,7 @@ import {
   type Db,
 } from './schema.js'
 import { restoreRows } from './restore.js'
-import type { DurableStore, JobView, ReplaySink, StoreOptions, StoreStats } from '../store.js'
+import type { DurableStore, JobView, ReplaySink, RestoredPolicy, StoreOptions, StoreStats } from '../store.js'
 import { fsyncDir } from '../sync.js'
 import { RetryTimer } from '../retry-timer.js'
 import { LatencyHistogram } from '../latency-histogram.js'
@@ -130,6 +132,8 @@ interface Statements {
   readonly delTags: Statement
   readonly insertTomb: Statement
   readonly purgeTombs: Statement
+  readonly setPolicy: Statement
+  readonly delPolicy: Statement
 }
 
 /** The queue's JobState.HELD (--extensions): stored ready; replay holds the job again while its group has members. */
@@ -166,6 +170,8 @@ export class SqliteStore implements DurableStore {
   private pending = new Map<number, Pending>()
   /** --extensions: idempotency cooldowns left by deletes, for the next commit. */
   private tombs: PendingTomb[] = []
+  /** Tube policies set or cleared (zeros) since the last commit, by tube. */
+  private policies = new Map<string, RestoredPolicy>()
   /** Calls since the last commit (stats: records written). */
   private queued = 0
   private readonly buryKeys = new Map<number, number>()
@@ -252,6 +258,8 @@ export class SqliteStore implements DurableStore {
         delTags: db.prepare(DELETE_TAGS),
         insertTomb: db.prepare(INSERT_TOMBSTONE),
         purgeTombs: db.prepare(PURGE_TOMBSTONES),
+        setPolicy: db.prepare(SET_POLICY),
+        delPolicy: db.prepare(DELETE_POLICY),
       }
       this.reserve = new SpaceReserve(
         path.join(opts.dir, 'reserve'),
@@ -365,6 +373,13 @@ export class SqliteStore implements DurableStore {
     else p.op = Op.DELETE
   }
 
+  /** A tube policy set or cleared (zeros): its row, in the next commit. */
+  policy(p: RestoredPolicy): void {
+    this.check()
+    this.policies.set(p.tube, { tube: p.tube, maxRetries: p.maxRetries, deadLetter: p.deadLetter, maxJobs: p.maxJobs })
+    this.queued++
+  }
+
   canPut(): boolean {
     return !this.noSpace && !this.stalled && this.fatal === null && !this.closed
   }
@@ -378,7 +393,7 @@ export class SqliteStore implements DurableStore {
   /** Commits everything pending in one transaction; returns the sequence number covering it. */
   flush(): number {
     this.check()
-    if (this.pending.size === 0 && this.tombs.length === 0 && this.hwm <= this.storedNextId) {
+    if (this.pending.size === 0 && this.tombs.length === 0 && this.policies.size === 0 && this.hwm <= this.storedNextId) {
       this.recordsWritten += this.queued
       this.queued = 0
       return this.lastSeq
@@ -405,7 +420,7 @@ export class SqliteStore implements DurableStore {
     this.stopTimers()
     try {
       if (this.fatal === null) {
-        if (this.pending.size > 0 || this.tombs.length > 0 || this.hwm > this.storedNextId) {
+        if (this.pending.size > 0 || this.tombs.length > 0 || this.policies.size > 0 || this.hwm > this.storedNextId) {
           this.lastSeq++
           if (!this.commit()) {
             this.log.error({ jobs: this.pending.size }, 'sqlite store: changes left uncommitted at close (no space or locked); none was acknowledged')
@@ -521,6 +536,10 @@ export class SqliteStore implements DurableStore {
         s.purgeTombs.run(this.wall())
         for (const t of this.tombs) s.insertTomb.run(t.tube, t.key, t.id, t.ttl, t.expiresAt)
       }
+      for (const p of this.policies.values()) {
+        if (p.maxRetries === 0 && p.maxJobs === 0) s.delPolicy.run(p.tube)
+        else s.setPolicy.run(p.tube, p.maxRetries, p.deadLetter, p.maxJobs)
+      }
       if (this.hwm > this.storedNextId) s.setNextId.run(this.hwm)
       if (this.level === 'commit') this.fsyncLatency.time(() => s.commit.run())
       else s.commit.run()
@@ -533,6 +552,7 @@ export class SqliteStore implements DurableStore {
     this.queued = 0
     this.pending.clear()
     this.tombs = []
+    this.policies.clear()
     this.committedSeq = this.lastSeq
     if (this.stalled) {
       this.stalled = false
