@@ -98,8 +98,8 @@ export class StoreTagsError extends Error {
   readonly file: string
   constructor(file: string) {
     super(
-      `${file}: holds jobs with extension tags (idp:, grp:, aft:, con:) or idempotency cooldowns, which this tool does ` +
-        `not carry over; nothing was changed. Delete or finish those jobs with the server (--extensions) first.`,
+      `${file}: holds jobs with extension tags (idp:, grp:, aft:, con:), idempotency cooldowns or tube policies, which this tool does ` +
+        `not carry over; nothing was changed. Delete or finish those jobs (clear the policies: tube-policy <tube> max-retries 0, max-jobs 0) with the server (--extensions) first.`,
     )
     this.name = 'StoreTagsError'
     this.file = file

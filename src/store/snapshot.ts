@@ -37,6 +37,7 @@ const REC_STATE = { ready: RecState.READY, reserved: RecState.RESERVED, buried: 
 /** Reads a binlog directory without changing it (a torn tail is left out, as a start would cut it). */
 export function readBinlog(dir: string, log?: Logger): Snapshot {
   const jobs = new Map<number, StoredJob>()
+  const policies = new Set<string>()
   const r = replaySync(dir, nodeFs, {
     beginFile: () => undefined,
     full: (f, tube, buf, start, end) => {
@@ -56,7 +57,13 @@ export function readBinlog(dir: string, log?: Logger): Snapshot {
     tomb: () => {
       throw new StoreTagsError(dir)
     },
+    // A policy cleared later (all zeros) is no policy: only one still set is refused.
+    policy: (p) => {
+      if (p.maxRetries === 0 && p.maxJobs === 0) policies.delete(p.tube)
+      else policies.add(p.tube)
+    },
   })
+  if (policies.size > 0) throw new StoreTagsError(dir)
   for (const f of r.files) {
     if (f.cut !== null) log?.warn({ file: f.path, offset: f.cut.offset, detail: f.cut.detail }, 'convert: leaving out a torn tail (never acknowledged)')
   }
@@ -137,7 +144,7 @@ export function writeBinlog(dir: string, snap: Snapshot, fileSize: number): void
 
 /** Tags or cooldowns (--extensions) are not carried over: refuse rather than drop them. */
 function refuseTags(db: InstanceType<typeof Database>, file: string): void {
-  const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('job_tags', 'idp_tombstones')").pluck().all() as string[]
+  const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('job_tags', 'idp_tombstones', 'tube_policies')").pluck().all() as string[]
   for (const t of tables) if (db.prepare(`SELECT 1 FROM ${t} LIMIT 1`).get() !== undefined) throw new StoreTagsError(file)
 }
 
