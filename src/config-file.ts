@@ -39,6 +39,7 @@
  *     max_retries = 5
  *     dead_letter = "emails-dead"
  *     max_jobs = 100000
+ *     fan_out = ["emails-log"]      # a put into tube puts one copy into each of these instead
  *
  * Invariants:
  * - Every key is in SCHEMA or it is an error naming file:line; so is a value
@@ -51,6 +52,7 @@ import { parse, TomlError } from 'smol-toml'
 import { UsageError, type FileLayer, type RawFlags } from './config.js'
 import type { ListenAddress } from './server/server.js'
 import type { TubePolicySpec } from './queue/extensions/policies.js'
+import { FAN_OUT_MAX } from './protocol/admin-verbs.js'
 
 type Value = string | number | boolean
 interface Setting {
@@ -164,8 +166,8 @@ function readTubePolicies(value: unknown, path: (string | number)[], at: (p: rea
     const p = [...path, i]
     if (!isTable(entry)) throw new UsageError(`${at(p)}: each [[tube_policy]] must be a table`)
     for (const k of Object.keys(entry)) {
-      if (!['tube', 'max_retries', 'dead_letter', 'max_jobs'].includes(k)) {
-        throw new UsageError(`${at([...p, k])}: unknown setting tube_policy.${k} (tube, max_retries, dead_letter, max_jobs)`)
+      if (!['tube', 'max_retries', 'dead_letter', 'max_jobs', 'fan_out'].includes(k)) {
+        throw new UsageError(`${at([...p, k])}: unknown setting tube_policy.${k} (tube, max_retries, dead_letter, max_jobs, fan_out)`)
       }
     }
     const name = (k: string): string => {
@@ -191,7 +193,20 @@ function readTubePolicies(value: unknown, path: (string | number)[], at: (p: rea
       if (deadLetter === tube) throw new UsageError(`${at([...p, 'dead_letter'])}: tube_policy.dead_letter must be another tube than ${tube}`)
       if (maxRetries === 0) throw new UsageError(`${at([...p, 'dead_letter'])}: tube_policy.dead_letter needs max_retries above 0`)
     }
-    return { tube, maxRetries, deadLetter, maxJobs }
+    const fanOut: string[] = []
+    const f = entry['fan_out']
+    if (f !== undefined) {
+      if (!Array.isArray(f) || f.length === 0 || f.length > FAN_OUT_MAX) {
+        throw new UsageError(`${at([...p, 'fan_out'])}: tube_policy.fan_out must be an array of 1-${FAN_OUT_MAX} tube names`)
+      }
+      for (const t of f) {
+        if (typeof t !== 'string' || !TUBE_NAME.test(t) || t === tube || fanOut.includes(t)) {
+          throw new UsageError(`${at([...p, 'fan_out'])}: tube_policy.fan_out must name distinct tubes other than ${tube}`)
+        }
+        fanOut.push(t)
+      }
+    }
+    return { tube, maxRetries, deadLetter, maxJobs, fanOut }
   })
 }
 

@@ -38,6 +38,7 @@ export interface PolicyFigures {
   readonly maxRetries: number
   readonly deadLetter: string | null
   readonly maxJobs: number
+  readonly fanOut: readonly string[]
   readonly retired: number
   readonly refused: number
 }
@@ -45,6 +46,7 @@ export interface PolicyFigures {
 export function policyYaml(p: PolicyFigures): string {
   return okYaml(
     `---\nname: ${p.tube}\nmax-retries: ${p.maxRetries}\ndead-letter: ${p.deadLetter === null ? '""' : p.deadLetter}\nmax-jobs: ${p.maxJobs}\n` +
+      `fan-out: ${p.fanOut.length === 0 ? '""' : p.fanOut.join(',')}\n` +
       `retired-jobs: ${p.retired}\nrefused-puts: ${p.refused}\n`,
   )
 }

@@ -8,6 +8,7 @@
  *   delete-tube <tube>
  *   tube-policy <tube> max-retries <n> [dead-letter <tube>]
  *   tube-policy <tube> max-jobs <n>
+ *   tube-policy <tube> fan-out <tube>[,<tube>...] | -
  *   stats-tube-policy <tube>
  *   reprioritize <id> <pri>
  *   redelay <id> <seconds>
@@ -40,7 +41,10 @@ const STATE_WORDS: readonly (readonly [string, ListState])[] = [
   ['delayed', ListState.DELAYED],
 ]
 
-export const PolicyKind = { MAX_RETRIES: 1, MAX_JOBS: 2 } as const
+export const PolicyKind = { MAX_RETRIES: 1, MAX_JOBS: 2, FAN_OUT: 3 } as const
+
+/** fan-out: at most this many target tubes (the line stays within EXT_LINE_MAX). */
+export const FAN_OUT_MAX = 16
 export type PolicyKind = (typeof PolicyKind)[keyof typeof PolicyKind]
 
 /** Where the operator commands leave their arguments. */
@@ -54,6 +58,8 @@ export class AdminArgs {
   policy: PolicyKind = PolicyKind.MAX_RETRIES
   /** tube-policy max-retries ... dead-letter <tube>; null without. */
   deadLetter: string | null = null
+  /** tube-policy fan-out: the targets in order (empty: `-`, none). */
+  fanOut: string[] = []
 }
 
 const args = (p: Parser): AdminArgs => (p.ext!.admin ??= new AdminArgs())
@@ -127,10 +133,12 @@ function parseTubePolicy(p: Parser, buf: Buffer, from: number, end: number): Op 
   if (f === null || (f.length !== 3 && f.length !== 5)) return bad(p)
   const tube = key(buf, f[0]![0], f[0]![1])
   const kind = word(buf, f[1]!)
-  const n = digits(buf, f[2]![0], f[2]![1], U32_MAX)
-  if (tube === null || n < 0) return bad(p)
+  if (tube === null) return bad(p)
   const a = args(p)
   a.tube = tube
+  if (kind === 'fan-out' && f.length === 3) return parseFanOut(p, a, buf, f[2]!)
+  const n = digits(buf, f[2]![0], f[2]![1], U32_MAX)
+  if (n < 0) return bad(p)
   a.n = n
   a.deadLetter = null
   if (kind === 'max-jobs' && f.length === 3) {
@@ -146,6 +154,25 @@ function parseTubePolicy(p: Parser, buf: Buffer, from: number, end: number): Op 
   }
   return Op.TUBE_POLICY
 }
+
+/** fan-out <t1>[,<t2>...]: 1..FAN_OUT_MAX distinct tubes, none the source; `-` for none. */
+function parseFanOut(p: Parser, a: AdminArgs, buf: Buffer, f: [number, number]): Op {
+  a.policy = PolicyKind.FAN_OUT
+  a.fanOut = []
+  if (f[1] - f[0] === 1 && buf[f[0]] === 0x2d) return Op.TUBE_POLICY
+  let i = f[0]
+  for (;;) {
+    let j = i
+    while (j < f[1] && buf[j] !== COMMA) j++
+    const t = key(buf, i, j)
+    if (t === null || t === a.tube || a.fanOut.includes(t) || a.fanOut.length === FAN_OUT_MAX) return bad(p)
+    a.fanOut.push(t)
+    if (j === f[1]) return Op.TUBE_POLICY
+    i = j + 1
+  }
+}
+
+const COMMA = 0x2c
 
 /** reprioritize <id> <pri>, redelay <id> <seconds>: an id and a u32. */
 function parseIdNumber(op: Op) {

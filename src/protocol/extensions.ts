@@ -36,7 +36,7 @@ export const WEIGHT_MAX = 9999
 export const KEY_MAX = NAME_MAX
 /**
  * Longest extension line, CRLF included: delete-batch with BATCH_MAX 20-digit
- * ids. Only `put ` and `delete-batch ` lines may pass the reference's 224 bytes.
+ * ids. Only `put `, `delete-batch ` and `tube-policy ` (fan-out) lines may pass the reference's 224 bytes.
  */
 export const EXT_LINE_MAX = 'delete-batch'.length + BATCH_MAX * 21 + 2
 
@@ -147,11 +147,13 @@ export function readTags(buf: Buffer, from: number, end: number): PutTags | null
 
 /** Whether a line that filled the reference's 224-byte window may go on (EXT_LINE_MAX). */
 export function mayBeLong(buf: Buffer, start: number): boolean {
-  return startsWith(buf, start, PUT) || startsWith(buf, start, DELETE_BATCH)
+  return startsWith(buf, start, PUT) || startsWith(buf, start, DELETE_BATCH) || startsWith(buf, start, TUBE_POLICY)
 }
 
 const PUT = Buffer.from('put ', 'latin1')
 const DELETE_BATCH = Buffer.from('delete-batch ', 'latin1')
+/** tube-policy <tube> fan-out with up to 16 targets of 200 bytes (admin-verbs.ts). */
+const TUBE_POLICY = Buffer.from('tube-policy ', 'latin1')
 
 function startsWith(buf: Buffer, start: number, word: Buffer): boolean {
   if (buf.length - start < word.length) return false

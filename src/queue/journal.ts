@@ -10,6 +10,8 @@ export interface Journal {
   canPut(): boolean
   /** A new job (ready or delayed). */
   put(job: Job): boolean
+  /** --extensions fan-out: new jobs, consecutive ids, stored all or none (one record where the engine can). */
+  putAll?(jobs: readonly Job[]): boolean
   /** Reserve, release, bury, kick, TTR timeout: state, priority or counters changed. */
   update(job: Job): void
   delete(job: Job): void
@@ -63,7 +65,12 @@ export interface RestoredPolicy {
   readonly maxRetries: number
   readonly deadLetter: string | null
   readonly maxJobs: number
+  /** fan-out targets; empty: none. */
+  readonly fanOut: readonly string[]
 }
+
+/** A stored policy that sets nothing: the tube has no policy (any more). */
+export const noPolicy = (p: RestoredPolicy): boolean => p.maxRetries === 0 && p.maxJobs === 0 && p.fanOut.length === 0
 
 /** An idempotency key's cooldown after its job's delete (idp:<key>:<ttl>), as stored. */
 export interface RestoredTombstone {

@@ -38,12 +38,15 @@ import { BodyArena, type Slab } from './body-arena.js'
 import { Heap } from './heap.js'
 import { Job, JobState, byPriority } from './job.js'
 import { JobTable, type JobWalk } from './job-table.js'
-import type { Journal, RestoredFields, RestoredPolicy, RestoredTags, RestoredTombstone } from './journal.js'
+import { noPolicy, type Journal, type RestoredFields, type RestoredPolicy, type RestoredTags, type RestoredTombstone } from './journal.js'
 import { Session, type WaitTimerHandler, type Waiter } from './session.js'
 import { ReadyIndex, SCAN_LIMIT } from './ready-index.js'
 import { Tube, byTopJob, type TubeHandler } from './tube.js'
 import type { TimingWheel } from './timing-wheel.js'
 import { TubePolicy } from './extensions/policies.js'
+
+/** A put beyond a tube's max-jobs (--extensions; protocol/admin-replies.ts has the same bytes). */
+const TUBE_FULL = Buffer.from('TUBE_FULL\r\n', 'latin1')
 
 /**
  * What the registry asks the extensions (queue/extensions/) about a tagged
@@ -916,6 +919,50 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     return true
   }
 
+  /**
+   * A put into a fan-out source (its body read into `slab` at `off`): one
+   * new job in each target tube instead, ids consecutive, the first keeping
+   * the body's space and the others a copy. All or none: TUBE_FULL if a
+   * target is at its max-jobs, OUT_OF_MEMORY if the journal has no room;
+   * journaled in one record where the engine has one (putAll).
+   */
+  putFanOut(targets: readonly string[], pri: number, delaySecs: number, ttrSecs: number, slab: Slab, off: number, len: number): Job[] | Buffer {
+    const refuse = (reply: Buffer, made: readonly Tube[]): Buffer => {
+      this.bodies.release(slab, len)
+      for (const t of made) this.dropIfUnused(t)
+      return reply
+    }
+    if (this.journal !== null && !this.journal.canPut()) return refuse(Reply.OUT_OF_MEMORY, [])
+    const tubes = targets.map((name) => this.tube(name))
+    for (const t of tubes) if (this.tubeFull(t)) return refuse(TUBE_FULL, tubes)
+    const now = this.clock.now()
+    const jobs: Job[] = []
+    for (let i = 0; i < tubes.length; i++) {
+      let sl = slab
+      let o = off
+      if (i > 0) {
+        sl = this.bodies.slabFor(len)
+        o = sl.take(len)
+        slab.buf.copy(sl.buf, o, off, off + len)
+      }
+      jobs.push(new Job(this.allocateId(), pri, delaySecs * 1000, Math.max(ttrSecs * 1000, MIN_TTR_MS), sl, o, len, tubes[i]!, now))
+    }
+    for (const j of jobs) {
+      this.jobs.set(j.id, j)
+      j.tube.totalJobs++
+      this.totalJobs++
+      if (j.delayMs > 0) this.makeDelayed(j, now + j.delayMs)
+      else this.makeReady(j)
+    }
+    const journal = this.journal
+    if (journal !== null) {
+      if (journal.putAll !== undefined) journal.putAll(jobs)
+      else for (const j of jobs) journal.put(j)
+    }
+    this.processQueue()
+    return jobs
+  }
+
   /** The policy of a tube name, made if needed (tube-policy); the tube, if it exists, sees it. */
   policyFor(name: string): TubePolicy {
     const m = (this.policies ??= new Map())
@@ -934,7 +981,7 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     if (this.policies?.delete(name) !== true) return
     const t = this.tubes.get(name)
     if (t !== undefined) t.policy = null
-    this.journal?.policy?.({ tube: name, maxRetries: 0, deadLetter: null, maxJobs: 0 })
+    this.journal?.policy?.({ tube: name, maxRetries: 0, deadLetter: null, maxJobs: 0, fanOut: [] })
   }
 
   /** tube-policy changed `p`: journaled, or dropped when nothing is set any more. */
@@ -949,7 +996,7 @@ export class Registry implements TubeHandler, WaitTimerHandler {
    */
   restorePolicy(s: RestoredPolicy): void {
     if (this.ext === null) return
-    if (s.maxRetries === 0 && s.maxJobs === 0) {
+    if (noPolicy(s)) {
       if (this.policies?.delete(s.tube) === true) {
         const t = this.tubes.get(s.tube)
         if (t !== undefined) t.policy = null
@@ -960,6 +1007,7 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     p.maxRetries = s.maxRetries
     p.deadLetter = s.deadLetter
     p.maxJobs = s.maxJobs
+    p.fanOut = [...s.fanOut]
   }
 
   /**

@@ -15,6 +15,7 @@ import { Word, type Output } from './output.js'
 import type { QueueExtensions } from '../queue/extensions/queue-extensions.js'
 import { dispatchExtension } from './extensions/dispatch.js'
 import { AdminReply } from '../protocol/admin-replies.js'
+import { putFanOut } from './extensions/admin.js'
 
 /** What every connection shares. */
 export interface ServerContext {
@@ -84,10 +85,13 @@ export function dispatch(ctx: ServerContext, c: DispatchTarget, op: Op): void {
         return out.fixed(Reply.DRAINING)
       }
       // A tube policy's max-jobs (--extensions only: without it no tube has a policy).
-      if (s.used.policy !== null && r.tubeFull(s.used)) {
-        r.bodies.release(slab, p.bodyEnd - p.bodyOff)
-        r.endArriving(c.putId)
-        return out.fixed(AdminReply.TUBE_FULL)
+      if (s.used.policy !== null) {
+        if (r.tubeFull(s.used)) {
+          r.bodies.release(slab, p.bodyEnd - p.bodyOff)
+          r.endArriving(c.putId)
+          return out.fixed(AdminReply.TUBE_FULL)
+        }
+        if (s.used.policy.fanOut.length > 0) return putFanOut(ctx, c, slab)
       }
       const j = r.put(s, c.putId, p.pri, p.delay, p.ttr, slab, p.bodyOff, p.bodyEnd - p.bodyOff)
       // No room in the binlog (disk full): the reference's answer, nothing kept.

@@ -13,6 +13,7 @@ import { nodeFs, writeAll } from './io.js'
 import { FORMAT_VERSION, HEADER_SIZE, RecState, encodeFull, encodeHeader, type JobFields } from './binlog/record.js'
 import { fileName, replaySync } from './binlog/replay.js'
 import { StoreIoError, StoreTagsError } from './errors.js'
+import { noPolicy } from '../queue/journal.js'
 import Database from 'better-sqlite3'
 import { metaValue, openDb, readJobs, storeError, writeJobs } from './sqlite/schema.js'
 import type { StoredJob } from './store.js'
@@ -59,7 +60,7 @@ export function readBinlog(dir: string, log?: Logger): Snapshot {
     },
     // A policy cleared later (all zeros) is no policy: only one still set is refused.
     policy: (p) => {
-      if (p.maxRetries === 0 && p.maxJobs === 0) policies.delete(p.tube)
+      if (noPolicy(p)) policies.delete(p.tube)
       else policies.add(p.tube)
     },
   })

@@ -88,6 +88,10 @@ describe.each(ENGINES)('$name', (engine) => {
     expect(await c().call('tube-policy gone max-jobs 5\r\n')).toBe('POLICY_SET\r\n')
     expect(await c().call('tube-policy gone max-jobs 0\r\n')).toBe('POLICY_SET\r\n')
     expect(await c().call('tube-policy a max-retries 2\r\n')).toBe('POLICY_SET\r\n')
+    expect(await c().call('tube-policy ev fan-out x,y\r\n')).toBe('POLICY_SET\r\n')
+    expect(await c().call('use ev\r\n')).toBe('USING ev\r\n')
+    expect(await c().call('put 3 0 60 5\r\ncopy!\r\n')).toBe('INSERTED 2 2\r\n')
+    expect(await c().call('use default\r\n')).toBe('USING default\r\n')
     // Churn: many files written and, once nothing in them is live, removed.
     const body = 'x'.repeat(4000)
     for (let i = 0; i < 100; i++) {
@@ -102,6 +106,12 @@ describe.each(ENGINES)('$name', (engine) => {
       expect(await c().stats('stats-tube-policy a\r\n')).toMatchObject({ 'max-jobs': '7', 'max-retries': '2', 'dead-letter': '""' })
       expect(await c().stats('stats-tube-policy b\r\n')).toMatchObject({ 'max-jobs': '0', 'max-retries': '3', 'dead-letter': 'b-dead' })
       expect(await c().stats('stats-tube-policy gone\r\n')).toMatchObject({ 'max-jobs': '0', 'max-retries': '0' })
+      expect(await c().stats('stats-tube-policy ev\r\n')).toMatchObject({ 'fan-out': 'x,y' })
+      // The copies, whose FANOUT record compaction rewrote as two FULL ones.
+      expect(await c().stats('stats-job 2\r\n')).toMatchObject({ tube: 'x', pri: '3' })
+      expect(await c().stats('stats-job 3\r\n')).toMatchObject({ tube: 'y', pri: '3' })
+      expect(await c().call('peek 3\r\n')).toBe('FOUND 3 5\r\n')
+      expect(await c().read(7)).toBe('copy!\r\n')
       for (let i = 0; i < 60; i++) {
         const m = /^INSERTED (\d+)\r\n$/.exec(await c().call(`put 0 0 60 ${body.length}\r\n${body}\r\n`))!
         expect(await c().call(`delete ${m[1]}\r\n`)).toBe('DELETED\r\n')

@@ -10,7 +10,10 @@
  *   neither): no dead-letter move is lost;
  * - no job in `work` has used up its retries (a move is never half-undone
  *   into an original that should have gone), every job in `dlq` has;
- * - the policy is in force again (stats-tube-policy).
+ * - no half fan-out: a second source, `ev`, fans out to `ga` and `gb`
+ *   (nobody consumes them); each body is in both or in neither, and every
+ *   acknowledged one is in both;
+ * - the policies are in force again (stats-tube-policy).
  */
 import fs from 'node:fs'
 import path from 'node:path'
@@ -28,7 +31,10 @@ const RETRIES = 2
 class Truth {
   /** Bodies of acknowledged puts. */
   readonly acked = new Set<string>()
+  /** Bodies of acknowledged fan-out puts. */
+  readonly fanned = new Set<string>()
   moved = 0
+  copies = 0
   checks = 0
 }
 
@@ -39,6 +45,14 @@ async function producer(t: Truth, port: number, seed: number): Promise<void> {
   try {
     expect(await c.call('use work\r\n', 5000)).toBe('USING work\r\n')
     for (;;) {
+      if (rnd.chance(0.2)) {
+        const body = `f-${seed}-${rnd.int(1e9)}`
+        expect(await c.call('use ev\r\n', 5000)).toBe('USING ev\r\n')
+        expect(await c.call(`put 0 0 100 ${body.length}\r\n${body}\r\n`, 5000)).toMatch(/^INSERTED \d+ 2\r\n$/)
+        t.fanned.add(body)
+        expect(await c.call('use work\r\n', 5000)).toBe('USING work\r\n')
+        continue
+      }
       const body = `b-${seed}-${rnd.int(1e9)}`
       const reply = await c.call(`put ${rnd.int(10)} 0 100 ${body.length}\r\n${body}\r\n`, 5000)
       expect(reply).toMatch(/^INSERTED \d+\r\n$/)
@@ -109,17 +123,27 @@ async function verify(t: Truth, port: number): Promise<void> {
     for (const [id, , used] of work) expect(used, `job ${id} in work used its retries`).toBeLessThan(RETRIES)
     for (const [id, , used] of dlq) expect(used, `job ${id} in dlq`).toBeGreaterThanOrEqual(RETRIES)
     t.moved = dlq.length
+    expect(await c.stats('stats-tube-policy ev\r\n')).toMatchObject({ 'fan-out': 'ga,gb' })
+    const ga = (await jobsOf(c, 'ga')).map(([, body]) => body).sort()
+    const gb = (await jobsOf(c, 'gb')).map(([, body]) => body).sort()
+    expect(ga, 'half a fan-out').toEqual(gb)
+    const inGa = new Set(ga)
+    for (const body of t.fanned) expect(inGa.has(body), `acknowledged fan-out ${body} is gone`).toBe(true)
+    t.copies = ga.length
     t.checks++
   } finally {
     c.close()
   }
 }
 
-describe.each(ENGINES)('$name with a dead-letter policy', (engine) => {
-  it('survives 8 kill -9 under load with -f 0: no acknowledged job and no dead-letter move lost', { timeout: 120_000 }, async () => {
+describe.each(ENGINES)('$name with a dead-letter policy and a fan-out', (engine) => {
+  it('survives 8 kill -9 under load with -f 0: no acknowledged job, no dead-letter move lost, no half fan-out', { timeout: 120_000 }, async () => {
     const dir = fs.mkdtempSync(path.join(fx.tmp(), `${engine.name}-`))
     const conf = `${dir}.toml`
-    fs.writeFileSync(conf, `extensions = true\n[[tube_policy]]\ntube = "work"\nmax_retries = ${RETRIES}\ndead_letter = "dlq"\n`)
+    fs.writeFileSync(
+      conf,
+      `extensions = true\n[[tube_policy]]\ntube = "work"\nmax_retries = ${RETRIES}\ndead_letter = "dlq"\n[[tube_policy]]\ntube = "ev"\nfan_out = ["ga", "gb"]\n`,
+    )
     const args = ['-b', dir, ...engine.flags, '-f', '0', '-s', '65536', '-p0', '-l127.0.0.1', '--config', conf]
     const t = new Truth()
     const rnd = prng(20261216)
@@ -133,5 +157,6 @@ describe.each(ENGINES)('$name with a dead-letter policy', (engine) => {
     expect(t.checks).toBe(9)
     expect(t.acked.size).toBeGreaterThan(50)
     expect(t.moved).toBeGreaterThan(10)
+    expect(t.copies).toBeGreaterThan(10)
   })
 })

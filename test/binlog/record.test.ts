@@ -14,6 +14,7 @@ import {
   encodeDelete,
   encodeFull,
   encodeHeader,
+  encodeFanout,
   encodePolicy,
   encodeTags,
   encodeTomb,
@@ -23,6 +24,8 @@ import {
   type JobFields,
 } from '../../src/store/binlog/record.js'
 import type { JobView } from '../../src/store/binlog/binlog.js'
+
+const FRAME = 8
 import { JobState, type Job } from '../../src/queue/job.js'
 
 /** Compile-time: the queue's Job is a JobView, so the registry can pass its jobs as they are. */
@@ -169,10 +172,10 @@ describe('extension records (--extensions)', () => {
   })
 
   it('POLICY round-trips (with and without a dead-letter tube), is found by the resync scan, and a flipped byte is torn', () => {
-    const p = { tube: 't'.repeat(200), maxRetries: 4294967295, deadLetter: 'dlq', maxJobs: 10 }
+    const p = { tube: 't'.repeat(200), maxRetries: 4294967295, deadLetter: 'dlq', maxJobs: 10, fanOut: ['a', 'b'.repeat(200), 'c'] }
     const a = encodePolicy(p)
     expect(decodeRecord(a, 0)).toEqual({ ok: true, record: { type: RecordType.POLICY, policy: p }, size: a.length })
-    const cleared = { tube: 'x', maxRetries: 0, deadLetter: null, maxJobs: 0 }
+    const cleared = { tube: 'x', maxRetries: 0, deadLetter: null, maxJobs: 0, fanOut: [] }
     const b = encodePolicy(cleared)
     expect(decodeRecord(b, 0)).toEqual({ ok: true, record: { type: RecordType.POLICY, policy: cleared }, size: b.length })
     const both = Buffer.concat([Buffer.alloc(3), a, b])
@@ -181,5 +184,19 @@ describe('extension records (--extensions)', () => {
     const bad = Buffer.from(a)
     bad[a.length - 1]! ^= 1
     expect(decodeRecord(bad, 0)).toMatchObject({ ok: false, kind: 'torn' })
+  })
+
+  it('FANOUT round-trips (one body, consecutive ids, a tube each), is found by the resync scan, and a flipped byte is torn', () => {
+    const f = fields({ id: 41, state: RecState.DELAYED, pri: 7, reserves: 0, timeouts: 0, releases: 0, buries: 0, kicks: 0, readyAtWall: 1_800_000_000_000, buryKey: 0 })
+    const [head, body] = encodeFanout(f, ['ga', 'g'.repeat(255)], Buffer.from('hello\r\n'))
+    const rec = Buffer.concat([head, body])
+    expect(decodeRecord(rec, 0)).toEqual({ ok: true, record: { type: RecordType.FANOUT, fields: f, tubes: ['ga', 'g'.repeat(255)], body: Buffer.from('hello\r\n') }, size: rec.length })
+    const both = Buffer.concat([Buffer.alloc(7), rec])
+    expect(findIntactRecord(both, 0)).toBe(7)
+    for (const i of [FRAME, rec.length - 1]) {
+      const bad = Buffer.from(rec)
+      bad[i]! ^= 1
+      expect(decodeRecord(bad, 0)).toMatchObject({ ok: false, kind: 'torn' })
+    }
   })
 })

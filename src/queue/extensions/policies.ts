@@ -10,12 +10,17 @@
  *   the original is deleted in the same journal write, after the copy).
  * - max-jobs n: a put into the tube while it holds n jobs answers TUBE_FULL.
  * n = 0 turns either off.
+ * - fan-out t1,t2...: a put into the tube puts one copy into each target
+ *   instead (consecutive ids, all or none, one journal write); the source
+ *   itself gets none.
  */
 export class TubePolicy {
   readonly tube: string
   maxRetries = 0
   deadLetter: string | null = null
   maxJobs = 0
+  /** fan-out targets, in order; empty: none. */
+  fanOut: readonly string[] = []
   /** Jobs buried or moved by max-retries since start. */
   retired = 0
   /** Puts refused by max-jobs since start. */
@@ -25,7 +30,7 @@ export class TubePolicy {
   }
   /** Nothing is set: the policy can go. */
   get empty(): boolean {
-    return this.maxRetries === 0 && this.maxJobs === 0
+    return this.maxRetries === 0 && this.maxJobs === 0 && this.fanOut.length === 0
   }
 }
 
@@ -36,9 +41,4 @@ export interface DeadLetterOrigin {
 }
 
 /** A policy as the config file gives it (`[[tube_policy]]`, config-file.ts). */
-export interface TubePolicySpec {
-  readonly tube: string
-  readonly maxRetries: number
-  readonly deadLetter: string | null
-  readonly maxJobs: number
-}
+export type { RestoredPolicy as TubePolicySpec } from '../journal.js'

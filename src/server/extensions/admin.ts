@@ -15,6 +15,7 @@ import { ListState, PolicyKind } from '../../protocol/admin-verbs.js'
 import { listJobs } from '../../queue/extensions/browse.js'
 import { TubeFlush } from '../../queue/extensions/flush.js'
 import { count, type DispatchTarget, type ServerContext } from '../dispatch.js'
+import type { Slab } from '../../queue/body-arena.js'
 
 export function listJobsCommand(ctx: ServerContext, c: DispatchTarget): void {
   count(ctx, Op.LIST_JOBS)
@@ -59,12 +60,28 @@ export function flushTubeCommand(ctx: ServerContext, c: DispatchTarget, op: Op):
   setImmediate(next)
 }
 
+/**
+ * A put into a fan-out source (after the body, DRAINING and max-jobs): the
+ * copies (INSERTED <first-id> <count>). The id the put line took is not
+ * used, so the copies' ids are consecutive.
+ */
+export function putFanOut(ctx: ServerContext, c: DispatchTarget, slab: Slab): void {
+  const r = ctx.registry
+  const p = c.parser
+  const s = c.session
+  r.endArriving(c.putId)
+  const res = r.putFanOut(s.used.policy!.fanOut, p.pri, p.delay, p.ttr, slab, p.bodyOff, p.bodyEnd - p.bodyOff)
+  if (Buffer.isBuffer(res)) return ctx.out.fixed(res)
+  ctx.out.text(`INSERTED ${res[0]!.id} ${res.length}\r\n`)
+}
+
 export function tubePolicyCommand(ctx: ServerContext, c: DispatchTarget): void {
   count(ctx, Op.TUBE_POLICY)
   const a = c.parser.ext!.admin!
   const r = ctx.registry
   const p = r.policyFor(a.tube)
   if (a.policy === PolicyKind.MAX_JOBS) p.maxJobs = a.n
+  else if (a.policy === PolicyKind.FAN_OUT) p.fanOut = [...a.fanOut]
   else {
     p.maxRetries = a.n
     p.deadLetter = a.n === 0 ? null : a.deadLetter
@@ -81,8 +98,8 @@ export function statsTubePolicyCommand(ctx: ServerContext, c: DispatchTarget): v
   ctx.out.text(
     policyYaml(
       p === undefined
-        ? { tube: name, maxRetries: 0, deadLetter: null, maxJobs: 0, retired: 0, refused: 0 }
-        : { tube: name, maxRetries: p.maxRetries, deadLetter: p.deadLetter, maxJobs: p.maxJobs, retired: p.retired, refused: p.refused },
+        ? { tube: name, maxRetries: 0, deadLetter: null, maxJobs: 0, fanOut: [], retired: 0, refused: 0 }
+        : { tube: name, maxRetries: p.maxRetries, deadLetter: p.deadLetter, maxJobs: p.maxJobs, fanOut: p.fanOut, retired: p.retired, refused: p.refused },
     ),
   )
 }

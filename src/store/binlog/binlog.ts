@@ -67,8 +67,9 @@ import type { Compactor } from './compactor.js'
 import { BinlogFsyncError, BinlogFullError, BinlogIoError } from './errors.js'
 import { nodeFs, type BinlogFs } from '../io.js'
 import { DirLock } from '../lock.js'
-import { RecState, encodeDelete, encodeFull, encodePolicy, encodeTags, encodeTomb, encodeUpdate, tombRecordSize, type JobFields, type RecordPolicy, type RecordTags } from './record.js'
+import { RecState, encodeDelete, encodeFanout, encodeFull, encodePolicy, encodeTags, encodeTomb, encodeUpdate, tombRecordSize, type JobFields, type RecordPolicy, type RecordTags } from './record.js'
 import { fullBytesOf, restore, type Restored, type Tomb } from './restore.js'
+import { noPolicy } from '../../queue/journal.js'
 import { SpaceReserve } from '../reserve.js'
 import type { JobView } from './types.js'
 import { Writer, reservePath } from './writer.js'
@@ -267,6 +268,31 @@ export class Binlog implements DurableStore {
     return true
   }
 
+  /**
+   * Logs the copies of one fan-out put (new, untagged, one body, ids
+   * consecutive) as one FANOUT record: all of them survive a torn write or
+   * none. false: the disk is full.
+   */
+  putAll(jobs: readonly JobView[]): boolean {
+    this.check()
+    const last = jobs[jobs.length - 1]!
+    if (last.id >= this.hwm) this.hwm = last.id + 1
+    if (this.noSpace) return false
+    for (const j of jobs) {
+      if (this.live.has(j.id)) throw new Error(`binlog: job ${j.id} put twice`)
+      this.live.add(j.id, fullBytesOf(j))
+    }
+    const first = jobs[0]!
+    const [head, body] = encodeFanout(this.fields(first, 0), jobs.map((j) => j.tube.name), first.body)
+    this.parts.push(head, body)
+    const n = head.length + body.length
+    this.bytes += n
+    this.appBytes += n
+    this.records++
+    for (const j of jobs) this.placing.push(j.id)
+    return true
+  }
+
   /** Logs a job's new state, priority and counters (see the boundary above for when). */
   update(job: JobView): void {
     this.check()
@@ -299,8 +325,8 @@ export class Binlog implements DurableStore {
   /** A tube policy set or cleared (zeros): a POLICY record, with the turn's others. */
   policy(p: RecordPolicy): void {
     this.check()
-    const v = { tube: p.tube, maxRetries: p.maxRetries, deadLetter: p.deadLetter, maxJobs: p.maxJobs }
-    if (v.maxRetries === 0 && v.maxJobs === 0) this.policies.delete(v.tube)
+    const v = { tube: p.tube, maxRetries: p.maxRetries, deadLetter: p.deadLetter, maxJobs: p.maxJobs, fanOut: [...p.fanOut] }
+    if (noPolicy(v)) this.policies.delete(v.tube)
     else this.policies.set(v.tube, v)
     this.queue(encodePolicy(v))
   }

@@ -23,7 +23,10 @@
  *   A file without tagged jobs holds neither. POLICY (16) is a tube
  *   policy (tube-policy): the latest for a tube wins, all zeros clear it;
  *   the binlog writes the whole set again into each new file, so the
- *   newest files always hold it.
+ *   newest files always hold it. FANOUT (17) is the copies of one put
+ *   into a fan-out source: consecutive ids, one tube each, one body, in
+ *   one record (one CRC), so a torn write keeps all of them or none;
+ *   replay hands each copy over as a FULL.
  */
 import { crc32 } from 'node:zlib'
 import { crc32Range } from './crc.js'
@@ -43,8 +46,12 @@ export const DELETE_RECORD_SIZE = FRAME_SIZE + DELETE_SIZE
 export const TUBE_NAME_MAX = 255
 /** Largest body a record may hold: the 1 GiB `-z` ceiling plus CRLF. */
 export const BODY_MAX = 1073741824 + 2
+/** FANOUT: type, state, count u8, 0, first id u64, pri u32, body length u32, delay u64, ttr u64, created u64, ready-at u64; then the tubes (length u8, name), then the body. */
+const FANOUT_FIXED = 52
+/** The largest payload of any record: a FANOUT of 255 tubes of 255 bytes with the largest body. */
+export const MAX_PAYLOAD = FANOUT_FIXED + 255 * 256 + BODY_MAX
 
-export const RecordType = { FULL: 1, UPDATE: 2, DELETE: 3, TAGS: 4, TOMB: 5, POLICY: 16 } as const
+export const RecordType = { FULL: 1, UPDATE: 2, DELETE: 3, TAGS: 4, TOMB: 5, POLICY: 16, FANOUT: 17 } as const
 export type RecordType = (typeof RecordType)[keyof typeof RecordType]
 
 /** Job states as stored; the same numbers as the queue's JobState (a test checks it). */
@@ -105,11 +112,18 @@ export interface TombRecord {
   id: number
   tomb: RecordTomb
 }
+export interface FanoutRecord {
+  readonly type: typeof RecordType.FANOUT
+  /** The first copy's fields (the others differ only in id: first + i). */
+  fields: JobFields
+  tubes: string[]
+  body: Buffer
+}
 export interface PolicyRecord {
   readonly type: typeof RecordType.POLICY
   policy: RecordPolicy
 }
-export type BinlogRecord = FullRecord | UpdateRecord | DeleteRecord | TagsRecord | TombRecord | PolicyRecord
+export type BinlogRecord = FullRecord | UpdateRecord | DeleteRecord | TagsRecord | TombRecord | PolicyRecord | FanoutRecord
 
 /** A POLICY record's content (zeros: the tube has no policy any more). */
 export type RecordPolicy = RestoredPolicy
@@ -129,7 +143,11 @@ export interface RecordTomb {
 const TAGS_FIXED = 24
 /** TOMB: type, 0, tube length u8, key length u8, id u64, ttl u32, expiry u64, then tube and key. */
 const TOMB_FIXED = 24
-/** POLICY: type, 0, tube length u8, dead-letter length u8 (0: none), max-retries u32, max-jobs u32, then the two names. */
+/**
+ * POLICY: type, fan-out count u8, tube length u8, dead-letter length u8 (0:
+ * none), max-retries u32, max-jobs u32, then the two names, then each
+ * fan-out target as a length u8 and the name.
+ */
 const POLICY_FIXED = 12
 const TagsFlag = { AFTER_DONE: 1 } as const
 /** Longest key or group name (the protocol's limit is 200; a u8 holds it). */
@@ -292,22 +310,74 @@ export function encodeTomb(id: number, t: RecordTomb): Buffer {
 }
 
 export function policyRecordSize(p: RecordPolicy): number {
-  return FRAME_SIZE + POLICY_FIXED + len8(p.tube) + len8(p.deadLetter)
+  let n = FRAME_SIZE + POLICY_FIXED + len8(p.tube) + len8(p.deadLetter)
+  for (const t of p.fanOut) n += 1 + len8(t)
+  return n
 }
 
 export function encodePolicy(p: RecordPolicy): Buffer {
   const b = Buffer.allocUnsafe(policyRecordSize(p))
   const q = FRAME_SIZE
   b[q] = RecordType.POLICY
-  b[q + 1] = 0
+  if (p.fanOut.length > 255) throw new RangeError(`binlog: ${p.fanOut.length} fan-out targets`)
+  b[q + 1] = p.fanOut.length
   b[q + 2] = len8(p.tube)
   b[q + 3] = len8(p.deadLetter)
   b.writeUInt32LE(p.maxRetries, q + 4)
   b.writeUInt32LE(p.maxJobs, q + 8)
-  const at = q + POLICY_FIXED + b.write(p.tube, q + POLICY_FIXED, 'latin1')
-  if (p.deadLetter !== null) b.write(p.deadLetter, at, 'latin1')
+  let at = q + POLICY_FIXED + b.write(p.tube, q + POLICY_FIXED, 'latin1')
+  if (p.deadLetter !== null) at += b.write(p.deadLetter, at, 'latin1')
+  for (const t of p.fanOut) {
+    b[at++] = len8(t)
+    at += b.write(t, at, 'latin1')
+  }
   seal(b, null)
   return b
+}
+
+/**
+ * A FANOUT record as two buffers (the body not copied): the copies of one
+ * put, ids `f.id` .. `f.id + tubes.length - 1`, all new (no counters).
+ */
+export function encodeFanout(f: JobFields, tubes: readonly string[], body: Buffer): [Buffer, Buffer] {
+  if (tubes.length === 0 || tubes.length > 255) throw new RangeError(`binlog: a fan-out of ${tubes.length} tubes`)
+  if (body.length > BODY_MAX) throw new RangeError(`binlog: body of ${body.length} bytes`)
+  let names = 0
+  for (const t of tubes) {
+    const n = Buffer.byteLength(t, 'latin1')
+    if (n === 0 || n > TUBE_NAME_MAX) throw new RangeError(`binlog: tube name of ${n} bytes`)
+    names += 1 + n
+  }
+  const head = Buffer.allocUnsafe(FRAME_SIZE + FANOUT_FIXED + names)
+  const p = FRAME_SIZE
+  head[p] = RecordType.FANOUT
+  head[p + 1] = f.state
+  head[p + 2] = tubes.length
+  head[p + 3] = 0
+  writeU64(head, p + 4, f.id)
+  head.writeUInt32LE(f.pri, p + 12)
+  head.writeUInt32LE(body.length, p + 16)
+  writeU64(head, p + 20, f.delayMs)
+  writeU64(head, p + 28, f.ttrMs)
+  writeU64(head, p + 36, f.createdAtWall)
+  writeU64(head, p + 44, f.readyAtWall)
+  let at = p + FANOUT_FIXED
+  for (const t of tubes) {
+    head[at] = Buffer.byteLength(t, 'latin1')
+    at += 1 + head.write(t, at + 1, 'latin1')
+  }
+  seal(head, body)
+  return [head, body]
+}
+
+/** The payload length a FANOUT record's own lengths add up to (walking its names within `len`), or -1. */
+function fanoutLength(b: Buffer, p: number, len: number): number {
+  let n = FANOUT_FIXED
+  for (let k = b[p + 2]!; k > 0; k--) {
+    if (n >= len) return -1
+    n += 1 + b[p + n]!
+  }
+  return n + b.readUInt32LE(p + 16)
 }
 
 export function encodeDelete(id: number): Buffer {
@@ -333,7 +403,7 @@ const invalid = (detail: string): Decoded => ({ ok: false, kind: 'invalid', deta
 function plausibleLength(b: Buffer, off: number): number {
   if (b.length - off < FRAME_SIZE + DELETE_SIZE) return -1
   const len = b.readUInt32LE(off)
-  if (len < DELETE_SIZE || len > FIXED_SIZE + TUBE_NAME_MAX + BODY_MAX) return -1
+  if (len < DELETE_SIZE || len > MAX_PAYLOAD) return -1
   if (off + FRAME_SIZE + len > b.length) return -1
   return len
 }
@@ -353,7 +423,9 @@ function shapeOk(b: Buffer, off: number, len: number): boolean {
     case RecordType.TOMB:
       return len >= TOMB_FIXED && len === TOMB_FIXED + b[p + 2]! + b[p + 3]!
     case RecordType.POLICY:
-      return len >= POLICY_FIXED && len === POLICY_FIXED + b[p + 2]! + b[p + 3]!
+      return len >= POLICY_FIXED && policyLength(b, p, len) === len
+    case RecordType.FANOUT:
+      return len >= FANOUT_FIXED && b[p + 2]! > 0 && fanoutLength(b, p, len) === len
     default:
       return false
   }
@@ -414,6 +486,8 @@ export class RecordScratch {
   tomb: RecordTomb | null = null
   /** POLICY: the tube policy. */
   policy: RecordPolicy | null = null
+  /** FANOUT: the copies' tubes, each `[start, length)` in the buffer decoded (fields.id is the first copy's id). */
+  fanTubes: number[] = []
   /** After a failed decode: what kind of damage (see Decoded) and what it is. */
   kind: 'torn' | 'invalid' = 'torn'
   detail = ''
@@ -434,7 +508,7 @@ export function decodeInto(b: Buffer, off: number, end: number, s: RecordScratch
   const left = end - off
   if (left < FRAME_SIZE) return fail(s, 'torn', `${left} bytes left, less than a record frame`)
   const len = b.readUInt32LE(off)
-  if (len < DELETE_SIZE || len > FIXED_SIZE + TUBE_NAME_MAX + BODY_MAX) return fail(s, 'torn', `implausible record length ${len}`)
+  if (len < DELETE_SIZE || len > MAX_PAYLOAD) return fail(s, 'torn', `implausible record length ${len}`)
   if (len > left - FRAME_SIZE) return fail(s, 'torn', `record of ${len} bytes runs past the end of the file`)
   if (!crcOk(b, off, len)) return fail(s, 'torn', `CRC mismatch in a record of ${len} bytes`)
   const p = off + FRAME_SIZE
@@ -450,6 +524,7 @@ export function decodeInto(b: Buffer, off: number, end: number, s: RecordScratch
   }
   if (type === RecordType.TAGS || type === RecordType.TOMB) return decodeExtension(b, p, len, size, s)
   if (type === RecordType.POLICY) return decodePolicy(b, p, len, size, s)
+  if (type === RecordType.FANOUT) return decodeFanout(b, p, len, size, s)
   if (type !== RecordType.FULL && type !== RecordType.UPDATE) return fail(s, 'invalid', `unknown record type ${type}`)
   const state = b[p + 1]!
   if (state < RecState.READY || state > RecState.DELAYED) return fail(s, 'invalid', `unknown job state ${state}`)
@@ -512,16 +587,64 @@ function decodeExtension(b: Buffer, p: number, len: number, size: number, s: Rec
   return size
 }
 
+/** The payload length a POLICY record's own lengths add up to (walking its fan-out names within `len`), or -1. */
+function policyLength(b: Buffer, p: number, len: number): number {
+  let n = POLICY_FIXED + b[p + 2]! + b[p + 3]!
+  for (let k = b[p + 1]!; k > 0; k--) {
+    if (n >= len) return -1
+    n += 1 + b[p + n]!
+  }
+  return n
+}
+
+function decodeFanout(b: Buffer, p: number, len: number, size: number, s: RecordScratch): number {
+  const state = b[p + 1]!
+  if (state !== RecState.READY && state !== RecState.DELAYED) return fail(s, 'invalid', `FANOUT record in state ${state}`)
+  if (b[p + 2] === 0 || fanoutLength(b, p, len) !== len) return fail(s, 'invalid', `FANOUT record of ${len} bytes`)
+  const f = s.fields
+  f.id = readU64(b, p + 4)
+  if (f.id === 0) return fail(s, 'invalid', 'record for job id 0')
+  f.state = state as RecState
+  f.pri = u32At(b, p + 12)
+  f.reserves = f.timeouts = f.releases = f.buries = f.kicks = 0
+  f.delayMs = readU64(b, p + 20)
+  f.ttrMs = readU64(b, p + 28)
+  f.createdAtWall = readU64(b, p + 36)
+  f.readyAtWall = readU64(b, p + 44)
+  f.buryKey = 0
+  const t = s.fanTubes
+  t.length = 0
+  let at = p + FANOUT_FIXED
+  for (let k = b[p + 2]!; k > 0; k--) {
+    const n = b[at]!
+    if (n === 0) return fail(s, 'invalid', 'FANOUT record with an empty tube name')
+    t.push(at + 1, n)
+    at += 1 + n
+  }
+  s.bodyStart = at
+  s.bodyLen = b.readUInt32LE(p + 16)
+  s.type = RecordType.FANOUT
+  return size
+}
+
 function decodePolicy(b: Buffer, p: number, len: number, size: number, s: RecordScratch): number {
   const tubeLen = b[p + 2]!
   const dlLen = b[p + 3]!
-  if (tubeLen === 0 || len !== POLICY_FIXED + tubeLen + dlLen) return fail(s, 'invalid', `POLICY record of ${len} bytes`)
+  if (tubeLen === 0 || policyLength(b, p, len) !== len) return fail(s, 'invalid', `POLICY record of ${len} bytes`)
   const from = p + POLICY_FIXED
+  const fanOut: string[] = []
+  let at = from + tubeLen + dlLen
+  for (let k = b[p + 1]!; k > 0; k--) {
+    const n = b[at]!
+    fanOut.push(b.toString('latin1', at + 1, at + 1 + n))
+    at += 1 + n
+  }
   s.policy = {
     tube: b.toString('latin1', from, from + tubeLen),
     maxRetries: u32At(b, p + 4),
     deadLetter: dlLen === 0 ? null : b.toString('latin1', from + tubeLen, from + tubeLen + dlLen),
     maxJobs: u32At(b, p + 8),
+    fanOut,
   }
   s.type = RecordType.POLICY
   return size
@@ -541,6 +664,12 @@ export function decodeRecord(b: Buffer, off: number): Decoded {
   if (s.type === RecordType.TAGS) return { ok: true, record: { type: RecordType.TAGS, id: s.fields.id, tags: s.tags! }, size }
   if (s.type === RecordType.TOMB) return { ok: true, record: { type: RecordType.TOMB, id: s.fields.id, tomb: s.tomb! }, size }
   if (s.type === RecordType.POLICY) return { ok: true, record: { type: RecordType.POLICY, policy: s.policy! }, size }
+  if (s.type === RecordType.FANOUT) {
+    const tubes: string[] = []
+    for (let i = 0; i < s.fanTubes.length; i += 2) tubes.push(b.toString('latin1', s.fanTubes[i]!, s.fanTubes[i]! + s.fanTubes[i + 1]!))
+    const body = Buffer.from(b.subarray(s.bodyStart, s.bodyStart + s.bodyLen))
+    return { ok: true, record: { type: RecordType.FANOUT, fields: { ...s.fields }, tubes, body }, size }
+  }
   const tube = b.toString('latin1', s.tubeStart, s.tubeStart + s.tubeLen)
   const body = Buffer.allocUnsafeSlow(s.bodyLen)
   b.copy(body, 0, s.bodyStart, s.bodyStart + s.bodyLen)

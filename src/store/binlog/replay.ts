@@ -48,6 +48,7 @@ import {
   HEADER_SIZE,
   HeaderFlag,
   MAGIC,
+  MAX_PAYLOAD,
   RecordScratch,
   RecordType,
   TUBE_NAME_MAX,
@@ -104,7 +105,6 @@ const FILE_NAME = /^binlog\.([1-9]\d{0,15})$/
 const NEW_FILE_NAME = /^binlog\.[1-9]\d{0,15}\.new$/
 /** Read size: large enough that a read costs nothing per record, small enough not to matter in RSS. */
 const CHUNK = 1 << 20
-const MAX_PAYLOAD = FIXED_SIZE + TUBE_NAME_MAX + BODY_MAX
 const CR = 0x0d
 const LF = 0x0a
 
@@ -323,6 +323,22 @@ function* scan(dir: string, io: BinlogFs, visit: RecordVisitor, meter: ReplayMet
         }
         const f = s.fields
         records++
+        if (s.type === RecordType.FANOUT) {
+          // The copies of one put, each handed over as its FULL would be.
+          const end = s.bodyStart + s.bodyLen
+          if (s.bodyLen < 2 || buf[end - 2] !== CR || buf[end - 1] !== LF) {
+            throw new BinlogCorruptError(file, at, 'FANOUT record whose body does not end in CRLF')
+          }
+          const first = f.id
+          const t = s.fanTubes
+          for (let i = 0; i < t.length; i += 2) {
+            f.id = first + i / 2
+            visit.full(f, buf.toString('latin1', t[i]!, t[i]! + t[i + 1]!), buf, s.bodyStart, end, index)
+          }
+          if (f.id > maxId) maxId = f.id
+          off += n
+          continue
+        }
         if (s.type === RecordType.POLICY) {
           // Names a tube, not a job: no id to account for.
           visit.policy?.(s.policy!)

@@ -17,6 +17,7 @@ import type { BinlogFs } from '../io.js'
 import { ReplayMeter, type RestoreOptions } from '../replay-progress.js'
 import { toMono, type RestoredFields, type ReplaySink } from '../store.js'
 import { Compactor } from './compactor.js'
+import { noPolicy } from '../../queue/journal.js'
 import { RecState, fullRecordSize, tombRecordSize, type JobFields, type RecordPolicy, type RecordTags, type RecordTomb } from './record.js'
 import { listFiles, fileName, replay, type RecordVisitor, type ReplayResult } from './replay.js'
 
@@ -140,7 +141,7 @@ class RestoreVisitor implements RecordVisitor {
 
   /** The latest policy of a tube wins; zeros clear it. */
   policy(p: RecordPolicy): void {
-    if (p.maxRetries === 0 && p.maxJobs === 0) this.policies.delete(p.tube)
+    if (noPolicy(p)) this.policies.delete(p.tube)
     else this.policies.set(p.tube, p)
     this.sink.restorePolicy?.(p)
   }

@@ -56,8 +56,10 @@ function restoreExtensions(db: Db, sink: ReplaySink, monoNow: number, wallNow: n
   for (const [tube, key, id, ttlSecs, expiresAtWall] of tombs) {
     sink.restoreTombstone?.({ tube, key, id, ttlSecs, expiresAt: toMono(expiresAtWall, monoNow, wallNow) })
   }
-  const policies = db.prepare('SELECT tube, max_retries, dead_letter, max_jobs FROM tube_policies ORDER BY tube').raw().all() as [string, number, string | null, number][]
-  for (const [tube, maxRetries, deadLetter, maxJobs] of policies) sink.restorePolicy?.({ tube, maxRetries, deadLetter, maxJobs })
+  const policies = db.prepare('SELECT tube, max_retries, dead_letter, max_jobs, fan_out FROM tube_policies ORDER BY tube').raw().all() as [string, number, string | null, number, string | null][]
+  for (const [tube, maxRetries, deadLetter, maxJobs, fanOut] of policies) {
+    sink.restorePolicy?.({ tube, maxRetries, deadLetter, maxJobs, fanOut: fanOut === null ? [] : fanOut.split(',') })
+  }
 }
 
 export async function restoreRows(db: Db, file: string, sink: ReplaySink, o: RestoreRowsOptions): Promise<RestoredRows> {

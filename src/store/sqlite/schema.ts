@@ -81,7 +81,8 @@ CREATE TABLE IF NOT EXISTS tube_policies (
   tube        TEXT    PRIMARY KEY,  -- the tube name (the tube need not exist)
   max_retries INTEGER NOT NULL,     -- 0: off
   dead_letter TEXT,                 -- NULL: bury instead
-  max_jobs    INTEGER NOT NULL      -- 0: off
+  max_jobs    INTEGER NOT NULL,     -- 0: off
+  fan_out     TEXT                  -- the fan-out targets, comma-separated (',' is not a name byte); NULL: none
 ) WITHOUT ROWID;`
 
 export const INSERT_TAGS =
@@ -90,7 +91,7 @@ export const AFTER_DONE = 'UPDATE job_tags SET aft_done = 1 WHERE id = ? AND aft
 export const DELETE_TAGS = 'DELETE FROM job_tags WHERE id = ?'
 export const INSERT_TOMBSTONE = 'INSERT OR REPLACE INTO idp_tombstones (tube, key, id, ttl, expires_at) VALUES (?, ?, ?, ?, ?)'
 export const PURGE_TOMBSTONES = 'DELETE FROM idp_tombstones WHERE expires_at <= ?'
-export const SET_POLICY = 'INSERT OR REPLACE INTO tube_policies (tube, max_retries, dead_letter, max_jobs) VALUES (?, ?, ?, ?)'
+export const SET_POLICY = 'INSERT OR REPLACE INTO tube_policies (tube, max_retries, dead_letter, max_jobs, fan_out) VALUES (?, ?, ?, ?, ?)'
 export const DELETE_POLICY = 'DELETE FROM tube_policies WHERE tube = ?'
 
 export const INSERT_JOB =

@@ -87,6 +87,7 @@ import {
 } from './schema.js'
 import { restoreRows } from './restore.js'
 import type { DurableStore, JobView, ReplaySink, RestoredPolicy, StoreOptions, StoreStats } from '../store.js'
+import { noPolicy } from '../../queue/journal.js'
 import { fsyncDir } from '../sync.js'
 import { RetryTimer } from '../retry-timer.js'
 import { LatencyHistogram } from '../latency-histogram.js'
@@ -376,7 +377,7 @@ export class SqliteStore implements DurableStore {
   /** A tube policy set or cleared (zeros): its row, in the next commit. */
   policy(p: RestoredPolicy): void {
     this.check()
-    this.policies.set(p.tube, { tube: p.tube, maxRetries: p.maxRetries, deadLetter: p.deadLetter, maxJobs: p.maxJobs })
+    this.policies.set(p.tube, { tube: p.tube, maxRetries: p.maxRetries, deadLetter: p.deadLetter, maxJobs: p.maxJobs, fanOut: [...p.fanOut] })
     this.queued++
   }
 
@@ -537,8 +538,8 @@ export class SqliteStore implements DurableStore {
         for (const t of this.tombs) s.insertTomb.run(t.tube, t.key, t.id, t.ttl, t.expiresAt)
       }
       for (const p of this.policies.values()) {
-        if (p.maxRetries === 0 && p.maxJobs === 0) s.delPolicy.run(p.tube)
-        else s.setPolicy.run(p.tube, p.maxRetries, p.deadLetter, p.maxJobs)
+        if (noPolicy(p)) s.delPolicy.run(p.tube)
+        else s.setPolicy.run(p.tube, p.maxRetries, p.deadLetter, p.maxJobs, p.fanOut.length === 0 ? null : p.fanOut.join(','))
       }
       if (this.hwm > this.storedNextId) s.setNextId.run(this.hwm)
       if (this.level === 'commit') this.fsyncLatency.time(() => s.commit.run())
