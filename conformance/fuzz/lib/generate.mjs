@@ -38,6 +38,9 @@ const JUNK = [
   'reserve-with-timeout', 'delete', 'peek', 'kick', 'use', 'use  a', 'watch a*b', 'ignore -a', 'stats-tube',
   'pause-tube', 'pause-tube a', 'pause-tube a -1', 'peek-readyx', 'list-tube-used ', 'touch', 'bury 1',
   'release 1 1', 'kick-job', 'stats-job', 'reserve-job', 'reserve-job x', 'watch', 'ignore',
+  // Extensions II's lines (--extensions only): without it, the reference's replies.
+  'list-jobs default ready 0 10', 'flush-tube default', 'delete-tube default', 'tube-policy default max-jobs 1',
+  'tube-policy default fan-out a,b', 'stats-tube-policy default', 'reprioritize 1 0', 'redelay 1 0',
 ];
 
 export class Generator {
