@@ -20,7 +20,7 @@ import type { Registry } from '../registry.js'
 import type { Tube } from '../tube.js'
 
 /** Job slots one step visits (a slot is an id; empty ones are cheap). */
-export const SLICE = 8192
+export const SLICE = 2048
 
 export class TubeFlush {
   private readonly r: Registry
