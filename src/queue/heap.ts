@@ -36,6 +36,11 @@ export class Heap<T extends HeapItem> {
     return this.#items[0]
   }
 
+  /** The backing array, read-only (0 is the root; children of i are 2i+1, 2i+2), for walks over many slots. */
+  get slots(): readonly T[] {
+    return this.#items
+  }
+
   /** Raw array slot i (0 is the root; children of i are 2i+1, 2i+2), for best-first traversals. */
   at(i: number): T | undefined {
     return this.#items[i]

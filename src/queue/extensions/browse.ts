@@ -84,25 +84,33 @@ function reservedPage(r: Registry, t: Tube, after: number, limit: number): Job[]
 export function heapPage(heap: Heap<Job>, less: (a: Key, b: Key) => boolean, key: Key | null, limit: number): Job[] {
   const size = heap.size
   if (size === 0) return []
-  const at = (i: number): Job => heap.at(i)!
+  const items = heap.slots
+  const at = (i: number): Job => items[i]!
   // Seeds: the heap positions after the key whose parent is not (the root's, from the start).
-  let seeds: number[]
-  if (key === null) seeds = [0]
+  // Only the `limit` best seeds can lead to the page (a seed's subtree comes
+  // after the seed), so they are kept in a bounded worst-first heap as they
+  // are found, and a seed no better than its worst is dropped at once.
+  const worstFirst = new PosHeap((a, b) => less(at(b), at(a)))
+  if (key === null) worstFirst.push(0)
   else {
-    seeds = []
     const stack = [0]
     while (stack.length > 0) {
       const i = stack.pop()!
-      if (less(key, at(i))) seeds.push(i)
-      else {
+      const j = items[i]!
+      if (less(key, j)) {
+        if (worstFirst.size < limit) worstFirst.push(i)
+        else if (less(j, at(worstFirst.peek()))) {
+          worstFirst.pop()
+          worstFirst.push(i)
+        }
+      } else {
         const l = 2 * i + 1
         if (l < size) stack.push(l)
         if (l + 1 < size) stack.push(l + 1)
       }
     }
   }
-  // Only the `limit` best seeds can lead to the page: a seed's subtree comes after the seed.
-  if (seeds.length > limit) seeds = bestOf(seeds, limit, (a, b) => less(at(a), at(b)))
+  const seeds = worstFirst.items
   const frontier = new PosHeap((a, b) => less(at(a), at(b)))
   for (const i of seeds) frontier.push(i)
   const out: Job[] = []
@@ -114,19 +122,6 @@ export function heapPage(heap: Heap<Job>, less: (a: Key, b: Key) => boolean, key
     if (l + 1 < size) frontier.push(l + 1)
   }
   return out
-}
-
-/** The `n` least of `xs` (any order), through a bounded max-heap: O(|xs| log n). */
-function bestOf(xs: number[], n: number, less: (a: number, b: number) => boolean): number[] {
-  const worstFirst = new PosHeap((a, b) => less(b, a))
-  for (const x of xs) {
-    if (worstFirst.size < n) worstFirst.push(x)
-    else if (less(x, worstFirst.peek())) {
-      worstFirst.pop()
-      worstFirst.push(x)
-    }
-  }
-  return worstFirst.items
 }
 
 /** A plain binary heap of numbers (heap positions) under `less`. */
