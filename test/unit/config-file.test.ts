@@ -54,10 +54,11 @@ describe('parseConfigFile + toConfig', () => {
   })
 
   it('[[tube_policy]]: the tube-policy settings from the start, with --extensions only; bad ones name file:line', () => {
-    const text = 'extensions = true\n[[tube_policy]]\ntube = "work"\nmax_retries = 3\ndead_letter = "dlq"\n[[tube_policy]]\ntube = "in"\nmax_jobs = 10\n'
+    const text =
+      'extensions = true\n[[tube_policy]]\ntube = "work"\nmax_retries = 3\ndead_letter = "dlq"\n[[tube_policy]]\ntube = "in"\nmax_jobs = 10\nfan_out = ["a", "b"]\n'
     expect(cfg(text).tubePolicies).toEqual([
-      { tube: 'work', maxRetries: 3, deadLetter: 'dlq', maxJobs: 0 },
-      { tube: 'in', maxRetries: 0, deadLetter: null, maxJobs: 10 },
+      { tube: 'work', maxRetries: 3, deadLetter: 'dlq', maxJobs: 0, fanOut: [] },
+      { tube: 'in', maxRetries: 0, deadLetter: null, maxJobs: 10, fanOut: ['a', 'b'] },
     ])
     expect(cfg('').tubePolicies).toEqual([])
     const bad = (t: string): string => {
@@ -77,6 +78,8 @@ describe('parseConfigFile + toConfig', () => {
     expect(bad('extensions = true\n[[tube_policy]]\ntube = "w"\nmax_jobs = -1\n')).toBe('t.toml:4: tube_policy.max_jobs must be an integer 0-4294967295')
     expect(bad('extensions = true\n[[tube_policy]]\ntube = "w"\nmax_job = 1\n')).toMatch(/^t\.toml:4: unknown setting tube_policy\.max_job /)
     expect(bad('extensions = true\n[[tube_policy]]\ntube = "w"\n[[tube_policy]]\ntube = "w"\n')).toBe('t.toml:5: a second [[tube_policy]] for tube w')
+    expect(bad('extensions = true\n[[tube_policy]]\ntube = "w"\nfan_out = ["w"]\n')).toBe('t.toml:4: tube_policy.fan_out must name distinct tubes other than w')
+    expect(bad('extensions = true\n[[tube_policy]]\ntube = "w"\nfan_out = []\n')).toBe('t.toml:4: tube_policy.fan_out must be an array of 1-16 tube names')
   })
 
   it('flags win: -f over fsync_never, -F over fsync_ms, -p over [[listen]], -V over level only upwards', () => {
