@@ -112,6 +112,14 @@ export interface ReplaySink {
   peek(id: number): JobView | undefined
 }
 
+/**
+ * A stored tube policy that sets nothing: the tube has none (any more). The
+ * queue's journal.ts has the same rule; the store keeps its own copy because
+ * store/ imports no values from queue/ (its engines run on their own in the
+ * crash tests' child processes).
+ */
+export const noPolicy = (p: RestoredPolicy): boolean => p.maxRetries === 0 && p.maxJobs === 0 && p.fanOut.length === 0
+
 /** Monotonic whole ms for a wall-clock time, against a `monoNow`/`wallNow` pair read together. */
 export const toMono = (wall: number, monoNow: number, wallNow: number): number => monoNow - (wallNow - wall)
 

@@ -15,9 +15,8 @@
  */
 import type { BinlogFs } from '../io.js'
 import { ReplayMeter, type RestoreOptions } from '../replay-progress.js'
-import { toMono, type RestoredFields, type ReplaySink } from '../store.js'
+import { noPolicy, toMono, type RestoredFields, type ReplaySink } from '../store.js'
 import { Compactor } from './compactor.js'
-import { noPolicy } from '../../queue/journal.js'
 import { RecState, fullRecordSize, tombRecordSize, type JobFields, type RecordPolicy, type RecordTags, type RecordTomb } from './record.js'
 import { listFiles, fileName, replay, type RecordVisitor, type ReplayResult } from './replay.js'
 

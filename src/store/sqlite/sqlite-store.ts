@@ -87,7 +87,7 @@ import {
 } from './schema.js'
 import { restoreRows } from './restore.js'
 import type { DurableStore, JobView, ReplaySink, RestoredPolicy, StoreOptions, StoreStats } from '../store.js'
-import { noPolicy } from '../../queue/journal.js'
+import { noPolicy } from '../store.js'
 import { fsyncDir } from '../sync.js'
 import { RetryTimer } from '../retry-timer.js'
 import { LatencyHistogram } from '../latency-histogram.js'
