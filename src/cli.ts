@@ -12,6 +12,11 @@
  *   draining (SIGUSR1) -> stopping (SIGTERM/SIGINT); failed when the store
  *   fails. The replay yields to the event loop every few ms
  *   (store/replay-progress.ts), so /readyz answers 503 throughout it.
+ *
+ * --store postgres: before the listeners, the process waits as a standby
+ * (Readiness `standby`, /readyz 503, no beanstalk listener) until it holds
+ * the schema's lock (store/postgres/leader.ts); losing it later exits 15
+ * at once (fenced), closing every client with the process.
  */
 import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
@@ -43,7 +48,8 @@ import { convertDir } from './store/convert.js'
 import { exportDir } from './store/beanstalkd/export.js'
 import { importInto, importSummary, logReport } from './store/beanstalkd/import.js'
 import { openStore } from './store/open.js'
-import { ENGINES, type DurableStore, type Engine, type ReplaySink } from './store/store.js'
+import type { Leader } from './store/postgres/leader.js'
+import { ENGINES, STORE_ENGINES, type DurableStore, type Engine, type ReplaySink } from './store/store.js'
 import { systemClock } from './util/clock.js'
 import { Readiness, ReadyState } from './util/readiness.js'
 import type { TokenSet } from './util/token-set.js'
@@ -70,7 +76,12 @@ const EXIT_BINLOG: Record<string, number> = {
   // Tagged jobs in DIR and no --extensions: a flag to fix.
   TSB_ERR_EXTENSIONS_NEEDED: EXIT_USAGE,
   TSB_ERR_STORE_TAGS: EXIT_USAGE,
+  // --store postgres: this process lost (or never confirmed) the schema's leadership.
+  TSB_ERR_STORE_FENCED: 15,
+  // --store postgres: the schema is not ours to use (other tables, a newer schema version).
+  TSB_ERR_STORE_REFUSED: 16,
 }
+const EXIT_FENCED = 15
 const EXIT_BINLOG_OTHER = 13
 
 function program(): Command {
@@ -86,7 +97,9 @@ function program(): Command {
     .option('-u, --user <USER>', 'become user and group')
     .option('-z, --max-job-size <BYTES>', 'set the maximum job size in bytes (default is 65535, max 1073741824)')
     .option('-s, --binlog-size <BYTES>', 'set the size of each write-ahead log file (default is 10485760)')
-    .addOption(new Option('--store <ENGINE>', 'what keeps the jobs in the -b directory (default is binlog)').choices(ENGINES))
+    .addOption(new Option('--store <ENGINE>', 'what keeps the jobs: in the -b directory, or postgres (default is binlog)').choices(STORE_ENGINES))
+    .option('--pg-url <URL>', '--store postgres: the database, postgres://user:password@host:port/database (libpq form; ?host=/socket/dir)')
+    .option('--pg-schema <NAME>', '--store postgres: the schema holding this queue; processes on the same one are leader and standbys (default is tsbeanstalkd)')
     .addOption(new Option('-c', 'compact the binlog (default; accepted and ignored)'))
     .addOption(new Option('-n', 'do not compact the binlog (accepted and ignored)'))
     .option('-V, --verbose', 'increase verbosity (repeatable)', (_v: string, prev: number) => prev + 1, 0)
@@ -147,11 +160,30 @@ async function serverLogger(verbosity: number, format: LogFormat | null): Promis
   return pino({ name: 'tsbeanstalkd', level: logLevel(verbosity) }, pretty)
 }
 
-/** -b: opens the store (--store) and replays it into `into`, or exits with a clear log line and a code per error. */
-async function openBinlog(config: Config, dir: string, log: Logger, into: ReplaySink, readiness: Readiness): Promise<DurableStore> {
+/** The log line and exit of a leader that lost its schema's leadership. */
+function fenced(log: Logger, readiness: Readiness, schema: string, reason: string): never {
+  readiness.set(ReadyState.FAILED, `fenced: ${reason}`)
+  log.fatal(
+    { schema, reason },
+    `postgres: lost the leadership of schema ${schema} (${reason}); closing every client and exiting ${EXIT_FENCED} (fenced): a standby takes over`,
+  )
+  process.exit(EXIT_FENCED)
+}
+
+/** --store postgres: waits as a standby until this process leads the schema (store/postgres/leader.ts). */
+async function leadSchema(config: Config, log: Logger, readiness: Readiness): Promise<Leader> {
+  const { Leader } = await import('./store/postgres/leader.js')
+  const schema = config.pgSchema
+  readiness.set(ReadyState.STANDBY, `waiting for the leadership of schema ${schema}`)
+  return Leader.acquire({ url: config.pgUrl!, schema, log, readiness, onLost: (reason) => fenced(log, readiness, schema, reason) })
+}
+
+/** -b (or --store postgres): opens the store and replays it into `into`, or exits with a clear log line and a code per error. */
+async function openBinlog(config: Config, dir: string, log: Logger, into: ReplaySink, readiness: Readiness, leader: Leader | null): Promise<DurableStore> {
   try {
     return await openStore({
       engine: config.store,
+      ...(leader === null ? {} : { postgres: { url: config.pgUrl!, schema: config.pgSchema, leader } }),
       dir,
       fileSize: config.binlogSize,
       fsyncMs: config.fsyncMs,
@@ -162,6 +194,7 @@ async function openBinlog(config: Config, dir: string, log: Logger, into: Replay
       readiness,
       // An fsync or write error after start: stop rather than acknowledge what may not be on disk.
       onFatal: (err) => {
+        if ((err as { code?: string }).code === 'TSB_ERR_STORE_FENCED') fenced(log, readiness, config.pgSchema, err.message)
         readiness.set(ReadyState.FAILED, err.message)
         log.fatal({ err }, `${config.store} write or fsync failed; exiting (a restart replays everything acknowledged)`)
         process.exit(EXIT_BINLOG[(err as { code?: string }).code ?? ''] ?? EXIT_BINLOG_OTHER)
@@ -170,7 +203,8 @@ async function openBinlog(config: Config, dir: string, log: Logger, into: Replay
   } catch (err) {
     const code = (err as { code?: string }).code ?? ''
     readiness.set(ReadyState.FAILED, (err as Error).message)
-    log.fatal({ err, dir, store: config.store }, `cannot use the ${config.store} directory: ${(err as Error).message}`)
+    if (config.store === 'postgres') log.fatal({ err, schema: config.pgSchema, store: config.store }, `cannot use the postgres store: ${(err as Error).message}`)
+    else log.fatal({ err, dir, store: config.store }, `cannot use the ${config.store} directory: ${(err as Error).message}`)
     process.exit(EXIT_BINLOG[code] ?? EXIT_BINLOG_OTHER)
   }
 }
@@ -503,6 +537,9 @@ export async function main(argv: string[]): Promise<void> {
   // Read (and removed from the environment) before anything can spawn a child.
   const inherited = inheritedListeners()
   let binlog: DurableStore | undefined
+  let leader: Leader | null = null
+  // -b, or --store postgres: jobs outlive the process, and the store replays before clients are served.
+  const persistent = config.binlogDir !== null || config.store === 'postgres'
   // Queue and store figures once the store has replayed and the server serves; until then the process's only.
   let serving: BeanstalkServer | null = null
   const source = (): MetricsSource | null => {
@@ -540,7 +577,7 @@ export async function main(argv: string[]): Promise<void> {
     maxJobSize: config.maxJobSize,
     binlogMaxSize: config.binlogSize,
     log,
-    awaitStore: config.binlogDir !== null,
+    awaitStore: persistent,
     maxConnections: connectionBudget(),
     extensions: config.extensions,
     tubePolicies: config.tubePolicies,
@@ -563,9 +600,12 @@ export async function main(argv: string[]): Promise<void> {
     log.info({ signal }, 'shutting down')
     readiness.set(ReadyState.STOPPING)
     notifier.stopping()
-    void Promise.all([srv.close(), http?.close()]).then(() => {
+    void Promise.all([srv.close(), http?.close()]).then(async () => {
       // Everything acknowledged is written and fsynced before exit, whatever -f says.
-      binlog?.close()
+      if (binlog?.closeAsync !== undefined) await binlog.closeAsync()
+      else binlog?.close()
+      // A clean stop unlocks the schema: a standby takes over at its next poll.
+      await leader?.release()
       process.exit(0)
     })
     // Connections that never finish closing must not keep the process alive.
@@ -577,16 +617,18 @@ export async function main(argv: string[]): Promise<void> {
   if (inherited.length > 0) {
     log.info({ sockets: inherited.map(formatListen) }, 'socket activation: serving the sockets systemd passed; -l/-p and [[listen]] are not used')
   }
+  // A standby does not listen: clients (and a load balancer's probes) find only the leader.
+  if (config.store === 'postgres') leader = await leadSchema(config, log, readiness)
   // They are served as plaintext; the TLS listeners are bound here all the same.
   const passed = inherited.map((a) => (config.authPlaintext ? { ...a, auth: true } : a))
   const listens = await listenAll(srv, inherited.length > 0 ? [...passed, ...config.listeners.filter((l) => l.tls === true)] : config.listeners, log)
   if (config.user !== null) dropPrivileges(config.user, log)
   const first = listens[0]!
-  if (config.binlogDir !== null) {
+  if (persistent) {
     // A SIGUSR1 that came during the start has put the server in drain mode already.
     if (!srv.registry.draining) readiness.set(ReadyState.REPLAYING)
     log.info({ address: first.address, port: first.port, listeners: listens.map((l) => l.label) }, 'bound; connections wait until the store has replayed')
-    binlog = await openBinlog(config, config.binlogDir, log, srv.restoreInto, readiness)
+    binlog = await openBinlog(config, config.binlogDir ?? '', log, srv.restoreInto, readiness, leader)
   }
   // What is open now (store files, the HTTP listener) is not a client's to take; the clients that waited hold theirs already.
   const maxConnections = connectionBudget() + srv.waitingCount
@@ -602,7 +644,8 @@ export async function main(argv: string[]): Promise<void> {
       maxJobSize: config.maxJobSize,
       maxConnections: Number.isFinite(maxConnections) ? maxConnections : undefined,
       binlogDir: config.binlogDir,
-      store: config.binlogDir === null ? undefined : config.store,
+      store: persistent ? config.store : undefined,
+      pgSchema: config.store === 'postgres' ? config.pgSchema : undefined,
       http: http?.label,
       config: config.configFile ?? undefined,
       ...secretSummary(secrets),

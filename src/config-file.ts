@@ -18,6 +18,9 @@
  *     engine = "binlog"             # --store
  *     fsync_ms = 50                 # -f  (fsync_never = true: -F)
  *     binlog_size = 10485760        # -s
+ *     [store.postgres]              # engine = "postgres" (no dir)
+ *     url = "postgres://..."        # --pg-url
+ *     schema = "tsbeanstalkd"       # --pg-schema
  *     [http]
  *     listen = "127.0.0.1:9100"     # --http
  *     metrics_max_tubes = 1000      # --metrics-max-tubes
@@ -77,6 +80,7 @@ const SCHEMA: Record<string, Record<string, Setting>> = {
     fsync_never: bool('fsyncNever'),
     binlog_size: int('binlogSize'),
   },
+  'store.postgres': { url: str('pgUrl'), schema: str('pgSchema') },
   http: {
     listen: str('http'),
     metrics_max_tubes: int('metricsMaxTubes'),

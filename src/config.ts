@@ -18,7 +18,8 @@ import type { TlsFiles } from './server/credentials.js'
 import { DEFAULT_PENDING, type PendingLimits } from './server/pending.js'
 import type { TubePolicySpec } from './queue/extensions/policies.js'
 import type { ListenAddress } from './server/server.js'
-import { ENGINES, MAX_JOB_SIZE_SQLITE, type Engine } from './store/store.js'
+import { checkSchemaName, DEFAULT_SCHEMA, describePgUrl } from './store/postgres/names.js'
+import { STORE_ENGINES, MAX_JOB_SIZE_SQLITE, type StoreEngine } from './store/store.js'
 
 export const LOG_FORMATS = ['json', 'pretty'] as const
 /** --auth-listeners: which listeners require `auth` when --auth-file is given (a [[listen]] can say otherwise). */
@@ -40,8 +41,12 @@ export interface Config {
   readonly listeners: readonly ListenAddress[]
   readonly maxJobSize: number
   readonly binlogDir: string | null
-  /** --store: what keeps the jobs in binlogDir. */
-  readonly store: Engine
+  /** --store: what keeps the jobs (in binlogDir; postgres: in pgUrl's database). */
+  readonly store: StoreEngine
+  /** --pg-url: the PostgreSQL database of --store postgres (libpq URL form). */
+  readonly pgUrl: string | null
+  /** --pg-schema: the namespace in it (one queue per schema). */
+  readonly pgSchema: string
   /** fsync at most every this many ms; 0 = before every reply. */
   readonly fsyncMs: number
   readonly fsyncNever: boolean
@@ -93,6 +98,8 @@ export interface RawFlags {
   maxJobSize?: string
   binlogDir?: string
   store?: string
+  pgUrl?: string
+  pgSchema?: string
   fsync?: string
   fsyncNever?: boolean
   binlogSize?: string
@@ -180,9 +187,22 @@ function check(f: RawFlags, flags: RawFlags, file: FileLayer | undefined, warn: 
     warn(`maximum job size was set to ${maxJobSize}; clamped to ${MAX_JOB_SIZE_LIMIT}`)
     maxJobSize = MAX_JOB_SIZE_LIMIT
   }
-  const store = (f.store ?? 'binlog') as Engine
-  if (!ENGINES.includes(store)) throw new UsageError(`invalid --store: ${f.store} (binlog or sqlite)`, 'store')
-  if (f.store !== undefined && f.binlogDir === undefined) warn('--store has no effect without -b')
+  const store = (f.store ?? 'binlog') as StoreEngine
+  if (!STORE_ENGINES.includes(store)) throw new UsageError(`invalid --store: ${f.store} (binlog, sqlite or postgres)`, 'store')
+  if (store === 'postgres') {
+    if (f.pgUrl === undefined) throw new UsageError('--store postgres needs --pg-url (postgres://user@host:port/database)', 'store')
+    if (f.binlogDir !== undefined) throw new UsageError('-b and --store postgres exclude each other: the jobs are in the database', 'binlogDir')
+    if (f.extensions === true) {
+      throw new UsageError('--extensions with --store postgres: the PostgreSQL store does not keep the extensions\' job tags yet (README "PostgreSQL store")', 'extensions')
+    }
+  } else {
+    if (f.store !== undefined && f.binlogDir === undefined) warn('--store has no effect without -b')
+    if (f.pgUrl !== undefined || f.pgSchema !== undefined) warn('--pg-url and --pg-schema have no effect without --store postgres')
+  }
+  const pgSchema = f.pgSchema ?? DEFAULT_SCHEMA
+  const schemaProblem = checkSchemaName(pgSchema)
+  if (schemaProblem !== null) throw new UsageError(schemaProblem, 'pgSchema')
+  if (f.pgUrl !== undefined && !/^postgres(ql)?:\/\//.test(f.pgUrl)) throw new UsageError(`invalid --pg-url ${describePgUrl(f.pgUrl)}: not a postgres:// URL`, 'pgUrl')
   if (store === 'sqlite' && f.binlogDir !== undefined && maxJobSize > MAX_JOB_SIZE_SQLITE) {
     warn(`maximum job size was set to ${maxJobSize}; the SQLite store holds at most ${MAX_JOB_SIZE_SQLITE}: clamped`)
     maxJobSize = MAX_JOB_SIZE_SQLITE
@@ -201,6 +221,8 @@ function check(f: RawFlags, flags: RawFlags, file: FileLayer | undefined, warn: 
     maxJobSize,
     binlogDir: f.binlogDir ?? null,
     store,
+    pgUrl: store === 'postgres' ? f.pgUrl! : null,
+    pgSchema,
     fsyncMs,
     // -f after -F turns fsync back on in the reference; commander keeps the last word of each flag only.
     // Either flag on the command line decides; otherwise the file's settings do.
@@ -343,7 +365,9 @@ export interface CredentialSummary {
 /** --check-config: what the server would run with, one setting a line. */
 export function describeConfig(c: Config, creds: CredentialSummary = {}): string {
   const store =
-    c.binlogDir === null
+    c.store === 'postgres'
+      ? `postgres ${describePgUrl(c.pgUrl ?? '')}, schema ${c.pgSchema}, ${c.fsyncNever ? 'synchronous_commit off' : c.fsyncMs === 0 ? 'synchronous_commit on (every reply waits for the commit)' : `synchronous_commit off, flushed at most every ${c.fsyncMs} ms`}; standby until it holds the schema's lock`
+      : c.binlogDir === null
       ? 'none (jobs in memory only)'
       : `${c.store} in ${c.binlogDir}, ${c.fsyncNever ? 'never fsync' : c.fsyncMs === 0 ? 'fsync before every reply' : `fsync at most every ${c.fsyncMs} ms`}` +
         (c.store === 'binlog' ? `, files of ${c.binlogSize} bytes` : '')

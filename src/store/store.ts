@@ -136,7 +136,7 @@ export interface StoreStats {
   readonly noSpace: boolean
   readonly fsyncs: number
   /** Which engine (/metrics labels). */
-  readonly engine: Engine
+  readonly engine: StoreEngine
   /** Files in DIR holding jobs: binlog files; the SQLite database and its WAL. */
   readonly files: number
   /** Their bytes (the space reserve not included). */
@@ -159,6 +159,11 @@ export interface DurableStore {
   whenDurable(seq: number, cb: () => void): void
   close(): void
   stats(): StoreStats
+  /**
+   * An engine whose I/O is asynchronous (postgres): close() only starts
+   * the final commit; this resolves once it is done. Callers prefer it.
+   */
+  closeAsync?(): Promise<void>
 }
 
 /** The options every engine takes (each adds its own). */
@@ -213,8 +218,12 @@ export interface StoredJob {
   body: Buffer
 }
 
+/** The engines that keep a -b directory (convert, import and export work between them). */
 export const ENGINES = ['binlog', 'sqlite'] as const
 export type Engine = (typeof ENGINES)[number]
+/** Every --store: the directory engines and PostgreSQL (src/store/postgres/). */
+export const STORE_ENGINES = [...ENGINES, 'postgres'] as const
+export type StoreEngine = (typeof STORE_ENGINES)[number]
 
 /**
  * Largest -z the SQLite store takes: SQLite refuses a row over 10^9 bytes
