@@ -108,7 +108,9 @@ describe('parseConfigFile + toConfig', () => {
     expect(bad('store = 1\n')).toBe('t.toml:1: store must be a table ([store])')
     expect(bad('[[listen]]\npath = "/a"\nport = 1\n')).toBe('t.toml:1: a [[listen]] has either path or host and port')
     expect(bad('[[listen]]\nsocket = "/a"\n')).toMatch(/^t\.toml:2: unknown setting listen\.socket/)
-    expect(bad('[store.postgres]\nurl = "x"\n')).toMatch(/^t\.toml:1: unknown setting store\.postgres /)
+    expect(bad('[store.mysql]\nurl = "x"\n')).toMatch(/^t\.toml:1: unknown setting store\.mysql /)
+    expect(bad('[store]\nengine = "postgres"\n[store.postgres]\nurl = "x"\n')).toBe('t.toml:4: invalid --pg-url x: not a postgres:// URL')
+    expect(bad('[store]\nengine = "postgres"\n[store.postgres]\nurl = "postgres://h/db"\nschema = "Bad-Name"\n')).toMatch(/^t\.toml:5: invalid --pg-schema "Bad-Name"/)
     expect(bad('a = "unterminated\n')).toMatch(/^t\.toml:1: /)
     // The same value as a flag: no file position.
     expect(() => toConfig({ logFormat: 'xml' }, () => undefined, parseConfigFile('t.toml', ''))).toThrow(/^invalid --log-format/)
