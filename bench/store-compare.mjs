@@ -1,12 +1,19 @@
 #!/usr/bin/env node
 // @ts-check
 /**
- * The two persistence engines under the same flags: put+delete throughput
+ * The persistence engines under the same flags: put+delete throughput
  * with N connections (default 10), each a closed loop (put, wait for
  * INSERTED, delete it, wait for DELETED), against `tsbeanstalkd -b DIR` with
- * `--store binlog` and `--store sqlite`, at -F, -f 50 and -f 0.
+ * `--store binlog` and `--store sqlite`, and with --pg-url also
+ * `--store postgres` (a fresh schema per run, dropped after), at -F, -f 50
+ * and -f 0.
  *
  *   npm run build && node bench/store-compare.mjs [--seconds 5] [--conns 10] [--body 100] [--dir /var/tmp]
+ *       [--pg-url postgres://...] [--engines binlog,sqlite,postgres] [--levels F,50,0] [--replay JOBS]
+ *
+ * --replay JOBS measures restarts instead: each engine is filled with JOBS
+ * jobs at -F, stopped, and started again; it prints the store's own replay
+ * time (its "opened" log line) and the time from spawn to "listening".
  *
  * --dir is where the -b directories go (default: the OS temp directory); it
  * must be a real disk, not a tmpfs, or fsync costs nothing. Each run starts
@@ -34,15 +41,45 @@ const CONNS = arg('conns', 10)
 const BODY = arg('body', 100)
 const dirArg = process.argv.indexOf('--dir')
 const BASE = dirArg > 0 ? String(process.argv[dirArg + 1]) : os.tmpdir()
+/** @param {string} name */
+const strArg = (name) => {
+  const i = process.argv.indexOf(`--${name}`)
+  return i > 0 ? String(process.argv[i + 1]) : null
+}
+const PG_URL = strArg('pg-url')
+const REPLAY = arg('replay', 0)
 
-const LEVELS = [
-  { name: '-F', flags: ['-F'] },
-  { name: '-f 50', flags: ['-f', '50'] },
-  { name: '-f 0', flags: ['-f', '0'] },
+const ALL_LEVELS = [
+  { key: 'F', name: '-F', flags: ['-F'] },
+  { key: '50', name: '-f 50', flags: ['-f', '50'] },
+  { key: '0', name: '-f 0', flags: ['-f', '0'] },
 ]
-const ENGINES = ['binlog', 'sqlite']
+const levelKeys = (strArg('levels') ?? 'F,50,0').split(',')
+const LEVELS = ALL_LEVELS.filter((l) => levelKeys.includes(l.key))
+const ENGINES = (strArg('engines') ?? (PG_URL === null ? 'binlog,sqlite' : 'binlog,sqlite,postgres')).split(',')
+if (ENGINES.includes('postgres') && PG_URL === null) throw new Error('--engines postgres needs --pg-url')
+let schemas = 0
 
-/** Starts a server and resolves with it and its port. @param {string[]} args */
+/** The flags that select `engine`, and what removes its data after. @param {string} engine */
+function storeArgs(engine) {
+  if (engine !== 'postgres') {
+    const dir = fs.mkdtempSync(path.join(BASE, `tsb-bench-${engine}-`))
+    return { args: ['-b', dir, '--store', engine], cleanup: async () => fs.rmSync(dir, { recursive: true, force: true }) }
+  }
+  const schema = `tsb_bench_${process.pid}_${++schemas}`
+  return {
+    args: ['--store', 'postgres', '--pg-url', /** @type {string} */ (PG_URL), '--pg-schema', schema],
+    cleanup: async () => {
+      const { default: postgres } = await import('postgres')
+      const { pgOptions } = await import('../dist/store/postgres/connect.js')
+      const sql = postgres({ ...pgOptions(/** @type {string} */ (PG_URL)), onnotice: () => undefined })
+      await sql.unsafe(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)
+      await sql.end()
+    },
+  }
+}
+
+/** Starts a server and resolves with it, its port and its log so far. @param {string[]} args */
 function startServer(args) {
   const child = spawn(process.execPath, [BIN, '-l', '127.0.0.1', '-p', '0', ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
   return new Promise((resolve, reject) => {
@@ -53,7 +90,7 @@ function startServer(args) {
       const m = /"port":(\d+).*"msg":"listening"/.exec(err)
       if (m !== null) {
         clearTimeout(t)
-        resolve({ child, port: Number(m[1]) })
+        resolve({ child, port: Number(m[1]), log: err })
       }
     })
     child.on('exit', (code) => reject(new Error(`server exited ${code}: ${err}`)))
@@ -110,9 +147,9 @@ const quantile = (xs, q) => xs[Math.min(xs.length - 1, Math.floor(q * xs.length)
 
 /** @param {string} engine @param {string[]} flags */
 async function run(engine, flags) {
-  const dir = fs.mkdtempSync(path.join(BASE, `tsb-bench-${engine}-`))
+  const store = storeArgs(engine)
   const { child, port } = /** @type {{ child: import('node:child_process').ChildProcess, port: number }} */ (
-    await startServer(['-b', dir, '--store', engine, ...flags])
+    await startServer([...store.args, ...flags])
   )
   try {
     const t0 = performance.now()
@@ -132,20 +169,97 @@ async function run(engine, flags) {
   } finally {
     child.kill('SIGTERM')
     await new Promise((r) => child.once('exit', r))
-    fs.rmSync(dir, { recursive: true, force: true })
+    await store.cleanup()
   }
+}
+
+/** Puts `n` jobs over 10 connections, 100 puts in flight on each. @param {number} port @param {number} n */
+async function fill(port, n) {
+  const body = Buffer.alloc(BODY, 'x').toString('latin1')
+  const put = `put 0 0 60 ${BODY}\r\n${body}\r\n`
+  let left = n
+  await Promise.all(
+    Array.from({ length: 10 }, () =>
+      new Promise((resolve, reject) => {
+        const s = net.connect({ port, host: '127.0.0.1' })
+        let mine = 0
+        let got = 0
+        let buf = ''
+        const more = () => {
+          let batch = ''
+          while (mine - got < 100 && left > 0) {
+            batch += put
+            mine++
+            left--
+          }
+          if (batch !== '') s.write(batch)
+          else if (got === mine) {
+            s.end()
+            resolve(undefined)
+          }
+        }
+        s.on('connect', more)
+        s.on('error', reject)
+        s.setEncoding('latin1').on('data', (/** @type {string} */ d) => {
+          buf += d
+          for (let i; (i = buf.indexOf('\r\n')) >= 0; ) {
+            if (!buf.startsWith('INSERTED')) return reject(new Error(`put: ${buf.slice(0, i)}`))
+            buf = buf.slice(i + 2)
+            got++
+          }
+          more()
+        })
+      }),
+    ),
+  )
+}
+
+/** Fills `engine` with REPLAY jobs, restarts it, and times the replay. @param {string} engine */
+async function replay(engine) {
+  const store = storeArgs(engine)
+  try {
+    const first = /** @type {{ child: import('node:child_process').ChildProcess, port: number }} */ (await startServer([...store.args, '-F']))
+    await fill(first.port, REPLAY)
+    first.child.kill('SIGTERM')
+    await new Promise((r) => first.child.once('exit', r))
+    const t0 = performance.now()
+    const second = /** @type {{ child: import('node:child_process').ChildProcess, port: number, log: string }} */ (await startServer([...store.args, '-F']))
+    const spawnToListen = (performance.now() - t0) / 1000
+    const m = /"seconds":([\d.]+)/.exec(second.log)
+    const jobs = /"jobs":(\d+)/.exec(second.log)
+    second.child.kill('SIGTERM')
+    await new Promise((r) => second.child.once('exit', r))
+    return { replay: m === null ? NaN : Number(m[1]), spawnToListen, jobs: jobs === null ? NaN : Number(jobs[1]) }
+  } finally {
+    await store.cleanup()
+  }
+}
+
+if (REPLAY > 0) {
+  const out = []
+  for (const engine of ENGINES) {
+    const r = await replay(engine)
+    out.push(`| ${engine} | ${r.jobs} | ${r.replay.toFixed(2)} | ${r.spawnToListen.toFixed(2)} |`)
+    process.stderr.write(`${engine}: ${r.jobs} jobs replayed in ${r.replay} s\n`)
+  }
+  console.log(`replay of ${REPLAY} jobs (${BODY}-byte bodies), node ${process.version}, ${os.cpus().length} CPUs`)
+  console.log('')
+  console.log('| store | jobs | replay s | spawn to listening s |')
+  console.log('| --- | ---: | ---: | ---: |')
+  for (const r of out) console.log(r)
+  process.exit(0)
 }
 
 const rows = []
 for (const level of LEVELS) {
   for (const engine of ENGINES) {
     const r = await run(engine, level.flags)
-    rows.push(`| ${level.name} | ${engine} | ${Math.round(r.rate)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} |`)
+    rows.push(`| ${level.name} | ${engine} | ${CONNS} | ${Math.round(r.rate)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} |`)
     process.stderr.write(`${level.name} ${engine}: ${Math.round(r.rate)} pairs/s\n`)
   }
 }
 console.log(`put+delete, ${CONNS} connections, ${BODY}-byte bodies, ${SECONDS} s per run, node ${process.version}, ${os.cpus().length} CPUs`)
 console.log('')
-console.log('| flags | store | pairs/s | p50 ms | p99 ms |')
-console.log('| --- | --- | ---: | ---: | ---: |')
+console.log('| flags | store | conns | pairs/s | p50 ms | p99 ms |')
+console.log('| --- | --- | ---: | ---: | ---: | ---: |')
 for (const r of rows) console.log(r)

@@ -10,11 +10,11 @@
  * put/update/delete note the job in `pending` (one entry per job, the last
  * call wins), as the SQLite store does. flush() hands what is pending to one
  * transaction, on the store's one connection, asynchronously: the event loop
- * never waits for the database. The transaction's statements are sent
- * together (postgres.js pipelines them): the epoch check, one INSERT of
- * every new job (unnest of column arrays; the bodies as one bytea cut up
- * server-side), one UPDATE of every changed one, one DELETE, next_id, then
- * COMMIT. Transactions run one after another, never two at once, so a job's
+ * never waits for the database. The transaction is one statement (one
+ * round trip, committed on its own): data-modifying CTEs for the epoch
+ * check, one INSERT of every new job (unnest of column arrays; the bodies
+ * as one bytea cut up server-side), one UPDATE of every changed one, one
+ * DELETE, and next_id. Transactions run one after another, never two at once, so a job's
  * changes commit in order; what the next turns queue while one is in flight
  * goes into the next (group commit: throughput is bounded by commits per
  * second, not by round trips per job).
@@ -53,6 +53,7 @@
  * - A job has a bury key exactly while its last recorded state is buried.
  */
 import type { Logger } from 'pino'
+import type postgres from 'postgres'
 import type { Clock } from '../../util/clock.js'
 import { DurableWaiters } from '../durable-waiters.js'
 import { LatencyHistogram } from '../latency-histogram.js'
@@ -86,6 +87,8 @@ const READY = 1
 /** The queue's JobState.HELD (--extensions; refused with this store at start, but stored ready if ever seen). */
 const HELD = 5
 const STATE_NAMES = ['', 'ready', 'reserved', 'buried', 'delayed'] as const
+/** What the epoch check casts to int when the epoch moved: the error message carries it. */
+const FENCED_MARK = 'tsbeanstalkd fenced: epoch '
 
 /** Column arrays of one batch's INSERT (or UPDATE: no tube, times, body). */
 interface Columns {
@@ -406,43 +409,53 @@ export class PostgresStore implements DurableStore {
         bodyBytes += body.length
       }
     }
-    const epoch = this.epoch
     const nextId = hwm > this.storedNextId ? hwm : 0
-    let fenced = false
-    await this.sql.begin(async (tx) => {
-      const q: Promise<unknown>[] = []
-      if (sync) q.push(tx`SET LOCAL synchronous_commit = on`)
-      const check = tx`SELECT value FROM meta WHERE key = 'epoch' AND value = ${epoch} FOR UPDATE`
-      q.push(check)
-      if (ins.id.length > 0) {
-        const blob = ins.bodies.length === 1 ? ins.bodies[0]! : Buffer.concat(ins.bodies, bodyBytes)
-        q.push(tx`
-          INSERT INTO jobs (id, tube, state, pri, delay_ms, ttr_ms, created_at, due_at, bury_seq, reserves, timeouts, releases, buries, kicks, body)
-          SELECT u.id, u.tube, u.state, u.pri, u.delay_ms, u.ttr_ms, u.created_at, u.due_at, u.bury_seq, u.reserves, u.timeouts, u.releases, u.buries, u.kicks,
-                 substring(${blob}::bytea FROM u.off FOR u.len)
-          FROM unnest(${ins.id}::int8[], ${ins.tube}::text[], ${ins.state}::text[], ${ins.pri}::int8[], ${ins.delayMs}::int8[], ${ins.ttrMs}::int8[],
-                      ${ins.createdAt}::int8[], ${ins.dueAt}::int8[], ${ins.burySeq}::int8[], ${ins.reserves}::int8[], ${ins.timeouts}::int8[],
-                      ${ins.releases}::int8[], ${ins.buries}::int8[], ${ins.kicks}::int8[], ${ins.off}::int4[], ${ins.len}::int4[])
-            AS u(id, tube, state, pri, delay_ms, ttr_ms, created_at, due_at, bury_seq, reserves, timeouts, releases, buries, kicks, off, len)`)
+    const blob = ins.bodies.length === 1 ? ins.bodies[0]! : Buffer.concat(ins.bodies, bodyBytes)
+    // One statement, so one round trip and, outside a BEGIN, its own transaction. Its parts run
+    // as one: the epoch check fails the whole statement (a cast of the reason to int raises), and
+    // it holds the epoch row's lock until the commit, which a takeover's raise waits for.
+    const statement = (q: Sql | postgres.TransactionSql): postgres.PendingQuery<postgres.Row[]> => q`
+      WITH fence AS (
+        SELECT (CASE WHEN value = ${this.epoch} THEN '1' ELSE ${FENCED_MARK} || value END)::int AS ok
+        FROM meta WHERE key = 'epoch' FOR UPDATE
+      ), ins AS (
+        INSERT INTO jobs (id, tube, state, pri, delay_ms, ttr_ms, created_at, due_at, bury_seq, reserves, timeouts, releases, buries, kicks, body)
+        SELECT u.id, u.tube, u.state, u.pri, u.delay_ms, u.ttr_ms, u.created_at, u.due_at, u.bury_seq, u.reserves, u.timeouts, u.releases, u.buries, u.kicks,
+               substring(${blob}::bytea FROM u.off FOR u.len)
+        FROM unnest(${ins.id}::int8[], ${ins.tube}::text[], ${ins.state}::text[], ${ins.pri}::int8[], ${ins.delayMs}::int8[], ${ins.ttrMs}::int8[],
+                    ${ins.createdAt}::int8[], ${ins.dueAt}::int8[], ${ins.burySeq}::int8[], ${ins.reserves}::int8[], ${ins.timeouts}::int8[],
+                    ${ins.releases}::int8[], ${ins.buries}::int8[], ${ins.kicks}::int8[], ${ins.off}::int4[], ${ins.len}::int4[])
+          AS u(id, tube, state, pri, delay_ms, ttr_ms, created_at, due_at, bury_seq, reserves, timeouts, releases, buries, kicks, off, len)
+      ), upd AS (
+        UPDATE jobs AS j SET state = u.state, pri = u.pri, delay_ms = u.delay_ms, due_at = u.due_at, bury_seq = u.bury_seq,
+               reserves = u.reserves, timeouts = u.timeouts, releases = u.releases, buries = u.buries, kicks = u.kicks
+        FROM unnest(${upd.id}::int8[], ${upd.state}::text[], ${upd.pri}::int8[], ${upd.delayMs}::int8[], ${upd.dueAt}::int8[], ${upd.burySeq}::int8[],
+                    ${upd.reserves}::int8[], ${upd.timeouts}::int8[], ${upd.releases}::int8[], ${upd.buries}::int8[], ${upd.kicks}::int8[])
+          AS u(id, state, pri, delay_ms, due_at, bury_seq, reserves, timeouts, releases, buries, kicks)
+        WHERE j.id = u.id
+      ), del AS (
+        DELETE FROM jobs WHERE id = ANY(${del}::int8[])
+      ), nid AS (
+        UPDATE meta SET value = GREATEST(value, ${nextId}::int8) WHERE key = 'next_id' AND ${nextId}::int8 > 0
+      )
+      SELECT (SELECT count(*) FROM fence)::int AS checked`
+    let rows: postgres.Row[]
+    try {
+      rows = sync
+        ? ((await this.sql.begin((tx) => [tx`SET LOCAL synchronous_commit = on`, statement(tx)])) as unknown as postgres.Row[][])[1]!
+        : await statement(this.sql)
+    } catch (err) {
+      const m = err instanceof Error ? err.message.indexOf(FENCED_MARK) : -1
+      if (m >= 0) {
+        const now = (err as Error).message.slice(m + FENCED_MARK.length).replace(/\D.*$/, '')
+        throw new PgFencedError(this.schema, `another process took over: the epoch is ${now}, not ${this.epoch}`, { cause: err })
       }
-      if (upd.id.length > 0) {
-        q.push(tx`
-          UPDATE jobs AS j SET state = u.state, pri = u.pri, delay_ms = u.delay_ms, due_at = u.due_at, bury_seq = u.bury_seq,
-                 reserves = u.reserves, timeouts = u.timeouts, releases = u.releases, buries = u.buries, kicks = u.kicks
-          FROM unnest(${upd.id}::int8[], ${upd.state}::text[], ${upd.pri}::int8[], ${upd.delayMs}::int8[], ${upd.dueAt}::int8[], ${upd.burySeq}::int8[],
-                      ${upd.reserves}::int8[], ${upd.timeouts}::int8[], ${upd.releases}::int8[], ${upd.buries}::int8[], ${upd.kicks}::int8[])
-            AS u(id, state, pri, delay_ms, due_at, bury_seq, reserves, timeouts, releases, buries, kicks)
-          WHERE j.id = u.id`)
-      }
-      if (del.length > 0) q.push(tx`DELETE FROM jobs WHERE id = ANY(${del}::int8[])`)
-      if (nextId > 0) q.push(tx`UPDATE meta SET value = GREATEST(value, ${nextId}) WHERE key = 'next_id'`)
-      await Promise.all(q)
-      if ((await check as unknown[]).length !== 1) {
-        fenced = true
-        throw new PgFencedError(this.schema, `the epoch is no longer ${epoch}: another process took over`)
-      }
-    })
-    if (fenced) throw new PgFencedError(this.schema, `the epoch is no longer ${epoch}`)
+      throw err
+    }
+    if (rows[0]?.['checked'] !== 1) {
+      // Committed without the check: someone removed the epoch row by hand. Stop rather than go on unfenced.
+      throw new PgFencedError(this.schema, 'meta has no epoch row: the schema was changed by hand')
+    }
   }
 
   private committed(seq: number, hwm: number, sync: boolean, records: number, t0: number): void {
