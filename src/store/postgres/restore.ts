@@ -5,7 +5,8 @@
  * Invariants:
  * - Pages are keyset queries (id > last ORDER BY id LIMIT PAGE_ROWS), each a
  *   complete statement, so nothing stays open while replay yields to the
- *   event loop, and only one page is held. The caller is the leader with
+ *   event loop; at most two pages are held (the next is read while this
+ *   one goes into the registry). The caller is the leader with
  *   its epoch raised, so nobody writes meanwhile: the pages are one snapshot.
  * - A row that breaks the schema's rules is PgRefusedError naming the job;
  *   nothing is skipped, and restoreEnd is the caller's.
@@ -47,10 +48,19 @@ export async function restoreRows(sql: Sql, schema: string, sink: ReplaySink, o:
   let oversized = 0
   let jobs = 0
   let last = 0
-  for (;;) {
-    const rows = (await sql`
+  const page = (after: number): Promise<Row[]> =>
+    sql`
       SELECT id, tube, state, pri, delay_ms, ttr_ms, created_at, due_at, bury_seq, reserves, timeouts, releases, buries, kicks, body
-      FROM jobs WHERE id > ${last} ORDER BY id LIMIT ${PAGE_ROWS}`.values()) as unknown as Row[]
+      FROM jobs WHERE id > ${after} ORDER BY id LIMIT ${PAGE_ROWS}`.values() as unknown as Promise<Row[]>
+  let coming = page(0)
+  for (;;) {
+    const rows = await coming
+    // The next page is asked for before this one is handed over: PostgreSQL reads it meanwhile.
+    const full = rows.length === PAGE_ROWS
+    if (full) {
+      coming = page(rows[rows.length - 1]![0])
+      coming.catch(() => undefined) // awaited below; a bad row thrown first must not leave it unhandled
+    }
     for (const [id, tube, stateName, pri, delayMs, ttrMs, createdAt, dueAt, burySeq, reserves, timeouts, releases, buries, kicks, body] of rows) {
       const state = STATE_NUMBER[stateName]
       const bad = (what: string): never => {
@@ -81,7 +91,7 @@ export async function restoreRows(sql: Sql, schema: string, sink: ReplaySink, o:
     }
     jobs += rows.length
     meter.records = meter.jobs = jobs
-    if (rows.length < PAGE_ROWS) break
+    if (!full) break
     // Each page's query lets the event loop run anyway; this reports progress (and logs it now and then).
     await meter.pause()
   }
