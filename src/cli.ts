@@ -99,6 +99,7 @@ function program(): Command {
     .option('-s, --binlog-size <BYTES>', 'set the size of each write-ahead log file (default is 10485760)')
     .addOption(new Option('--store <ENGINE>', 'what keeps the jobs: in the -b directory, or postgres (default is binlog)').choices(STORE_ENGINES))
     .option('--pg-url <URL>', '--store postgres: the database, postgres://user:password@host:port/database (libpq form; ?host=/socket/dir)')
+    .option('--pg-session-timeout <MS>', '--store postgres: a leader PostgreSQL hears nothing from for MS ms loses its lock to a standby; it fences itself after MS/2 (default is 2000)')
     .option('--pg-schema <NAME>', '--store postgres: the schema holding this queue; processes on the same one are leader and standbys (default is tsbeanstalkd)')
     .addOption(new Option('-c', 'compact the binlog (default; accepted and ignored)'))
     .addOption(new Option('-n', 'do not compact the binlog (accepted and ignored)'))
@@ -175,7 +176,14 @@ async function leadSchema(config: Config, log: Logger, readiness: Readiness): Pr
   const { Leader } = await import('./store/postgres/leader.js')
   const schema = config.pgSchema
   readiness.set(ReadyState.STANDBY, `waiting for the leadership of schema ${schema}`)
-  return Leader.acquire({ url: config.pgUrl!, schema, log, readiness, onLost: (reason) => fenced(log, readiness, schema, reason) })
+  return Leader.acquire({
+    url: config.pgUrl!,
+    schema,
+    log,
+    readiness,
+    sessionTimeoutMs: config.pgSessionTimeoutMs,
+    onLost: (reason) => fenced(log, readiness, schema, reason),
+  })
 }
 
 /** -b (or --store postgres): opens the store and replays it into `into`, or exits with a clear log line and a code per error. */

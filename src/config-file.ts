@@ -21,6 +21,7 @@
  *     [store.postgres]              # engine = "postgres" (no dir)
  *     url = "postgres://..."        # --pg-url
  *     schema = "tsbeanstalkd"       # --pg-schema
+ *     session_timeout_ms = 2000     # --pg-session-timeout
  *     [http]
  *     listen = "127.0.0.1:9100"     # --http
  *     metrics_max_tubes = 1000      # --metrics-max-tubes
@@ -80,7 +81,7 @@ const SCHEMA: Record<string, Record<string, Setting>> = {
     fsync_never: bool('fsyncNever'),
     binlog_size: int('binlogSize'),
   },
-  'store.postgres': { url: str('pgUrl'), schema: str('pgSchema') },
+  'store.postgres': { url: str('pgUrl'), schema: str('pgSchema'), session_timeout_ms: int('pgSessionTimeout') },
   http: {
     listen: str('http'),
     metrics_max_tubes: int('metricsMaxTubes'),

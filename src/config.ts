@@ -18,7 +18,7 @@ import type { TlsFiles } from './server/credentials.js'
 import { DEFAULT_PENDING, type PendingLimits } from './server/pending.js'
 import type { TubePolicySpec } from './queue/extensions/policies.js'
 import type { ListenAddress } from './server/server.js'
-import { checkSchemaName, DEFAULT_SCHEMA, describePgUrl } from './store/postgres/names.js'
+import { checkSchemaName, DEFAULT_SCHEMA, DEFAULT_SESSION_TIMEOUT_MS, describePgUrl } from './store/postgres/names.js'
 import { STORE_ENGINES, MAX_JOB_SIZE_SQLITE, type StoreEngine } from './store/store.js'
 
 export const LOG_FORMATS = ['json', 'pretty'] as const
@@ -47,6 +47,8 @@ export interface Config {
   readonly pgUrl: string | null
   /** --pg-schema: the namespace in it (one queue per schema). */
   readonly pgSchema: string
+  /** --pg-session-timeout: how long a silent leader keeps its lock session (ms); it fences after half. */
+  readonly pgSessionTimeoutMs: number
   /** fsync at most every this many ms; 0 = before every reply. */
   readonly fsyncMs: number
   readonly fsyncNever: boolean
@@ -100,6 +102,7 @@ export interface RawFlags {
   store?: string
   pgUrl?: string
   pgSchema?: string
+  pgSessionTimeout?: string
   fsync?: string
   fsyncNever?: boolean
   binlogSize?: string
@@ -202,6 +205,10 @@ function check(f: RawFlags, flags: RawFlags, file: FileLayer | undefined, warn: 
   const pgSchema = f.pgSchema ?? DEFAULT_SCHEMA
   const schemaProblem = checkSchemaName(pgSchema)
   if (schemaProblem !== null) throw new UsageError(schemaProblem, 'pgSchema')
+  const pgSessionTimeoutMs = f.pgSessionTimeout === undefined ? DEFAULT_SESSION_TIMEOUT_MS : Number(f.pgSessionTimeout)
+  if (!Number.isInteger(pgSessionTimeoutMs) || pgSessionTimeoutMs < 200) {
+    throw new UsageError(`invalid --pg-session-timeout: ${f.pgSessionTimeout} (whole ms, at least 200)`, 'pgSessionTimeout')
+  }
   if (f.pgUrl !== undefined && !/^postgres(ql)?:\/\//.test(f.pgUrl)) throw new UsageError(`invalid --pg-url ${describePgUrl(f.pgUrl)}: not a postgres:// URL`, 'pgUrl')
   if (store === 'sqlite' && f.binlogDir !== undefined && maxJobSize > MAX_JOB_SIZE_SQLITE) {
     warn(`maximum job size was set to ${maxJobSize}; the SQLite store holds at most ${MAX_JOB_SIZE_SQLITE}: clamped`)
@@ -223,6 +230,7 @@ function check(f: RawFlags, flags: RawFlags, file: FileLayer | undefined, warn: 
     store,
     pgUrl: store === 'postgres' ? f.pgUrl! : null,
     pgSchema,
+    pgSessionTimeoutMs,
     fsyncMs,
     // -f after -F turns fsync back on in the reference; commander keeps the last word of each flag only.
     // Either flag on the command line decides; otherwise the file's settings do.
@@ -366,7 +374,7 @@ export interface CredentialSummary {
 export function describeConfig(c: Config, creds: CredentialSummary = {}): string {
   const store =
     c.store === 'postgres'
-      ? `postgres ${describePgUrl(c.pgUrl ?? '')}, schema ${c.pgSchema}, ${c.fsyncNever ? 'synchronous_commit off' : c.fsyncMs === 0 ? 'synchronous_commit on (every reply waits for the commit)' : `synchronous_commit off, flushed at most every ${c.fsyncMs} ms`}; standby until it holds the schema's lock`
+      ? `postgres ${describePgUrl(c.pgUrl ?? '')}, schema ${c.pgSchema}, ${c.fsyncNever ? 'synchronous_commit off' : c.fsyncMs === 0 ? 'synchronous_commit on (every reply waits for the commit)' : `synchronous_commit off, flushed at most every ${c.fsyncMs} ms`}; standby until it holds the schema's lock, fenced after ${c.pgSessionTimeoutMs / 2} ms without an answer`
       : c.binlogDir === null
       ? 'none (jobs in memory only)'
       : `${c.store} in ${c.binlogDir}, ${c.fsyncNever ? 'never fsync' : c.fsyncMs === 0 ? 'fsync before every reply' : `fsync at most every ${c.fsyncMs} ms`}` +

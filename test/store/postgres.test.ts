@@ -158,7 +158,8 @@ describe.skipIf(missing !== null)('postgres store', () => {
   })
 
   it('a standby does not listen and answers /readyz 503 "standby"; it takes over within seconds of a kill -9 of the leader, 4 rounds under load, losing nothing acknowledged', { timeout: 180_000 }, async () => {
-    const args = pgArgs(newSchema(), ['-f', '0', '--http', '127.0.0.1:0'])
+    // A longer session bound than the default (it only matters when the leader goes silent, not here).
+    const args = pgArgs(newSchema(), ['-f', '0', '--http', '127.0.0.1:0', '--pg-session-timeout', '3000'])
     const t = new Truth()
     const rnd = prng(17)
     let leader = spawnCli(args)

@@ -111,6 +111,9 @@ describe('parseConfigFile + toConfig', () => {
     expect(bad('[store.mysql]\nurl = "x"\n')).toMatch(/^t\.toml:1: unknown setting store\.mysql /)
     expect(bad('[store]\nengine = "postgres"\n[store.postgres]\nurl = "x"\n')).toBe('t.toml:4: invalid --pg-url x: not a postgres:// URL')
     expect(bad('[store]\nengine = "postgres"\n[store.postgres]\nurl = "postgres://h/db"\nschema = "Bad-Name"\n')).toMatch(/^t\.toml:5: invalid --pg-schema "Bad-Name"/)
+    expect(bad('[store]\nengine = "postgres"\n[store.postgres]\nurl = "postgres://h/db"\nsession_timeout_ms = 100\n')).toBe(
+      't.toml:5: invalid --pg-session-timeout: 100 (whole ms, at least 200)',
+    )
     expect(bad('a = "unterminated\n')).toMatch(/^t\.toml:1: /)
     // The same value as a flag: no file position.
     expect(() => toConfig({ logFormat: 'xml' }, () => undefined, parseConfigFile('t.toml', ''))).toThrow(/^invalid --log-format/)

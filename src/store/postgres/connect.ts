@@ -16,7 +16,9 @@
  *   data is in flight; they do nothing on a Unix socket, where none is needed.
  *
  * Invariants: int8 columns come back as numbers (ids, times and counters
- * stay below 2^53); the URL's password is never logged (`describePgUrl`).
+ * stay below 2^53); a connection is never closed by the library on a timer
+ * of its own (max_lifetime, idle_timeout off); the URL's password is never
+ * logged (names.ts `describePgUrl`).
  */
 import postgres from 'postgres'
 
@@ -83,6 +85,10 @@ export function connect(o: SessionOptions): Sql {
   const options = {
     ...base,
     max: 1,
+    // postgres.js closes a connection after a random 30-60 min by default: for the lock session
+    // that would be a lost leadership (a fence) every half hour. Ours live as long as the process.
+    max_lifetime: null,
+    idle_timeout: null,
     connect_timeout: base.connect_timeout ?? 5,
     keep_alive: 1,
     onnotice: () => undefined,

@@ -31,7 +31,7 @@
 import type { Logger } from 'pino'
 import { Readiness, ReadyState } from '../../util/readiness.js'
 import { connect, type Sql } from './connect.js'
-import { LOCK_CLASS, lockKey } from './names.js'
+import { DEFAULT_SESSION_TIMEOUT_MS, LOCK_CLASS, lockKey } from './names.js'
 
 export interface LeaderOptions {
   readonly url: string
@@ -70,7 +70,7 @@ export class Leader {
     this.opts = o
     this.schema = o.schema
     this.key = lockKey(o.schema)
-    this.sessionTimeoutMs = o.sessionTimeoutMs ?? 2000
+    this.sessionTimeoutMs = o.sessionTimeoutMs ?? DEFAULT_SESSION_TIMEOUT_MS
     this.fenceMs = Math.floor(this.sessionTimeoutMs / 2)
     this.heartbeatMs = Math.max(20, Math.min(200, Math.floor(this.sessionTimeoutMs / 10)))
     this.sql = connect({

@@ -5,6 +5,8 @@
  */
 
 export const DEFAULT_SCHEMA = 'tsbeanstalkd'
+/** --pg-session-timeout: the lock session's idle_session_timeout, ms (leader.ts). */
+export const DEFAULT_SESSION_TIMEOUT_MS = 2000
 /** The advisory lock's first key: "TSBQ", as the SQLite store's application_id. */
 export const LOCK_CLASS = 0x54534251
 

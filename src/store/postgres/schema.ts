@@ -20,6 +20,7 @@ import type { Sql } from './connect.js'
 
 export const SCHEMA_VERSION = 1
 export { DEFAULT_SCHEMA, LOCK_CLASS, checkSchemaName, lockKey } from './names.js'
+import { checkSchemaName } from './names.js'
 
 const ddl = (s: string): string => `
 CREATE TABLE ${s}.meta (
@@ -61,6 +62,9 @@ export interface TakeOver {
  * must survive a crash, or a stale leader could match it again.
  */
 export async function takeOver(sql: Sql, schema: string): Promise<TakeOver> {
+  // The name goes into DDL unquoted: only names the CLI would accept.
+  const bad = checkSchemaName(schema)
+  if (bad !== null) throw new PgRefusedError(schema, bad)
   return sql.begin(async (tx) => {
     await tx`SET LOCAL synchronous_commit = on`
     const tables = (await tx`SELECT tablename FROM pg_tables WHERE schemaname = ${schema}`).map((r) => String(r['tablename']))
