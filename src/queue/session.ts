@@ -34,8 +34,9 @@ export class Session implements TimerEntry {
   used: Tube
   /**
    * Watched tubes in the reference's order (swap-remove). While short it is
-   * replaced rather than grown: most sessions watch one or two tubes, and an
-   * array grown by push keeps 17 slots (an idle connection's memory).
+   * replaced by an exact-size copy rather than grown: most sessions watch one
+   * or two tubes, and an array grown by push (or spread) keeps 17 slots or
+   * more (an idle connection's memory).
    */
   watching: Tube[] = []
   /** The same as a set, made once more than SET_FROM tubes are watched (below, a scan is as fast). */
@@ -99,7 +100,7 @@ export class Session implements TimerEntry {
   addWatch(tube: Tube): void {
     const w = this.watching
     if (w.length < SET_FROM) {
-      this.watching = [...w, tube]
+      this.watching = w.concat(tube)
       // Short again after being long: scans serve it.
       this.watchSet = null
       return
