@@ -22,7 +22,7 @@ const PAIRS = 4
 /** Rounds per pair: enough calls for TurboFan to pick the hot functions (measured: see README "Performance"). */
 export const WARM_UP_ROUNDS = 60
 /** A warm-up not finished by then (a loaded machine) is cut short: the start is delayed by at most this. */
-const LIMIT_MS = 1000
+const LIMIT_MS = 600
 
 const BODY = 'w'.repeat(100)
 
