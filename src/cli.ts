@@ -96,7 +96,7 @@ function program(): Command {
     .option('--http <HOST:PORT>', 'serve /metrics, /healthz and /readyz over HTTP on HOST:PORT (default is off)')
     .option('--metrics-max-tubes <N>', `tubes with /metrics series of their own; the rest are summed as tube="*" (default is ${DEFAULT_METRICS_MAX_TUBES})`)
     .option('--extensions', "also serve the commands beyond the reference's (docs/EXTENSIONS.md); off by default, which keeps its wire exactly")
-    .option('--no-warm-up', 'listen without first compiling the command path on a throw-away server (at most 0.6 s; never done with -b, whose start it would delay)')
+    .option('--warm-up', 'before listening, compile the command path on a throw-away server (at most 0.6 s; not with -b, whose start it would delay); off by default')
     .addOption(
       new Option('--log-format <FORMAT>', 'log lines as json or pretty (default is json, pretty when stderr is a terminal)').choices(LOG_FORMATS),
     )

@@ -61,7 +61,7 @@ export interface Config {
   readonly extensions: boolean
   /** The config file's [[tube_policy]] tables (--extensions only). */
   readonly tubePolicies: readonly TubePolicySpec[]
-  /** Off with --no-warm-up: compile the command path before listening (server/warm-up.ts; never with -b). */
+  /** --warm-up: compile the command path before listening (server/warm-up.ts; never with -b). */
   readonly warmUp: boolean
   /** --tls-cert, --tls-key, --tls-ca: for the listeners with TLS; null when none has it. */
   readonly tls: TlsFiles | null
@@ -218,7 +218,7 @@ function check(f: RawFlags, flags: RawFlags, file: FileLayer | undefined, warn: 
     configFile: file?.path ?? null,
     extensions: f.extensions === true,
     tubePolicies: tubePolicies(f, file),
-    warmUp: flags.warmUp !== false,
+    warmUp: flags.warmUp === true,
     ...sec,
   }
 }

@@ -1,5 +1,5 @@
 /**
- * The warm-up before listening (src/server/warm-up.ts) runs a throw-away
+ * The warm-up before listening (--warm-up, src/server/warm-up.ts) runs a throw-away
  * server through put, reserve, release and delete: none of it may show. A
  * freshly started tsbeanstalkd answers stats, stats-tube and list-tubes as
  * a fresh reference does, and its first job gets id 1.
@@ -37,7 +37,7 @@ async function freshFigures(c: RawClient): Promise<{ stats: Record<string, strin
 
 describe('warm-up', () => {
   it('leaves no trace: a fresh server answers stats, stats-tube and list-tubes as the fresh reference, and the first put is id 1', async () => {
-    const proc = spawnCli(['-l', '127.0.0.1', '-p', '0'])
+    const proc = spawnCli(['-l', '127.0.0.1', '-p', '0', '--warm-up'])
     const { port } = await proc.listening()
     // The reference was probed by one connection before (startReference): so is ours.
     await waitConnectable(port!)
@@ -52,8 +52,8 @@ describe('warm-up', () => {
     expect(await ours.call('put 0 0 10 1\r\nx\r\n')).toBe('INSERTED 1\r\n')
   })
 
-  it('--no-warm-up starts without it, with the same fresh state', async () => {
-    const proc = spawnCli(['-l', '127.0.0.1', '-p', '0', '--no-warm-up'])
+  it('without --warm-up the server starts cold, with the same fresh state', async () => {
+    const proc = spawnCli(['-l', '127.0.0.1', '-p', '0'])
     const { port } = await proc.listening()
     const c = await connect(port!)
     expect((await c.stats('stats\r\n'))['total-jobs']).toBe('0')
