@@ -68,6 +68,8 @@ export interface Config {
   readonly extensions: boolean
   /** The config file's [[tube_policy]] tables (--extensions only). */
   readonly tubePolicies: readonly TubePolicySpec[]
+  /** --warm-up: compile the command path before listening (server/warm-up.ts; never with -b). */
+  readonly warmUp: boolean
   /** --tls-cert, --tls-key, --tls-ca: for the listeners with TLS; null when none has it. */
   readonly tls: TlsFiles | null
   /** --auth-file: the tokens of the listeners with auth; null when none has it. */
@@ -112,6 +114,7 @@ export interface RawFlags {
   metricsMaxTubes?: string
   logFormat?: string
   extensions?: boolean
+  warmUp?: boolean
   tlsPort?: string
   tlsOnly?: boolean
   tlsCert?: string
@@ -245,6 +248,7 @@ function check(f: RawFlags, flags: RawFlags, file: FileLayer | undefined, warn: 
     configFile: file?.path ?? null,
     extensions: f.extensions === true,
     tubePolicies: tubePolicies(f, file),
+    warmUp: flags.warmUp === true,
     ...sec,
   }
 }

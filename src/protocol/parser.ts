@@ -167,6 +167,20 @@ export class Parser {
     for (let i = 0; i < q.length; i++) if (q[i]!.buffer === shared) q[i] = Buffer.from(q[i]!)
   }
 
+  /**
+   * Nothing buffered and no line, body or discard under way: nothing a later
+   * read needs is kept here, so a connection may hand the parser to another.
+   */
+  get atRest(): boolean {
+    return this.chunk === null && this.buffered === 0 && this.mode === Mode.LINE && this.carryLen === 0
+  }
+
+  /** Lets go of the last body's storage (a parser at rest must not keep a job's slab alive). */
+  forgetBody(): void {
+    this.bodyBuf = EMPTY
+    this.bodyOff = this.bodyEnd = this.bodyFill = 0
+  }
+
   /** True while a put body is being read or swallowed (the connection closing now loses it). */
   get inBody(): boolean {
     return this.mode === Mode.BODY || this.mode === Mode.SKIP

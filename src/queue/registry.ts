@@ -226,8 +226,7 @@ export class Registry implements TubeHandler, WaitTimerHandler {
       t.watchingCount--
       this.dropIfUnused(t)
     }
-    w.length = 0
-    s.watchSet.clear()
+    s.clearWatches()
     s.used.usingCount--
     this.dropIfUnused(s.used)
     if (s.producer) this.producers--

@@ -11,6 +11,9 @@ import type { Tube } from './tube.js'
 import type { TimerEntry } from './timing-wheel.js'
 import type { ListCursor } from './extensions/browse.js'
 
+/** Watch lists longer than this get a Set beside the array. */
+const SET_FROM = 8
+
 /** How the queue answers a session that was waiting in reserve. */
 export interface Waiter {
   /** A job was reserved for the waiting session. */
@@ -29,13 +32,18 @@ export class Session implements TimerEntry {
   readonly waiter: Waiter
   private readonly handler: WaitTimerHandler
   used: Tube
-  /** Watched tubes in the reference's order (swap-remove), and the same as a set. */
-  readonly watching: Tube[] = []
-  readonly watchSet = new Set<Tube>()
-  /** Held jobs, soonest TTR deadline first (DEADLINE_SOON, wait timer). */
-  readonly deadlines = new Heap<Job>(byDeadline)
-  /** Held jobs in reserve order (returned to ready in this order on close). */
-  readonly reserved = new JobList()
+  /**
+   * Watched tubes in the reference's order (swap-remove). While short it is
+   * replaced by an exact-size copy rather than grown: most sessions watch one
+   * or two tubes, and an array grown by push (or spread) keeps 17 slots or
+   * more (an idle connection's memory).
+   */
+  watching: Tube[] = []
+  /** The same as a set, made once more than SET_FROM tubes are watched (below, a scan is as fast). */
+  private watchSet: Set<Tube> | null = null
+  /** Made on first use: an idle connection holds no jobs. */
+  private heldByDeadline: Heap<Job> | null = null
+  private heldInOrder: JobList | null = null
   waiting = false
   /** Monotonic ms when a reserve-with-timeout gives up; Infinity for none. */
   waitUntil = Infinity
@@ -75,13 +83,31 @@ export class Session implements TimerEntry {
     else this.weights?.delete(tube)
   }
 
+  /** Held jobs, soonest TTR deadline first (DEADLINE_SOON, wait timer). */
+  get deadlines(): Heap<Job> {
+    return (this.heldByDeadline ??= new Heap<Job>(byDeadline))
+  }
+
+  /** Held jobs in reserve order (returned to ready in this order on close). */
+  get reserved(): JobList {
+    return (this.heldInOrder ??= new JobList())
+  }
+
   watches(tube: Tube): boolean {
-    return this.watchSet.has(tube)
+    return this.watchSet !== null ? this.watchSet.has(tube) : this.watching.includes(tube)
   }
 
   addWatch(tube: Tube): void {
-    this.watching.push(tube)
-    this.watchSet.add(tube)
+    const w = this.watching
+    if (w.length < SET_FROM) {
+      this.watching = w.concat(tube)
+      // Short again after being long: scans serve it.
+      this.watchSet = null
+      return
+    }
+    w.push(tube)
+    if (this.watchSet === null) this.watchSet = new Set(w)
+    else this.watchSet.add(tube)
   }
 
   /** ref:ms.c ms_remove: swap-remove. */
@@ -89,7 +115,13 @@ export class Session implements TimerEntry {
     const i = this.watching.indexOf(tube)
     this.watching[i] = this.watching[this.watching.length - 1]!
     this.watching.pop()
-    this.watchSet.delete(tube)
+    this.watchSet?.delete(tube)
+  }
+
+  /** Watches nothing any more (the connection closed). */
+  clearWatches(): void {
+    this.watching = []
+    this.watchSet = null
   }
 
   onTimer(nowMs: number): void {

@@ -73,7 +73,7 @@ export class AuthGate {
     this.socket.off('end', this.onEnd)
     this.socket.off('error', this.onError)
     this.socket.write(AuthReply.AUTHENTICATED)
-    this.host.authenticated(this.socket, { from: this.onBytes, direct: this.direct }, data.subarray(line.end))
+    this.host.authenticated(this.socket, { direct: this.direct }, data.subarray(line.end))
   }
 
   private refuse(why: AuthFailure): void {

@@ -78,41 +78,57 @@ function socketSymbol(socket: Duplex, name: string): symbol | null {
   return null
 }
 
+/** Where a socket's reads go: one object per socket, called as a method (no closure per socket). */
+export interface ByteReceiver {
+  onBytes(chunk: Buffer): void
+}
+
+/** The socket's current ByteReceiver (a property of the socket, so one shared read callback serves all). */
+const kReceiver = Symbol('tsbeanstalkd.receiver')
+
+type Receiving = Duplex & { [kReceiver]: ByteReceiver }
+
+/** net.Socket's onread callback, called as a method of the socket: `buf` is sharedReadBuffer. */
+function sharedBufferCb(this: Receiving, nread: number, buf: Buffer): void {
+  this[kReceiver].onBytes(buf.subarray(0, nread))
+}
+
+/** The 'data' listener of the stream path (EventEmitter calls it with the stream as `this`). */
+function sharedDataListener(this: Receiving, chunk: Buffer): void {
+  this[kReceiver].onBytes(chunk)
+}
+
 /**
  * Starts reading `socket` (created paused) so that each read calls
- * `onBytes(view of sharedReadBuffer)`; falls back to 'data' events.
+ * `to.onBytes(view of sharedReadBuffer)`; falls back to 'data' events.
  * Returns true when reads use the shared buffer.
  */
-export function startReading(socket: Duplex, onBytes: (chunk: Buffer) => void): boolean {
+export function startReading(socket: Duplex, to: ByteReceiver | ((chunk: Buffer) => void)): boolean {
+  const s = socket as Receiving
+  s[kReceiver] = typeof to === 'function' ? { onBytes: to } : to
   const handle = handleOf(socket)
   const kBuffer = socketSymbol(socket, 'kBuffer')
   const kBufferCb = socketSymbol(socket, 'kBufferCb')
   const fast = binding !== null && handle !== null && kBuffer !== null && kBufferCb !== null
   if (fast) {
-    const s = socket as unknown as Record<symbol, unknown>
-    s[kBuffer] = sharedReadBuffer
-    s[kBufferCb] = (nread: number, buf: Buffer): void => onBytes(buf.subarray(0, nread))
+    const r = socket as unknown as Record<symbol, unknown>
+    r[kBuffer] = sharedReadBuffer
+    r[kBufferCb] = sharedBufferCb
     handle.useUserBuffer(sharedReadBuffer)
   } else {
-    socket.on('data', onBytes)
+    socket.on('data', sharedDataListener)
   }
   socket.resume()
   return fast
 }
 
 /**
- * Sends the next reads of a socket that startReading() started to
- * `onBytes` instead of `from` (the auth gate handing a trusted socket to its
- * connection). Call it from within `from`, so no read falls in between.
+ * Sends the next reads of a socket that startReading() started to `to`
+ * instead (the auth gate handing a trusted socket to its connection). Call
+ * it from within the current receiver, so no read falls in between.
  */
-export function redirectReading(socket: Duplex, from: (chunk: Buffer) => void, onBytes: (chunk: Buffer) => void, direct: boolean): void {
-  if (direct) {
-    const kBufferCb = socketSymbol(socket, 'kBufferCb')!
-    ;(socket as unknown as Record<symbol, unknown>)[kBufferCb] = (nread: number, buf: Buffer): void => onBytes(buf.subarray(0, nread))
-  } else {
-    socket.off('data', from)
-    socket.on('data', onBytes)
-  }
+export function redirectReading(socket: Duplex, to: ByteReceiver): void {
+  ;(socket as Receiving)[kReceiver] = to
 }
 
 /**
@@ -126,34 +142,38 @@ let spareReq: WriteReq | null = binding === null ? null : new binding.WriteWrap(
  * Writes to one socket: straight to its handle when nothing is queued, else
  * through the stream.
  *
- * Backpressure: once a write returns false, `onDrain` is called exactly once,
+ * Backpressure: once a write returns false, `drained()` is called exactly once,
  * when nothing written is held any more. That moment can come from a direct
  * write libuv finished or from the last stream write queued behind it, so
  * both report back here; the stream's own 'drain' would miss the case where
  * the stream writes behind a direct one stayed under its high-water mark.
  */
+/** Told once when a write that reported backpressure is all out. */
+export interface DrainListener {
+  drained(): void
+}
+
 export class SocketWriter {
   private readonly socket: Duplex
-  private readonly onDrain: () => void
+  private readonly listener: DrainListener
   /** Direct writes the kernel has not taken whole yet. */
   private inFlight = 0
   /** The request of the direct write in flight: kept referenced until libuv is done with it. */
   private current: WriteReq | null = null
-  /** A write returned false and onDrain has not been called since. */
+  /** A write returned false and drained() has not been called since. */
   private owed = false
   private readonly direct: boolean
-  private readonly complete: (status: number) => void
-  private readonly streamWritten: (err?: Error | null) => void
+  /** Callbacks made on first need: most connections never have a write go async or through the stream. */
+  private complete: ((status: number) => void) | null = null
+  private streamWritten: ((err?: Error | null) => void) | null = null
 
-  constructor(socket: Duplex, onDrain: () => void, direct: boolean) {
+  constructor(socket: Duplex, listener: DrainListener, direct: boolean) {
     this.socket = socket
-    this.onDrain = onDrain
+    this.listener = listener
     this.direct = direct && spareReq !== null
-    this.complete = (status) => this.onComplete(status)
-    this.streamWritten = () => this.settled()
   }
 
-  /** Returns false on backpressure: `onDrain` is called once everything is taken. */
+  /** Returns false on backpressure: `drained()` is called once everything is taken. */
   write(chunk: Buffer): boolean {
     const s = this.socket
     const req = spareReq
@@ -172,7 +192,7 @@ export class SocketWriter {
     // The kernel took part; libuv writes the rest and then calls oncomplete.
     req.handle = handle
     req.buffer = chunk
-    req.oncomplete = this.complete
+    req.oncomplete = this.complete ??= (status) => this.onComplete(status)
     this.current = req
     spareReq = new binding!.WriteWrap()
     this.inFlight++
@@ -194,7 +214,7 @@ export class SocketWriter {
   }
 
   private streamWrite(chunk: Buffer): boolean {
-    if (this.socket.write(chunk, this.streamWritten)) return true
+    if (this.socket.write(chunk, (this.streamWritten ??= () => this.settled()))) return true
     this.owed = true
     return false
   }
@@ -213,6 +233,6 @@ export class SocketWriter {
   private settled(): void {
     if (!this.owed || !this.idle) return
     this.owed = false
-    this.onDrain()
+    this.listener.drained()
   }
 }

@@ -77,6 +77,67 @@ describe('-f 0: group commit', () => {
     expect((await m.restart())[0]).toMatchObject({ pri: 49, reserves: 50, releases: 50 })
   })
 
+  it('a lone client\'s batch (flush(true)) is fsynced inline when no fsync runs, and waits for the group commit when one does', async () => {
+    const g = new GatedFs()
+    let inline = 0
+    const io: BinlogFs = {
+      ...g.io,
+      fsyncSync: (fd) => {
+        inline++
+        nodeFs.fsyncSync(fd)
+      },
+    }
+    const m = new Model(tmpDir(), { fsyncMs: 0, fs: io })
+    await m.open()
+    const before = inline
+    const j = m.put('lone')!
+    let acked = false
+    m.bl.whenDurable(m.bl.flush(true), () => (acked = true))
+    // Durable before flush returned: no background fsync, one inline.
+    expect(acked).toBe(true)
+    expect(inline - before).toBe(1)
+    expect(g.calls).toBe(0)
+    // A batch of many goes to the background as before...
+    m.reserve(j)
+    const many = m.bl.flush(false)
+    let manyAcked = false
+    m.bl.whenDurable(many, () => (manyAcked = true))
+    expect(g.calls).toBe(1)
+    // ...and a lone batch while it runs does not fsync inline: it waits for the next group fsync.
+    m.release(j, 7)
+    let loneAcked = false
+    m.bl.whenDurable(m.bl.flush(true), () => (loneAcked = true))
+    expect(inline - before).toBe(1)
+    expect([manyAcked, loneAcked]).toEqual([false, false])
+    await g.release()
+    expect([manyAcked, loneAcked]).toEqual([true, false])
+    expect(g.calls).toBe(2)
+    await g.release()
+    expect(loneAcked).toBe(true)
+    expect((await m.restart())[0]).toMatchObject({ pri: 7, reserves: 1, releases: 1 })
+  })
+
+  it('an inline fsync that fails is fatal: flush throws BinlogFsyncError, onFatal hears it, nothing is acknowledged', async () => {
+    const fatal: Error[] = []
+    let broken = false
+    const io: BinlogFs = {
+      ...nodeFs,
+      fsyncSync: (fd) => {
+        if (broken) throw Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' })
+        nodeFs.fsyncSync(fd)
+      },
+    }
+    const m = new Model(tmpDir(), { fsyncMs: 0, fs: io, onFatal: (e) => fatal.push(e) })
+    await m.open()
+    broken = true
+    m.put('a')
+    expect(() => m.bl.flush(true)).toThrow(expect.objectContaining({ name: 'BinlogFsyncError' }))
+    expect(fatal).toHaveLength(1)
+    expect(fatal[0]).toMatchObject({ code: 'TSB_ERR_BINLOG_FSYNC' })
+    expect((fatal[0]!.cause as NodeJS.ErrnoException).code).toBe('EIO')
+    expect(() => m.bl.whenDurable(1, () => undefined)).toThrow(fatal[0])
+  })
+
   it('concurrent committers share fsyncs (real fsync)', async () => {
     const g = new GatedFs()
     g.hold = false

@@ -84,10 +84,16 @@ describe('SocketWriter', () => {
       let drained: () => void = () => undefined
       const drainedOnce = new Promise<void>((r) => (drained = r))
       const direct = startReading(server, () => undefined)
-      const w = new SocketWriter(server, () => {
-        drains++
-        drained()
-      }, direct)
+      const w = new SocketWriter(
+        server,
+        {
+          drained: () => {
+            drains++
+            drained()
+          },
+        },
+        direct,
+      )
       expect(direct).toBe(true)
       // Direct writes until the kernel takes one only in part.
       const big = Buffer.alloc(1 << 20, 0x61)

@@ -525,3 +525,39 @@ describe('waiting while watching many tubes', () => {
   })
 
 })
+
+describe('watch lists past the length where a session adds a set', () => {
+  it('watches, ignores and reserves as a plain list would, growing and shrinking across it', () => {
+    const [producer] = session()
+    const [s] = session()
+    const model = ['default']
+    const rnd = prng(18)
+    for (let step = 0; step < 400; step++) {
+      const name = `t${rnd.int(20)}`
+      if (rnd.chance(0.6)) {
+        const n = r.watch(s, name)
+        if (!model.includes(name)) model.push(name)
+        expect(n).toBe(model.length)
+      } else {
+        const n = r.ignore(s, name)
+        const i = model.indexOf(name)
+        if (i === -1) expect(n).toBe(model.length)
+        else if (model.length === 1) expect(n).toBe(-1)
+        else {
+          // ref:ms.c ms_remove: swap-remove
+          model[i] = model[model.length - 1]!
+          model.pop()
+          expect(n).toBe(model.length)
+        }
+      }
+      expect(s.watching.map((t) => t.name)).toEqual(model)
+      for (let k = 0; k < 20; k++) expect(s.watches(r.tube(`t${k}`))).toBe(model.includes(`t${k}`))
+      // A job in the last tube watched is found, whichever side of the set the list is.
+      const last = model[model.length - 1]!
+      r.use(producer, last)
+      const j = put(producer)
+      expect(r.reserveReady(s)?.id).toBe(j.id)
+      expect(r.delete(s, j.id)).toBe(true)
+    }
+  })
+})

@@ -153,6 +153,8 @@ export class Binlog implements DurableStore {
   private noSpace = false
   /** The last write found no space; the queue waits for a retry. */
   private writeFailed = false
+  /** The batch being flushed answers at most one client (flush's `lone`): its fsync may run inline. */
+  private lone = false
   private readonly retryTimer: RetryTimer
   private fatal: Error | null = null
   private closed = false
@@ -348,9 +350,10 @@ export class Binlog implements DurableStore {
    * Writes everything queued (plus compaction's migrations) in one write and
    * returns the sequence number that covers it. Nothing queued: the last one.
    */
-  flush(): number {
+  flush(lone = false): number {
     this.check()
     if (this.bytes === 0) return this.lastSeq
+    this.lone = lone
     const budget = 2 * this.appBytes
     this.appBytes = 0
     // After a failed write, adding migrations to the waiting batch only makes it bigger.
@@ -527,10 +530,12 @@ export class Binlog implements DurableStore {
 
   /** One write of the whole queue. false: disk full, the queue is kept for a retry. */
   private writeQueued(): boolean {
-    let to = this.writer.write(this.parts, this.bytes, this.lastSeq)
+    const lone = this.lone
+    this.lone = false
+    let to = this.writer.write(this.parts, this.bytes, this.lastSeq, lone)
     if (to < 0 && this.reserve.release()) {
       this.enterNoSpace(new BinlogFullError(this.opts.dir, 'a write hit ENOSPC; released the space reserve and retried'))
-      to = this.writer.write(this.parts, this.bytes, this.lastSeq)
+      to = this.writer.write(this.parts, this.bytes, this.lastSeq, lone)
     }
     this.live.fileWritten(this.writer.currentIndex, this.writer.size)
     this.writeFailed = to < 0

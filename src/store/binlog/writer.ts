@@ -14,8 +14,9 @@
  *   is promised). Both only grow.
  * - At most one asynchronous fsync is in flight. With -f 0 one starts as soon
  *   as a write lands and none is running (group commit: it covers every batch
- *   written before it started); with -f N a timer starts one at most every
- *   N ms and within N ms of any write.
+ *   written before it started), or, for a batch of a lone client, the fsync
+ *   runs inline in write() when none is running; with -f N a timer starts one
+ *   at most every N ms and within N ms of any write.
  * - A new file's header and its directory entry are fsynced before anything
  *   is written to the file, and a file is fsynced in full before the writer
  *   leaves it (unless -F, whose files are flagged so replay expects torn
@@ -100,9 +101,17 @@ export class Writer {
   /**
    * Appends one batch (`seq` covers it). Returns the index of the file it went
    * to, or -1 when the disk is full (nothing written; the caller keeps the
-   * batch). Other I/O errors throw BinlogIoError.
+   * batch). Other I/O errors throw BinlogIoError; a failed inline fsync
+   * BinlogFsyncError.
+   *
+   * `inline` (-f 0): when no background fsync is running, fsync before
+   * returning (syncedSeq covers the batch at once) instead of starting one
+   * on the thread pool. For a batch of a single client: the loop has nobody
+   * else to serve meanwhile, and the client is spared the hand-over to a
+   * pool thread and back. While a background fsync runs, the batch waits
+   * for the next one as usual (group commit).
    */
-  write(parts: readonly Buffer[], bytes: number, seq: number): number {
+  write(parts: readonly Buffer[], bytes: number, seq: number, inline = false): number {
     if (this.pos > HEADER_SIZE && this.pos + bytes > this.opts.fileSize) this.rotate()
     try {
       writeAll(this.opts.io, this.fd, parts, bytes, this.pos)
@@ -118,8 +127,12 @@ export class Writer {
     this.pos += bytes
     this.writtenSeq = seq
     if (this.opts.fsyncNever) this.syncedSeq = seq
-    else if (this.opts.fsyncMs === 0) this.startSync()
-    else this.armTimer()
+    else if (this.opts.fsyncMs === 0) {
+      if (inline && !this.syncing) {
+        this.fsyncSync(this.fd, this.path)
+        this.syncedSeq = seq
+      } else this.startSync()
+    } else this.armTimer()
     return this.current
   }
 
