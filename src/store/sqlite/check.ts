@@ -12,7 +12,7 @@ import { createRequire } from 'node:module'
 import { Worker } from 'node:worker_threads'
 import type { Db } from './schema.js'
 
-/** Database plus WAL below this is checked on the main thread (about 10 ms of quick_check). */
+/** Database plus WAL below this is checked and read on the main thread (about 10 ms of quick_check): a worker costs more to start. */
 const WORKER_FROM_BYTES = 8 * 1024 * 1024
 
 // The worker is code, not a file, so it runs the same from dist/ and from the TypeScript sources under test.
@@ -45,10 +45,15 @@ export interface CheckResult {
 /** quick_check's findings apart from a lone "ok". */
 const problemsOf = (found: string[]): string[] => (found.length === 1 && found[0] === 'ok' ? [] : found)
 
+/** Whether `file` (with its WAL) is large enough to be read or checked on a worker thread. */
+export function worthAWorker(file: string): boolean {
+  const size = (p: string): number => fs.statSync(p, { throwIfNoEntry: false })?.size ?? 0
+  return size(file) + size(`${file}-wal`) >= WORKER_FROM_BYTES
+}
+
 /** Checks `file` (open as `db`): in place when small, else on a worker; resolves with what it found. */
 export function checkFile(db: Db, file: string, timeoutMs: number): Promise<CheckResult> {
-  const size = (p: string): number => fs.statSync(p, { throwIfNoEntry: false })?.size ?? 0
-  if (size(file) + size(`${file}-wal`) < WORKER_FROM_BYTES) {
+  if (!worthAWorker(file)) {
     const rows = db.pragma('quick_check(5)') as { quick_check: string }[]
     return Promise.resolve({ problems: problemsOf(rows.map((r) => r.quick_check)) })
   }

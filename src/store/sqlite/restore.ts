@@ -1,13 +1,15 @@
 /**
  * The SQLite store's replay: every row of `jobs`, in id order, straight into
- * the registry (the ReplaySink), a page of rows at a time, while a worker
- * checks a large file (check.ts).
+ * the registry (the ReplaySink), a packed page of rows at a time
+ * (job-pages.ts). For a large file one worker reads the pages
+ * (page-worker.ts) and another checks the file (check.ts), so this thread
+ * only builds jobs; a small one is read here.
  *
  * Invariants:
- * - Rows come through JobPages (schema.ts): one statement run per page, so
- *   no statement stays open while replay yields to the event loop between
- *   pages, and only one page of rows is ever held. The caller holds the
- *   write lock meanwhile, so the pages are one snapshot.
+ * - One statement run per page, so no statement stays open while replay
+ *   yields to the event loop between pages, and only a few pages of rows are
+ *   ever held. The caller holds the write lock meanwhile, so the pages are
+ *   one snapshot.
  * - A row that breaks the schema's rules, or a file the check finds damaged,
  *   is StoreCorruptError; nothing is skipped. restoreEnd is the caller's, so
  *   a damaged file never reaches the server.
@@ -17,8 +19,10 @@
 import { StoreCorruptError } from '../errors.js'
 import { ReplayMeter, type RestoreOptions } from '../replay-progress.js'
 import { toMono, type ReplaySink, type RestoredFields } from '../store.js'
-import { checkFile } from './check.js'
-import { JobPages, PAGE_ROWS, storeError, type Db, type JobRow } from './schema.js'
+import { checkFile, worthAWorker } from './check.js'
+import { LocalPages, PageDecoder, type JobRow, type PackedPage } from './job-pages.js'
+import { WorkerPages } from './page-worker.js'
+import { storeError, type Db } from './schema.js'
 
 const STATE_NUMBER = { ready: 1, reserved: 2, buried: 3, delayed: 4 } as const
 
@@ -88,21 +92,24 @@ export async function restoreRows(db: Db, file: string, sink: ReplaySink, o: Res
     f.releases = r.releases
     f.buries = r.buries
     f.kicks = r.kicks
-    sink.restoreJob(f, r.tube, r.body, 0, r.body.length)
+    sink.restoreJob(f, r.tube, r.body, r.bodyStart, r.bodyEnd)
     if (r.state === 'buried') {
       buryKeys.set(r.id, r.buryKey)
       if (r.buryKey >= nextBuryKey) nextBuryKey = r.buryKey + 1
     }
-    if (r.body.length > o.maxJobSize) oversized++
+    if (r.bodyEnd - r.bodyStart > o.maxJobSize) oversized++
     last = r.id
     if (meter.due()) pause = true
   }
-  const pages = new JobPages(db, file)
+  const pages: { next(): PackedPage | null | Promise<PackedPage | null>; close(): unknown } = worthAWorker(file)
+    ? new WorkerPages(file, o.timeoutMs)
+    : new LocalPages(db)
+  const decoder = new PageDecoder(file)
   let readError: unknown = null
   try {
-    for (let n = PAGE_ROWS; n === PAGE_ROWS; ) {
-      n = pages.next(restore)
-      jobs += n
+    for (let page = await pages.next(); page !== null; page = await pages.next()) {
+      decoder.decode(page, restore)
+      jobs += page.rows
       meter.records = meter.jobs = jobs
       if (pause) {
         pause = false
@@ -111,6 +118,8 @@ export async function restoreRows(db: Db, file: string, sink: ReplaySink, o: Res
     }
   } catch (err) {
     readError = err
+  } finally {
+    await pages.close()
   }
   // The check's verdict first: damage explains a failed read best.
   const c = await check
