@@ -15,6 +15,12 @@ export interface Journal {
   /** Reserve, release, bury, kick, TTR timeout: state, priority or counters changed. */
   update(job: Job): void
   delete(job: Job): void
+  /**
+   * --extensions flush-tube/delete-tube: the jobs of one slice, already
+   * deleted, stored as one record where the engine can (all or none); an
+   * engine without it gets a `delete` per job.
+   */
+  deleteMany?(jobs: readonly Job[]): void
   /** --extensions: a tube name's policy was set, changed or cleared (all zeros). */
   policy?(p: RestoredPolicy): void
   /** stats-job `file`. */

@@ -1010,19 +1010,32 @@ export class Registry implements TubeHandler, WaitTimerHandler {
   }
 
   /**
-   * A job deleted by an operator command (flush-tube): as `delete`, whoever
-   * holds it; the tube is left for the caller to drop.
+   * The jobs of one flush-tube slice, deleted as `delete` would, whoever
+   * holds them, and journaled together (Journal.deleteMany: one record);
+   * their tube is left for the caller to drop.
    */
-  remove(j: Job): void {
-    this.detach(j)
-    j.state = JobState.INVALID
-    this.jobs.delete(j.id)
-    this.journal?.delete(j)
-    if (j.ext !== null) {
-      this.ext!.deleted(j)
-      this.processQueue()
+  removeAll(jobs: readonly Job[]): void {
+    if (jobs.length === 0) return
+    let tagged = false
+    for (const j of jobs) {
+      this.detach(j)
+      j.state = JobState.INVALID
+      this.jobs.delete(j.id)
     }
-    this.bodies.release(j.slab, j.bodyLen)
+    const journal = this.journal
+    if (journal !== null) {
+      if (journal.deleteMany !== undefined) journal.deleteMany(jobs)
+      else for (const j of jobs) journal.delete(j)
+    }
+    for (const j of jobs) {
+      if (j.ext !== null) {
+        this.ext!.deleted(j)
+        tagged = true
+      }
+      this.bodies.release(j.slab, j.bodyLen)
+    }
+    // Keys freed, groups completed: waiters may get jobs now.
+    if (tagged) this.processQueue()
   }
 
   /** A step of body compaction, as a delete takes (once per flush slice rather than per job). */

@@ -151,6 +151,8 @@ export interface DurableStore {
   put(job: JobView): boolean
   update(job: JobView): void
   delete(job: JobView): void
+  /** --extensions: the jobs of one flush slice, as one unit where the engine can (queue/journal.ts). */
+  deleteMany?(jobs: readonly JobView[]): void
   /** --extensions: a tube policy set or cleared (zeros); stored with the next flush and replayed. */
   policy?(p: RestoredPolicy): void
   /** stats-job `file`: the binlog file holding the job; 0 where there is none. */

@@ -297,6 +297,17 @@ export class Model<S extends DurableStore = Binlog> implements ReplaySink {
     this.bl.delete(j)
   }
 
+  /** A flush slice: the jobs deleted together (deleteMany where the store has it). */
+  deleteMany(js: readonly TestJob[]): void {
+    for (const j of js) {
+      this.unbury(j)
+      j.state = 0
+      this.jobs.delete(j.id)
+    }
+    if (this.bl.deleteMany !== undefined) this.bl.deleteMany(js)
+    else for (const j of js) this.bl.delete(j)
+  }
+
   /** Flushes and waits until the batch is durable per the policy. */
   async commit(): Promise<number> {
     const seq = this.bl.flush()

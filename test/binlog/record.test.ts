@@ -11,7 +11,9 @@ import {
   UPDATE_RECORD_SIZE,
   decodeHeader,
   decodeRecord,
+  deleteManyRecordSize,
   encodeDelete,
+  encodeDeleteMany,
   encodeFull,
   encodeHeader,
   encodeFanout,
@@ -24,6 +26,7 @@ import {
   type JobFields,
 } from '../../src/store/binlog/record.js'
 import type { JobView } from '../../src/store/binlog/binlog.js'
+import { crc32Range } from '../../src/store/binlog/crc.js'
 
 const FRAME = 8
 import { JobState, type Job } from '../../src/queue/job.js'
@@ -198,5 +201,28 @@ describe('extension records (--extensions)', () => {
       bad[i]! ^= 1
       expect(decodeRecord(bad, 0)).toMatchObject({ ok: false, kind: 'torn' })
     }
+  })
+
+  it('DELETE_MANY round-trips (ids up to 2^53 - 1), is found by the resync scan; a flipped byte is torn, a wrong count invalid', () => {
+    const ids = [1, 2, 3, 4097, 2 ** 32, 2 ** 53 - 1]
+    const rec = encodeDeleteMany(ids)
+    expect(rec.length).toBe(deleteManyRecordSize(ids.length))
+    expect(decodeRecord(rec, 0)).toEqual({ ok: true, record: { type: RecordType.DELETE_MANY, ids }, size: rec.length })
+    const slice = encodeDeleteMany(Array.from({ length: 2048 }, (_, i) => 1000 + i))
+    expect(decodeRecord(slice, 0)).toMatchObject({ ok: true, size: FRAME + 8 + 8 * 2048 })
+    const both = Buffer.concat([Buffer.alloc(9), rec])
+    expect(findIntactRecord(both, 0)).toBe(9)
+    for (const i of [FRAME, FRAME + 4, rec.length - 1]) {
+      const bad = Buffer.from(rec)
+      bad[i]! ^= 1
+      expect(decodeRecord(bad, 0)).toMatchObject({ ok: false, kind: 'torn' })
+    }
+    // The count says 5 ids where 6 are, the CRC sealed over it: never a torn write.
+    const lying = Buffer.from(rec)
+    lying.writeUInt32LE(5, FRAME + 4)
+    lying.writeUInt32LE(crc32Range(lying, FRAME, lying.length, crc32Range(lying, 0, 4)), 4)
+    expect(decodeRecord(lying, 0)).toMatchObject({ ok: false, kind: 'invalid' })
+    expect(() => encodeDeleteMany([])).toThrow(RangeError)
+    expect(() => encodeDeleteMany([5, 0])).toThrow(RangeError)
   })
 })

@@ -8,8 +8,10 @@
  * - Only jobs that existed when the flush began are deleted (ids below the
  *   next id then): a producer putting into the tube meanwhile cannot keep a
  *   flush going forever, and its jobs stay.
- * - Each deleted job is journaled as a delete would be, in the turn it goes,
- *   so the turn's journal write carries its slice (one write per slice).
+ * - A slice's jobs are deleted together after its walk and journaled as one
+ *   record (Journal.deleteMany; DELETE_MANY in the binlog, one statement in
+ *   SQLite), in the turn they go: one record and one write per slice, not
+ *   one per job.
  * - A job that changed state meanwhile is deleted only if it is still in the
  *   state flushed (any state for a whole-tube flush).
  */
@@ -39,9 +41,16 @@ export class TubeFlush {
     this.walk = r.jobs.walk()
   }
 
+  /** The jobs of the slice being walked, deleted once it is. */
+  private batch: Job[] = []
+
   /** Deletes the next slice; false once the whole table has been visited. */
   step(): boolean {
     const more = this.walk.step(SLICE, this.visit)
+    const batch = this.batch
+    this.batch = []
+    this.r.removeAll(batch)
+    this.deleted += batch.length
     this.r.compactSome()
     return more
   }
@@ -51,7 +60,6 @@ export class TubeFlush {
     const s = this.state
     // A held after-job reads as delayed (stats-job, stats-tube).
     if (s !== ListState.ALL && j.state !== s && !(s === ListState.DELAYED && j.state === JobState.HELD)) return
-    this.r.remove(j)
-    this.deleted++
+    this.batch.push(j)
   }
 }

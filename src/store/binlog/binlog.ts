@@ -29,7 +29,8 @@
  *      a disconnect returning reserved jobs (reserved replays as ready),
  *      pause, drain. Reserve is logged only so `reserves` survives a restart;
  *      its reply need not wait for durability.
- *    - `delete(job)` when a job is deleted.
+ *    - `delete(job)` when a job is deleted; `deleteMany(jobs)` for the jobs
+ *      of one flush-tube/delete-tube slice (one DELETE_MANY record).
  * 3. Once per connection run (after the commands of one input chunk) and
  *    once after the timer advances the wheel (TTR timeouts, waiters handed
  *    jobs): `seq = flush()` writes everything queued in one write (nothing
@@ -67,7 +68,7 @@ import type { Compactor } from './compactor.js'
 import { BinlogFsyncError, BinlogFullError, BinlogIoError } from './errors.js'
 import { nodeFs, type BinlogFs } from '../io.js'
 import { DirLock } from '../lock.js'
-import { RecState, encodeDelete, encodeFanout, encodeFull, encodePolicy, encodeTags, encodeTomb, encodeUpdate, tombRecordSize, type JobFields, type RecordPolicy, type RecordTags } from './record.js'
+import { DELETE_MANY_MAX, RecState, encodeDelete, encodeDeleteMany, encodeFanout, encodeFull, encodePolicy, encodeTags, encodeTomb, encodeUpdate, tombRecordSize, type JobFields, type RecordPolicy, type RecordTags } from './record.js'
 import { fullBytesOf, restore, type Restored, type Tomb } from './restore.js'
 import { noPolicy } from '../store.js'
 import { SpaceReserve } from '../reserve.js'
@@ -307,10 +308,33 @@ export class Binlog implements DurableStore {
 
   delete(job: JobView): void {
     this.check()
-    if (!this.live.remove(job.id, fullBytesOf(job))) return
+    if (this.forget(job)) this.queue(encodeDelete(job.id))
+  }
+
+  /**
+   * Logs the deletes of one flush slice as one DELETE_MANY record (one CRC:
+   * after a torn write none of them happened, and the flush was not
+   * answered). A job whose idempotency key keeps a cooldown gets its TOMB
+   * record as `delete` would write it.
+   */
+  deleteMany(jobs: readonly JobView[]): void {
+    this.check()
+    const ids: number[] = []
+    for (const j of jobs) if (this.forget(j)) ids.push(j.id)
+    if (ids.length === 1) return this.queue(encodeDelete(ids[0]!))
+    for (let i = 0; i < ids.length; i += DELETE_MANY_MAX) this.queue(encodeDeleteMany(ids.slice(i, i + DELETE_MANY_MAX)))
+  }
+
+  /**
+   * A job is gone: out of the live set and the bury keys. true when a plain
+   * DELETE of it is due; false when it was never logged or its key's
+   * cooldown went into a TOMB record instead.
+   */
+  private forget(job: JobView): boolean {
+    if (!this.live.remove(job.id, fullBytesOf(job))) return false
     this.buryKeys.delete(job.id)
     const idp = job.ext?.idp ?? null
-    if (idp === null || idp.ttlSecs === 0) return this.queue(encodeDelete(job.id))
+    if (idp === null || idp.ttlSecs === 0) return true
     // The key's cooldown: a TOMB record, live (and moved by compaction) until it runs out.
     const t: Tomb = {
       tube: job.tube.name,
@@ -322,6 +346,7 @@ export class Binlog implements DurableStore {
     this.tombs.set(job.id, t)
     this.live.add(job.id, t.bytes)
     this.queueTomb(job.id, t, false)
+    return false
   }
 
   /** A tube policy set or cleared (zeros): a POLICY record, with the turn's others. */

@@ -26,7 +26,9 @@
  *   newest files always hold it. FANOUT (17) is the copies of one put
  *   into a fan-out source: consecutive ids, one tube each, one body, in
  *   one record (one CRC), so a torn write keeps all of them or none;
- *   replay hands each copy over as a FULL.
+ *   replay hands each copy over as a FULL. DELETE_MANY (18) is the deletes
+ *   of one flush-tube/delete-tube slice: many ids under one CRC, so a torn
+ *   one deletes none of them (the flush's reply had not been sent).
  */
 import { crc32 } from 'node:zlib'
 import { crc32Range } from './crc.js'
@@ -48,10 +50,14 @@ export const TUBE_NAME_MAX = 255
 export const BODY_MAX = 1073741824 + 2
 /** FANOUT: type, state, count u8, 0, first id u64, pri u32, body length u32, delay u64, ttr u64, created u64, ready-at u64; then the tubes (length u8, name), then the body. */
 const FANOUT_FIXED = 52
+/** DELETE_MANY: type, 3 spare, count u32, then count ids u64. */
+const DELETE_MANY_FIXED = 8
+/** Most ids one DELETE_MANY holds (a flush slice is at most 2048; the rest is headroom). */
+export const DELETE_MANY_MAX = 65536
 /** The largest payload of any record: a FANOUT of 255 tubes of 255 bytes with the largest body. */
 export const MAX_PAYLOAD = FANOUT_FIXED + 255 * 256 + BODY_MAX
 
-export const RecordType = { FULL: 1, UPDATE: 2, DELETE: 3, TAGS: 4, TOMB: 5, POLICY: 16, FANOUT: 17 } as const
+export const RecordType = { FULL: 1, UPDATE: 2, DELETE: 3, TAGS: 4, TOMB: 5, POLICY: 16, FANOUT: 17, DELETE_MANY: 18 } as const
 export type RecordType = (typeof RecordType)[keyof typeof RecordType]
 
 /** Job states as stored; the same numbers as the queue's JobState (a test checks it). */
@@ -119,11 +125,15 @@ export interface FanoutRecord {
   tubes: string[]
   body: Buffer
 }
+export interface DeleteManyRecord {
+  readonly type: typeof RecordType.DELETE_MANY
+  ids: number[]
+}
 export interface PolicyRecord {
   readonly type: typeof RecordType.POLICY
   policy: RecordPolicy
 }
-export type BinlogRecord = FullRecord | UpdateRecord | DeleteRecord | TagsRecord | TombRecord | PolicyRecord | FanoutRecord
+export type BinlogRecord = FullRecord | UpdateRecord | DeleteRecord | TagsRecord | TombRecord | PolicyRecord | FanoutRecord | DeleteManyRecord
 
 /** A POLICY record's content (zeros: the tube has no policy any more). */
 export type RecordPolicy = RestoredPolicy
@@ -388,6 +398,35 @@ export function encodeDelete(id: number): Buffer {
   return b
 }
 
+export function deleteManyRecordSize(count: number): number {
+  return FRAME_SIZE + DELETE_MANY_FIXED + 8 * count
+}
+
+/** A DELETE_MANY record: the ids of one flush slice, all deleted or (torn) none. */
+export function encodeDeleteMany(ids: readonly number[]): Buffer {
+  if (ids.length === 0 || ids.length > DELETE_MANY_MAX) throw new RangeError(`binlog: a DELETE_MANY of ${ids.length} ids`)
+  const b = Buffer.allocUnsafe(deleteManyRecordSize(ids.length))
+  const p = FRAME_SIZE
+  b[p] = RecordType.DELETE_MANY
+  b[p + 1] = 0
+  b[p + 2] = 0
+  b[p + 3] = 0
+  b.writeUInt32LE(ids.length, p + 4)
+  let at = p + DELETE_MANY_FIXED
+  for (const id of ids) {
+    if (id === 0) throw new RangeError('binlog: a DELETE_MANY of job id 0')
+    writeU64(b, at, id)
+    at += 8
+  }
+  seal(b, null)
+  return b
+}
+
+/** The `i`th id of the DELETE_MANY record `s` describes (decodeInto), in the buffer it was decoded from. */
+export function deleteManyId(b: Buffer, s: RecordScratch, i: number): number {
+  return readU64(b, s.idsStart + 8 * i)
+}
+
 export type Decoded =
   | { readonly ok: true; readonly record: BinlogRecord; readonly size: number }
   /**
@@ -426,6 +465,10 @@ function shapeOk(b: Buffer, off: number, len: number): boolean {
       return len >= POLICY_FIXED && policyLength(b, p, len) === len
     case RecordType.FANOUT:
       return len >= FANOUT_FIXED && b[p + 2]! > 0 && fanoutLength(b, p, len) === len
+    case RecordType.DELETE_MANY: {
+      const n = b.readUInt32LE(p + 4)
+      return n > 0 && n <= DELETE_MANY_MAX && len === DELETE_MANY_FIXED + 8 * n
+    }
     default:
       return false
   }
@@ -488,6 +531,9 @@ export class RecordScratch {
   policy: RecordPolicy | null = null
   /** FANOUT: the copies' tubes, each `[start, length)` in the buffer decoded (fields.id is the first copy's id). */
   fanTubes: number[] = []
+  /** DELETE_MANY: where its ids begin in the buffer decoded, and how many (deleteManyId reads them). */
+  idsStart = 0
+  idsCount = 0
   /** After a failed decode: what kind of damage (see Decoded) and what it is. */
   kind: 'torn' | 'invalid' = 'torn'
   detail = ''
@@ -525,6 +571,7 @@ export function decodeInto(b: Buffer, off: number, end: number, s: RecordScratch
   if (type === RecordType.TAGS || type === RecordType.TOMB) return decodeExtension(b, p, len, size, s)
   if (type === RecordType.POLICY) return decodePolicy(b, p, len, size, s)
   if (type === RecordType.FANOUT) return decodeFanout(b, p, len, size, s)
+  if (type === RecordType.DELETE_MANY) return decodeDeleteMany(b, p, len, size, s)
   if (type !== RecordType.FULL && type !== RecordType.UPDATE) return fail(s, 'invalid', `unknown record type ${type}`)
   const state = b[p + 1]!
   if (state < RecState.READY || state > RecState.DELAYED) return fail(s, 'invalid', `unknown job state ${state}`)
@@ -627,6 +674,17 @@ function decodeFanout(b: Buffer, p: number, len: number, size: number, s: Record
   return size
 }
 
+function decodeDeleteMany(b: Buffer, p: number, len: number, size: number, s: RecordScratch): number {
+  if (len < DELETE_MANY_FIXED + 8) return fail(s, 'invalid', `DELETE_MANY record of ${len} bytes`)
+  const n = u32At(b, p + 4)
+  if (n === 0 || n > DELETE_MANY_MAX || len !== DELETE_MANY_FIXED + 8 * n) return fail(s, 'invalid', `DELETE_MANY record of ${len} bytes announces ${n} ids`)
+  s.idsStart = p + DELETE_MANY_FIXED
+  s.idsCount = n
+  for (let i = 0; i < n; i++) if (deleteManyId(b, s, i) === 0) return fail(s, 'invalid', 'record for job id 0')
+  s.type = RecordType.DELETE_MANY
+  return size
+}
+
 function decodePolicy(b: Buffer, p: number, len: number, size: number, s: RecordScratch): number {
   const tubeLen = b[p + 2]!
   const dlLen = b[p + 3]!
@@ -664,6 +722,11 @@ export function decodeRecord(b: Buffer, off: number): Decoded {
   if (s.type === RecordType.TAGS) return { ok: true, record: { type: RecordType.TAGS, id: s.fields.id, tags: s.tags! }, size }
   if (s.type === RecordType.TOMB) return { ok: true, record: { type: RecordType.TOMB, id: s.fields.id, tomb: s.tomb! }, size }
   if (s.type === RecordType.POLICY) return { ok: true, record: { type: RecordType.POLICY, policy: s.policy! }, size }
+  if (s.type === RecordType.DELETE_MANY) {
+    const ids: number[] = []
+    for (let i = 0; i < s.idsCount; i++) ids.push(deleteManyId(b, s, i))
+    return { ok: true, record: { type: RecordType.DELETE_MANY, ids }, size }
+  }
   if (s.type === RecordType.FANOUT) {
     const tubes: string[] = []
     for (let i = 0; i < s.fanTubes.length; i += 2) tubes.push(b.toString('latin1', s.fanTubes[i]!, s.fanTubes[i]! + s.fanTubes[i + 1]!))

@@ -10,7 +10,8 @@
  * - Files are read in index order and records in offset order; a later record
  *   about a job supersedes every earlier one. FULL creates or replaces a job;
  *   UPDATE replaces its mutable fields; DELETE removes it (TAGS and TOMB,
- *   --extensions: a job's tags, a delete leaving a key's cooldown). An UPDATE or DELETE
+ *   --extensions: a job's tags, a delete leaving a key's cooldown; DELETE_MANY,
+ *   a flush slice: a DELETE for each of its ids). An UPDATE or DELETE
  *   for an id with no FULL yet is stale: its FULL lived in a removed file and
  *   a later FULL (the migrated copy) supersedes it, or the job is gone. The
  *   visitor tells which ones were stale.
@@ -54,6 +55,7 @@ import {
   TUBE_NAME_MAX,
   decodeHeader,
   decodeInto,
+  deleteManyId,
   findIntactRecord,
   type JobFields,
   type RecordTags,
@@ -337,6 +339,21 @@ function* scan(dir: string, io: BinlogFs, visit: RecordVisitor, meter: ReplayMet
           }
           if (f.id > maxId) maxId = f.id
           off += n
+          continue
+        }
+        if (s.type === RecordType.DELETE_MANY) {
+          // One flush slice (its CRC was right, so all of it): each id as a DELETE.
+          for (let i = 0; i < s.idsCount; i++) {
+            const id = deleteManyId(buf, s, i)
+            if (id > maxId) maxId = id
+            if (!visit.delete(id)) stale++
+          }
+          off += n
+          if (meter !== undefined) {
+            meter.records = records
+            meter.bytes = bytesDone + win.pos + off
+            if (meter.due()) yield
+          }
           continue
         }
         if (s.type === RecordType.POLICY) {

@@ -102,6 +102,9 @@ export const UPDATE_JOB =
   'UPDATE jobs SET state = ?, pri = ?, delay_ms = ?, due_at = ?, bury_seq = ?, ' +
   'reserves = ?, timeouts = ?, releases = ?, buries = ?, kicks = ? WHERE id = ?'
 export const DELETE_JOB = 'DELETE FROM jobs WHERE id = ?'
+/** A flush slice's deletes, one statement: the ids as a JSON array. */
+export const DELETE_JOBS = 'DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(?))'
+export const DELETE_TAGS_MANY = 'DELETE FROM job_tags WHERE id IN (SELECT value FROM json_each(?))'
 export const SET_NEXT_ID = "UPDATE meta SET value = ? WHERE key = 'next_id'"
 
 export type { StoredJob } from '../store.js'

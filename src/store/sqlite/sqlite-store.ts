@@ -9,7 +9,8 @@
  * put/update/delete only note the job in `pending` (one entry per job, the
  * last call wins: a put and a delete in the same turn cancel out). flush()
  * then runs one transaction: an INSERT, UPDATE or DELETE per pending job,
- * with the job's fields as they are at that moment, and next_id if it moved,
+ * with the job's fields as they are at that moment, one DELETE for all the
+ * jobs of the turn's flush-tube slices (deleteMany), and next_id if it moved,
  * through prepared statements, then COMMIT. better-sqlite3 is synchronous,
  * so when flush() returns the turn is committed (or has failed and stays
  * pending).
@@ -68,7 +69,9 @@ import { sqlitePath } from '../layout.js'
 import {
   AFTER_DONE,
   DELETE_JOB,
+  DELETE_JOBS,
   DELETE_TAGS,
+  DELETE_TAGS_MANY,
   EXTENSION_DDL,
   INSERT_JOB,
   INSERT_TAGS,
@@ -124,6 +127,8 @@ interface Statements {
   readonly insert: Statement
   readonly update: Statement
   readonly del: Statement
+  readonly delMany: Statement
+  readonly delTagsMany: Statement
   readonly setNextId: Statement
   readonly freePages: Statement
   readonly pageCount: Statement
@@ -169,6 +174,9 @@ export class SqliteStore implements DurableStore {
   private readonly created: boolean
 
   private pending = new Map<number, Pending>()
+  /** Committed jobs deleted by flush slices since the last commit (deleteMany), and those of them with a job_tags row. */
+  private flushed: number[] = []
+  private flushedTagged: number[] = []
   /** --extensions: idempotency cooldowns left by deletes, for the next commit. */
   private tombs: PendingTomb[] = []
   /** Tube policies set or cleared (zeros) since the last commit, by tube. */
@@ -250,6 +258,8 @@ export class SqliteStore implements DurableStore {
         insert: db.prepare(INSERT_JOB),
         update: db.prepare(UPDATE_JOB),
         del: db.prepare(DELETE_JOB),
+        delMany: db.prepare(DELETE_JOBS),
+        delTagsMany: db.prepare(DELETE_TAGS_MANY),
         setNextId: db.prepare(SET_NEXT_ID),
         freePages: db.prepare('PRAGMA freelist_count').pluck(),
         pageCount: db.prepare('PRAGMA page_count').pluck(),
@@ -361,17 +371,38 @@ export class SqliteStore implements DurableStore {
 
   delete(job: JobView): void {
     this.check()
-    this.buryKeys.delete(job.id)
-    this.live--
     this.queued++
-    const idp = job.ext?.idp ?? null
-    if (idp !== null && idp.ttlSecs > 0) {
-      this.tombs.push({ tube: job.tube.name, key: idp.key, id: job.id, ttl: idp.ttlSecs, expiresAt: this.wall() + idp.ttlSecs * 1000 })
-    }
+    this.forget(job)
     const p = this.pending.get(job.id)
     if (p === undefined) this.pending.set(job.id, { job, op: Op.DELETE })
     else if (p.op === Op.INSERT) this.pending.delete(job.id) // never committed: nothing to delete
     else p.op = Op.DELETE
+  }
+
+  /** The jobs of one flush slice: one DELETE statement for them all in the next commit. */
+  deleteMany(jobs: readonly JobView[]): void {
+    this.check()
+    this.queued++
+    for (const job of jobs) {
+      this.forget(job)
+      const p = this.pending.get(job.id)
+      if (p !== undefined) {
+        this.pending.delete(job.id)
+        if (p.op === Op.INSERT) continue // never committed: nothing to delete
+      }
+      this.flushed.push(job.id)
+      if (job.ext != null) this.flushedTagged.push(job.id)
+    }
+  }
+
+  /** A job is gone: its bury key and live count, and the cooldown its idempotency key keeps. */
+  private forget(job: JobView): void {
+    this.buryKeys.delete(job.id)
+    this.live--
+    const idp = job.ext?.idp ?? null
+    if (idp !== null && idp.ttlSecs > 0) {
+      this.tombs.push({ tube: job.tube.name, key: idp.key, id: job.id, ttl: idp.ttlSecs, expiresAt: this.wall() + idp.ttlSecs * 1000 })
+    }
   }
 
   /** A tube policy set or cleared (zeros): its row, in the next commit. */
@@ -394,7 +425,7 @@ export class SqliteStore implements DurableStore {
   /** Commits everything pending in one transaction; returns the sequence number covering it. */
   flush(): number {
     this.check()
-    if (this.pending.size === 0 && this.tombs.length === 0 && this.policies.size === 0 && this.hwm <= this.storedNextId) {
+    if (!this.hasChanges()) {
       this.recordsWritten += this.queued
       this.queued = 0
       return this.lastSeq
@@ -421,7 +452,7 @@ export class SqliteStore implements DurableStore {
     this.stopTimers()
     try {
       if (this.fatal === null) {
-        if (this.pending.size > 0 || this.tombs.length > 0 || this.policies.size > 0 || this.hwm > this.storedNextId) {
+        if (this.hasChanges()) {
           this.lastSeq++
           if (!this.commit()) {
             this.log.error({ jobs: this.pending.size }, 'sqlite store: changes left uncommitted at close (no space or locked); none was acknowledged')
@@ -484,6 +515,11 @@ export class SqliteStore implements DurableStore {
     if (this.closed) throw new Error('sqlite store: used after close()')
   }
 
+  /** Something waits to be committed. */
+  private hasChanges(): boolean {
+    return this.pending.size > 0 || this.flushed.length > 0 || this.tombs.length > 0 || this.policies.size > 0 || this.hwm > this.storedNextId
+  }
+
   /** One transaction for everything pending. false: it failed and stays pending (retried by the timer). */
   private commit(): boolean {
     const s = this.stmt
@@ -533,6 +569,10 @@ export class SqliteStore implements DurableStore {
           if (j.ext != null && j.ext.afterName !== null && j.ext.after === null) s.afterDone.run(id)
         }
       }
+      if (this.flushed.length > 0) {
+        s.delMany.run(JSON.stringify(this.flushed))
+        if (this.flushedTagged.length > 0) s.delTagsMany.run(JSON.stringify(this.flushedTagged))
+      }
       if (this.tombs.length > 0) {
         s.purgeTombs.run(this.wall())
         for (const t of this.tombs) s.insertTomb.run(t.tube, t.key, t.id, t.ttl, t.expiresAt)
@@ -552,6 +592,8 @@ export class SqliteStore implements DurableStore {
     this.recordsWritten += this.queued
     this.queued = 0
     this.pending.clear()
+    this.flushed = []
+    this.flushedTagged = []
     this.tombs = []
     this.policies.clear()
     this.committedSeq = this.lastSeq
