@@ -4,7 +4,8 @@
  * priority order from a cursor deep in the tube, and flush-tube deletes
  * every job in slices while another client's commands keep being answered
  * (many of them before the flush's reply, each within a generous bound),
- * journaled: after a restart the tube is empty. The figures on 1,000,000
+ * journaled as one record per slice (about N / 2048 records, not N): after
+ * a restart the tube is empty. The figures on 1,000,000
  * jobs are bench/admin.mjs's.
  */
 import fs from 'node:fs'
@@ -60,6 +61,7 @@ describe('a 200,000-job tube', () => {
     // The flush and, meanwhile, another client's commands one after another.
     const other = await fx.connect(port)
     expect(await other.call('use other\r\n')).toBe('USING other\r\n')
+    const recordsBefore = Number((await admin.stats('stats\r\n'))['binlog-records-written'])
     admin.send('flush-tube default\r\n')
     let flushed = ''
     const flushDone = admin.line(120_000).then((l) => (flushed = l))
@@ -79,6 +81,10 @@ describe('a 200,000-job tube', () => {
     // A generous bound for a loaded 2-core machine; the measured p99 is in bench/admin.mjs.
     expect(worst).toBeLessThan(2000)
     expect((await admin.stats('stats-tube default\r\n'))['current-jobs-ready']).toBe('0')
+    // One record per slice of 2048 job slots (the other client's puts take slots too, and a record each).
+    const flushRecords = Number((await admin.stats('stats\r\n'))['binlog-records-written']) - recordsBefore - sent
+    expect(flushRecords).toBeGreaterThanOrEqual(Math.ceil(N / 2048))
+    expect(flushRecords).toBeLessThanOrEqual(Math.ceil((N + sent) / 2048) + 1)
 
     // Journaled: after a restart the flushed jobs stay gone.
     proc.signal('SIGTERM')
