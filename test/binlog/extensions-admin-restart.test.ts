@@ -4,7 +4,9 @@
  * priority and due time, a job moved to a dead-letter tube by max-retries is
  * there with its counters (its original deleted), a buried one stays
  * buried, a flushed tube stays empty; policies from the config file are in
- * force again after the restart. And a flush killed with SIGKILL under
+ * force again after the restart. A flush of tagged jobs completes their
+ * group (its after-job is ready) and leaves a key's cooldown, both kept
+ * across a restart. And a flush killed with SIGKILL under
  * -f 0 mid-way, a few times, then let finish: each slice's deletes (one
  * record) happened whole or not at all, what is left is the jobs the walk
  * had not reached, the other tube's jobs are untouched, and an answered
@@ -149,6 +151,32 @@ describe.each(ENGINES)('$name', (engine) => {
     s = await start(args)
     expect(await c().stats('stats-tube-policy a\r\n')).toMatchObject({ 'max-jobs': '0', 'max-retries': '0' })
     expect(await c().stats('stats-tube-policy b\r\n')).toMatchObject({ 'max-retries': '3' })
+    await s.stop()
+  })
+
+  it('a flush of tagged jobs: a completed group frees its after-job, a key keeps its cooldown across a restart', { timeout: 60_000 }, async () => {
+    const dir = fs.mkdtempSync(path.join(fx.tmp(), 'tags-'))
+    const args = ['-b', dir, ...engine.flags, '-p0', '-l127.0.0.1', '--extensions']
+    let s = await start(args)
+    const c = (): RawClient => s.c
+    expect(await c().call('use g\r\n')).toBe('USING g\r\n')
+    expect(await c().call('put 0 0 60 1 grp:G\r\nm\r\n')).toBe('INSERTED 1\r\n')
+    expect(await c().call('put 0 0 60 1 grp:G idp:k:3600\r\nk\r\n')).toBe('INSERTED 2\r\n')
+    expect(await c().call('put 0 0 60 1 con:c\r\nc\r\n')).toBe('INSERTED 3\r\n')
+    expect(await c().call('use w\r\n')).toBe('USING w\r\n')
+    expect(await c().call('put 0 0 60 1 aft:G\r\na\r\n')).toBe('INSERTED 4\r\n')
+    expect((await c().stats('stats-tube w\r\n'))['current-jobs-delayed']).toBe('1') // held
+    expect(await c().call('flush-tube g\r\n')).toBe('FLUSHED 3\r\n')
+    expect(await c().stats('stats-job 4\r\n')).toMatchObject({ state: 'ready' })
+    expect(await c().call('use g\r\n')).toBe('USING g\r\n')
+    expect(await c().call('put 0 0 60 1 idp:k:3600\r\nk\r\n')).toBe('INSERTED 2 DELETED\r\n')
+    await s.stop()
+
+    s = await start(args)
+    expect(await c().stats('stats-job 4\r\n')).toMatchObject({ tube: 'w', state: 'ready' })
+    for (const id of [1, 2, 3]) expect(await c().call(`stats-job ${id}\r\n`)).toBe('NOT_FOUND\r\n')
+    expect(await c().call('use g\r\n')).toBe('USING g\r\n')
+    expect(await c().call('put 0 0 60 1 idp:k:3600\r\nk\r\n')).toBe('INSERTED 2 DELETED\r\n')
     await s.stop()
   })
 
