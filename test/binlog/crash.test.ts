@@ -12,9 +12,9 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { prng } from '../helpers/prng.js'
-import { ENGINES, type EngineFactory } from '../store/engines.js'
+import { ENGINES, binlogEngine, type EngineFactory } from '../store/engines.js'
 import { ChildBuild, type Child } from './child.js'
-import { Model, tmpDir } from './helpers.js'
+import { Model, binlogFiles, tmpDir } from './helpers.js'
 
 let build: ChildBuild
 beforeAll(() => {
@@ -115,5 +115,30 @@ describe.each(ENGINES)('crash: $name', (engine) => {
     }
     expect(truth.known.size).toBeGreaterThan(10) // the rounds did acknowledge work
     expect(truth.maxAckedId).toBeGreaterThan(100)
+  })
+})
+
+describe('crash: the child log', () => {
+  // A loaded parent may not read the child's output for a while. What the
+  // child logged before the kill must still all be there: with the log on
+  // stdout, Node queued the lines past the socket's buffer in the child and
+  // the kill lost them, so batches that reached the store had no intent and
+  // their puts and deletes looked like losses and resurrections.
+  it('holds every batch that reached the store although the parent did not read while the child ran', { timeout: 60_000 }, async () => {
+    const dir = tmpDir()
+    const logFile = path.join(tmpDir(), 'round-0.log')
+    const child = startChild(dir, logFile, 77, binlogEngine)
+    await child.waitFor('ready\n')
+    // Block this event loop (it reads the child's stdout) until the child has
+    // written 12 files of 8 KiB (some hundreds of batches, more lines than a
+    // socket buffer holds); bounded, in case the child is starved.
+    const first = Number(binlogFiles(dir)[0]?.slice(7) ?? 0)
+    const until = Date.now() + 20_000
+    let newest = first
+    while (newest < first + 12 && Date.now() < until) newest = Number(binlogFiles(dir).at(-1)?.slice(7) ?? 0)
+    await child.kill()
+    expect(child.err).toBe('')
+    expect(newest, 'the child wrote 12 files').toBeGreaterThanOrEqual(first + 12)
+    await checkRound(binlogEngine, dir, logFile, 0, { known: new Map(), maxAckedId: 0 })
   })
 })
