@@ -274,6 +274,32 @@ describe.skipIf(missing !== null)('postgres store', () => {
     c2.close()
   })
 
+  it('a row broken by hand stops the start (exit 16), naming the job; the rows around it replay once it is mended', { timeout: 60_000 }, async () => {
+    const schema = newSchema()
+    const first = spawnCli(pgArgs(schema, ['-f', '0']))
+    const c = await RawClient.connect((await first.listening(10_000)).port!)
+    for (let i = 1; i <= 3; i++) expect(await c.call(`put 0 0 60 4\r\njob${i}\r\n`)).toBe(`INSERTED ${i}\r\n`)
+    c.close()
+    first.signal('SIGTERM')
+    expect((await first.exited(10_000)).code).toBe(0)
+    const sql = postgres({ host: cluster.dir, port: cluster.port, user: 'postgres', database: 'postgres', onnotice: () => undefined })
+    try {
+      await sql.unsafe(`UPDATE ${schema}.jobs SET state = 'buried', bury_seq = NULL WHERE id = 2`)
+      const broken = spawnCli(pgArgs(schema))
+      expect((await broken.exited(10_000)).code).toBe(16)
+      expect(broken.stderr).toContain('job 2: buried without bury_seq')
+      await sql.unsafe(`UPDATE ${schema}.jobs SET bury_seq = 1 WHERE id = 2`)
+    } finally {
+      await sql.end()
+    }
+    const mended = spawnCli(pgArgs(schema))
+    const d = await RawClient.connect((await mended.listening(10_000)).port!)
+    for (const [id, state] of [[1, 'ready'], [2, 'buried'], [3, 'ready']] as const) expect((await d.stats(`stats-job ${id}\r\n`))['state']).toBe(state)
+    expect(await d.call('peek 3\r\n')).toBe('FOUND 3 4\r\n')
+    expect(await d.read(6)).toBe('job3\r\n')
+    d.close()
+  })
+
   it('refuses --extensions (exit 5), and a schema of a newer version (exit 16) without writing to it', { timeout: 60_000 }, async () => {
     const ext = spawnCli(pgArgs(newSchema(), ['--extensions']))
     expect((await ext.exited(10_000)).code).toBe(5)
