@@ -47,6 +47,20 @@ export interface RestoredRows {
   readonly seconds: number
 }
 
+/**
+ * postgres.js pauses the connection's socket whenever the COPY stream's
+ * buffer is full (rows that came before a 'data' listener, or while the
+ * replay pauses it), and resumes it only from the stream's read(). When the
+ * whole COPY, its end included, arrived while the socket was paused, nothing
+ * calls read() again, and every later query on the connection (the store's
+ * commits) would wait forever. The stream's read() resumes the socket; on a
+ * running socket it does nothing.
+ */
+function resumeConnection(stream: Readable): void {
+  const read = (stream as unknown as { _read?: (n: number) => void })._read
+  if (typeof read === 'function') read.call(stream, 0)
+}
+
 export async function restoreRows(sql: Sql, schema: string, sink: ReplaySink, o: RestoreOptions): Promise<RestoredRows> {
   const [c] = await sql`SELECT count(*)::int8 AS n FROM jobs`
   const total = Number(c!['n'])
@@ -201,7 +215,11 @@ export async function restoreRows(sql: Sql, schema: string, sink: ReplaySink, o:
         meter.pause().then(() => stream.resume(), fail)
       }
     })
-    stream.once('end', () => (rest === null ? resolve() : reject(new PgRefusedError(schema, `COPY of jobs ended inside a row after job ${last}`))))
+    stream.once('end', () => {
+      resumeConnection(stream)
+      if (rest === null) resolve()
+      else reject(new PgRefusedError(schema, `COPY of jobs ended inside a row after job ${last}`))
+    })
     stream.once('error', reject)
   })
   if (!ended) throw new PgRefusedError(schema, `COPY of jobs ended without its trailer after job ${last}`)
