@@ -40,8 +40,10 @@
  *   commit or before its replies (Leader.fresh()): fenced. Nothing more is
  *   acknowledged; onFenced (the CLI: exit 15).
  * - Any other failed transaction (a dropped connection, PostgreSQL
- *   restarting): its changes go back to pending, its replies wait, puts are
- *   refused (OUT_OF_MEMORY), and the retry timer commits them later. A stopped
+ *   restarting, its disk full): its changes go back to pending, its replies wait,
+ *   puts are refused (OUT_OF_MEMORY), and the retry timer commits them later
+ *   (once space is freed, for a full disk: the retry is the same transaction,
+ *   so the deletes queued behind a put that did not fit wait with it). A stopped
  *   PostgreSQL also ends the lock session, so in practice the leader fences.
  *
  * Invariants:
@@ -89,6 +91,8 @@ const HELD = 5
 const STATE_NAMES = ['', 'ready', 'reserved', 'buried', 'delayed'] as const
 /** What the epoch check casts to int when the epoch moved: the error message carries it. */
 const FENCED_MARK = 'tsbeanstalkd fenced: epoch '
+/** SQLSTATE disk_full: PostgreSQL could not extend a file (its tablespace's disk is full). */
+const DISK_FULL = '53100'
 
 /** Column arrays of one batch's INSERT (or UPDATE: no tube, times, body). */
 interface Columns {
@@ -145,6 +149,8 @@ export class PostgresStore implements DurableStore {
 
   private pending = new Map<number, Pending>()
   private queued = 0
+  /** Changes noted since the last flush (queued also counts a failed batch's, put back). */
+  private turnChanges = 0
   private readonly buryKeys = new Map<number, number>()
   private nextBuryKey = 1
   private hwm = 1
@@ -160,6 +166,8 @@ export class PostgresStore implements DurableStore {
   private syncDue = false
   private syncTimer: NodeJS.Timeout | null = null
   private stalled = false
+  /** The last failed commit was PostgreSQL's disk full (SQLSTATE 53100): stats().noSpace. */
+  private noSpace = false
   private readonly retryTimer: RetryTimer
   private fenced: PgFencedError | null = null
   private closed = false
@@ -232,12 +240,14 @@ export class PostgresStore implements DurableStore {
   put(job: JobView): boolean {
     this.check()
     if (job.id >= this.hwm) this.hwm = job.id + 1
-    if (this.stalled) return false
+    // noSpace stays set through the retries (stalled does not): a put meanwhile would queue behind the one that did not fit.
+    if (this.stalled || this.noSpace) return false
     if (this.pending.has(job.id)) throw new Error(`postgres store: job ${job.id} put twice`)
     this.pending.set(job.id, { job, op: Op.INSERT })
     if (job.state === BURIED) this.buryKeys.set(job.id, this.nextBuryKey++)
     this.live++
     this.queued++
+    this.turnChanges++
     return true
   }
 
@@ -249,6 +259,7 @@ export class PostgresStore implements DurableStore {
     if (p === undefined) this.pending.set(job.id, { job, op: Op.UPDATE })
     else p.job = job
     this.queued++
+    this.turnChanges++
   }
 
   delete(job: JobView): void {
@@ -256,6 +267,7 @@ export class PostgresStore implements DurableStore {
     this.buryKeys.delete(job.id)
     this.live--
     this.queued++
+    this.turnChanges++
     const p = this.pending.get(job.id)
     if (p === undefined) this.pending.set(job.id, { job, op: Op.DELETE })
     else if (p.op === Op.INSERT) this.pending.delete(job.id) // never sent: nothing to delete
@@ -263,7 +275,7 @@ export class PostgresStore implements DurableStore {
   }
 
   canPut(): boolean {
-    return !this.stalled && this.fenced === null && !this.closed
+    return !this.stalled && !this.noSpace && this.fenced === null && !this.closed
   }
 
   fileOf(_jobId: number): number {
@@ -277,8 +289,14 @@ export class PostgresStore implements DurableStore {
     if (this.pending.size === 0 && this.hwm <= this.storedNextId) {
       this.recordsWritten += this.queued
       this.queued = 0
+      this.turnChanges = 0
       return this.lastSeq
     }
+    const changed = this.turnChanges > 0
+    this.turnChanges = 0
+    // A failed batch waits for its retry: a turn that stored nothing (reads, reserves, refused
+    // puts) need not wait behind it, or a full disk would stop every reply, not just the writes.
+    if (!changed && (this.stalled || this.noSpace)) return this.committedSeq
     this.lastSeq++
     this.kick()
     return this.lastSeq
@@ -325,7 +343,7 @@ export class PostgresStore implements DurableStore {
       recordsWritten: this.recordsWritten + this.queued,
       recordsMigrated: 0,
       liveJobs: this.live,
-      noSpace: false,
+      noSpace: this.noSpace,
       fsyncs: this.commits,
       engine: 'postgres',
       files: 0,
@@ -464,8 +482,10 @@ export class PostgresStore implements DurableStore {
     this.commitLatency.observeMs(performance.now() - t0)
     this.recordsWritten += records
     if (hwm > this.storedNextId) this.storedNextId = hwm
-    if (this.stalled) this.log.info({ schema: this.schema }, 'postgres store: commits succeed again')
+    if (this.noSpace) this.log.info({ schema: this.schema }, 'postgres store: space available again; accepting puts')
+    else if (this.stalled) this.log.info({ schema: this.schema }, 'postgres store: commits succeed again')
     this.stalled = false
+    this.noSpace = false
     if (!this.leader.fresh()) {
       // Committed, and in what the next leader replays, but not ours to acknowledge.
       this.fence(this.leader.lost ?? 'the leadership was not confirmed in time after a commit')
@@ -497,13 +517,22 @@ export class PostgresStore implements DurableStore {
       return
     }
     this.mergeBack(batch)
-    if (!this.stalled) {
+    const diskFull = (err as { code?: unknown } | null)?.code === DISK_FULL
+    if (diskFull) {
+      if (!this.noSpace) {
+        this.log.error(
+          { err, schema: this.schema },
+          `postgres store: disk full in PostgreSQL (${(err as Error).message}); refusing puts (OUT_OF_MEMORY) and holding replies until a commit fits; retrying`,
+        )
+      }
+    } else if (!this.stalled) {
       this.log.error(
         { err, schema: this.schema },
         `postgres store: a commit failed (${(err as Error).message}); refusing puts (OUT_OF_MEMORY) and holding replies; retrying`,
       )
     }
     this.stalled = true
+    this.noSpace = diskFull
     if (!this.closed) this.retryTimer.arm()
     this.next()
   }
