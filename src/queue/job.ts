@@ -153,7 +153,7 @@ class JobHistory {
 }
 
 /** Ready order: priority, then id (older first). */
-export const byPriority = (a: Job, b: Job): boolean => a.pri < b.pri || (a.pri === b.pri && a.id < b.id)
+export const byPriority = (a: Pick<Job, 'pri' | 'id'>, b: Pick<Job, 'pri' | 'id'>): boolean => a.pri < b.pri || (a.pri === b.pri && a.id < b.id)
 /** Delay and TTR order: deadline, then id. */
-export const byDeadline = (a: Job, b: Job): boolean =>
+export const byDeadline = (a: Pick<Job, 'deadline' | 'id'>, b: Pick<Job, 'deadline' | 'id'>): boolean =>
   a.deadline < b.deadline || (a.deadline === b.deadline && a.id < b.id)

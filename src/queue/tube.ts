@@ -4,10 +4,11 @@
  * counters. A tube lives while anything references it (REFERENCE.md 2.9):
  * sessions using or watching it and jobs in it; `default` lives forever.
  */
-import { Heap, type HeapItem } from './heap.js'
+import type { HeapItem } from './heap.js'
 import { byDeadline, byPriority, type Job, type JobTimerHandler } from './job.js'
 import { JobList } from './job-list.js'
 import { ReadyNode, nodeBefore } from './ready-index.js'
+import { TubeHeap } from './tube-heap.js'
 import type { Session } from './session.js'
 import type { TimerEntry } from './timing-wheel.js'
 import type { TubePolicy } from './extensions/policies.js'
@@ -20,8 +21,9 @@ export interface TubeHandler extends JobTimerHandler {
 export class Tube implements HeapItem, TimerEntry {
   readonly name: string
   readonly handler: TubeHandler
-  readonly ready = new Heap<Job>(byPriority)
-  readonly delayed = new Heap<Job>(byDeadline)
+  /** Ready jobs; with list-jobs' index once browsed (tube-heap.ts). */
+  readonly ready = new TubeHeap(byPriority)
+  readonly delayed = new TubeHeap(byDeadline)
   readonly buried = new JobList()
   /**
    * Sessions waiting to reserve from this tube, with the reference's

@@ -1,70 +1,179 @@
 /**
- * list-jobs' heap walk (queue/extensions/browse.ts heapPage) against a
- * model: for random heaps (with churn, so the heap's shape is not the
- * insertion order) and random cursors, a page is exactly the sorted order's
- * slice after the cursor, in ready order (priority, id) and delay order
- * (due time, id).
+ * list-jobs' ordered index (queue/ordered-index.ts, queue/tube-heap.ts)
+ * against models: the index alone against a sorted array under random
+ * inserts and removes (enough items to split and merge chunks) and random
+ * seeks; then through a registry with the extensions on, under random puts,
+ * reserves, releases, deletes, buries, kicks, reprioritize, redelay and
+ * concurrency keys, every page read with list-jobs is the heap's jobs in the
+ * heap's order, and the index is dropped when its heap empties (a flush).
  */
 import { describe, expect, it } from 'vitest'
-import { heapPage } from '../../src/queue/extensions/browse.js'
-import { Heap } from '../../src/queue/heap.js'
-import { byDeadline, byPriority, type Job } from '../../src/queue/job.js'
+import { ListState } from '../../src/protocol/admin-verbs.js'
+import { PutTags } from '../../src/protocol/extensions.js'
+import { listJobs } from '../../src/queue/extensions/browse.js'
+import { TubeFlush } from '../../src/queue/extensions/flush.js'
+import { QueueExtensions } from '../../src/queue/extensions/queue-extensions.js'
+import { byDeadline, byPriority, JobState, type Job } from '../../src/queue/job.js'
+import { OrderedIndex } from '../../src/queue/ordered-index.js'
+import type { Session } from '../../src/queue/session.js'
+import type { Tube } from '../../src/queue/tube.js'
+import type { JobKey } from '../../src/queue/tube-heap.js'
 import { prng } from '../helpers/prng.js'
+import { TestQueue } from '../helpers/queue.js'
 
-type Key = Pick<Job, 'id' | 'pri' | 'deadline'>
 const fake = (id: number, pri: number, deadline: number): Job => ({ id, pri, deadline, heapIndex: -1 }) as unknown as Job
+const byPriorityCmp = (a: JobKey, b: JobKey): number => a.pri - b.pri || a.id - b.id
+const byDeadlineCmp = (a: JobKey, b: JobKey): number => a.deadline - b.deadline || a.id - b.id
+const ids = (jobs: readonly Job[]): number[] => jobs.map((j) => j.id)
 
 describe.each([
-  ['ready order', byPriority, (a: Key, b: Key) => a.pri - b.pri || a.id - b.id],
-  ['delay order', byDeadline, (a: Key, b: Key) => a.deadline - b.deadline || a.id - b.id],
-] as const)('heapPage in %s', (_name, less, cmp) => {
-  it('is the sorted slice after any cursor, for any limit, after churn', () => {
+  ['ready order', byPriority, byPriorityCmp],
+  ['delay order', byDeadline, byDeadlineCmp],
+] as const)('OrderedIndex in %s', (_name, less, cmp) => {
+  it('stays the sorted sequence under inserts and removes, and seeks after any key', () => {
     const r = prng(20261216)
-    for (let round = 0; round < 40; round++) {
-      const heap = new Heap<Job>(less)
-      const live: Job[] = []
-      const n = 1 + r.int(400)
-      for (let id = 1; id <= n; id++) {
-        const j = fake(id, r.int(8), r.int(50))
-        heap.push(j)
-        live.push(j)
-        // Churn: removals from the middle reshape the heap.
-        if (r.chance(0.2) && live.length > 1) {
-          const k = live.splice(r.int(live.length), 1)[0]!
-          heap.remove(k)
+    for (let round = 0; round < 6; round++) {
+      const start: Job[] = []
+      let id = 1
+      for (const n = r.int(3000); id <= n; id++) start.push(fake(id, r.int(8), r.int(50)))
+      const live = [...start]
+      const index = new OrderedIndex<JobKey, Job>(less, start.sort(cmp))
+      for (let op = 0; op < 6000; op++) {
+        // Bursts of inserts and of removes, so chunks both split and run low and merge.
+        const inserting = Math.floor(op / 1000) % 2 === 0 ? r.chance(0.8) : r.chance(0.2)
+        if (inserting || live.length === 0) {
+          const j = fake(id++, r.int(8), r.int(50))
+          index.insert(j)
+          live.push(j)
+        } else {
+          const j = live.splice(r.int(live.length), 1)[0]!
+          expect(index.remove(j)).toBe(true)
         }
       }
       const sorted = [...live].sort(cmp)
-      for (let q = 0; q < 20; q++) {
-        const limit = 1 + r.int(30)
-        // A cursor: the start, a live job, or a key no job has (a job deleted since).
+      expect(index.size).toBe(sorted.length)
+      expect(ids(index.toArray())).toEqual(ids(sorted))
+      expect(index.remove(fake(id + 1, 0, 0))).toBe(false)
+      for (let q = 0; q < 50; q++) {
+        const limit = 1 + r.int(700)
+        // The start, a live job, or a key no job has (a job deleted since).
         const pick = r.int(3)
-        const key: Key | null = pick === 0 ? null : pick === 1 ? r.pick(live) : { id: n + 1 + r.int(5), pri: r.int(9), deadline: r.int(51) }
+        const key: JobKey | null =
+          pick === 0 || sorted.length === 0 ? null : pick === 1 ? r.pick(sorted) : { id: id + r.int(5), pri: r.int(9), deadline: r.int(51) }
         const want = sorted.filter((j) => key === null || cmp(key, j) < 0).slice(0, limit)
-        const got = heapPage(heap, less as (a: Key, b: Key) => boolean, key, limit)
-        if (got.length !== want.length || got.some((j, i) => j !== want[i])) {
-          expect(got.map((j) => j.id)).toEqual(want.map((j) => j.id))
-        }
+        expect(ids(index.after(key, limit))).toEqual(ids(want))
       }
     }
   })
+})
 
-  it('pages through the whole heap without gaps or repeats', () => {
-    const heap = new Heap<Job>(less)
+describe('list-jobs through the registry', () => {
+  /** Every job list-jobs shows for the state, a page of `limit` at a time. */
+  function pageAll(q: TestQueue, s: Session, t: Tube, state: ListState, limit: number): Job[] {
     const all: Job[] = []
-    for (let id = 1; id <= 1000; id++) {
-      const j = fake(id, (id * 7919) % 13, (id * 104729) % 17)
-      heap.push(j)
-      all.push(j)
-    }
-    const seen: number[] = []
-    let key: Key | null = null
+    let after = 0
     for (;;) {
-      const page = heapPage(heap, less as (a: Key, b: Key) => boolean, key, 64)
-      if (page.length === 0) break
-      seen.push(...page.map((j) => j.id))
-      key = page[page.length - 1]!
+      const page = listJobs(q.r, s, t, state, after, limit)
+      if (page === null) throw new Error(`cursor ${after} unknown`)
+      if (page.length === 0) return all
+      all.push(...page)
+      after = page[page.length - 1]!.id
     }
-    expect(seen).toEqual([...all].sort(cmp).map((j) => j.id))
+  }
+
+  it('pages are the heap in its order under random churn of every kind', () => {
+    const q = new TestQueue()
+    const r = q.r
+    const x = new QueueExtensions(r, prng(7).next)
+    r.ext = x
+    const rnd = prng(16)
+    const [producer] = q.session()
+    const workers = [q.session()[0], q.session()[0], q.session()[0]]
+    const [browser] = q.session()
+    const t = r.tube('default')
+    const held: [Session, Job][] = []
+    const put = (): void => {
+      const pri = rnd.int(20)
+      const delay = rnd.chance(0.3) ? 1 + rnd.int(5) : 0
+      const { slab, off } = r.bodies.copyIn(Buffer.from('x\r\n'))
+      if (rnd.chance(0.2)) {
+        const tags = new PutTags()
+        ;[tags.conKey, tags.conLimit] = [`c${rnd.int(3)}`, 1]
+        x.put(producer, r.allocateId(), pri, delay, 60, slab, off, 3, tags)
+      } else {
+        r.put(producer, r.allocateId(), pri, delay, 60, slab, off, 3)
+      }
+    }
+    for (let i = 0; i < 1500; i++) put()
+    for (let step = 0; step < 4000; step++) {
+      const op = rnd.int(11)
+      const jobs = [...t.ready.slots, ...t.delayed.slots]
+      if (op <= 2) put()
+      else if (op === 3) {
+        const s = rnd.pick(workers)
+        const j = r.reserveOrWait(s, 0)
+        if (j !== null && !Buffer.isBuffer(j)) held.push([s, j])
+      } else if (op === 4 && held.length > 0) {
+        const [s, j] = held.splice(rnd.int(held.length), 1)[0]!
+        r.release(s, j.id, rnd.int(20), rnd.chance(0.3) ? 1 + rnd.int(3) : 0)
+      } else if (op === 5 && held.length > 0) {
+        const [s, j] = held.splice(rnd.int(held.length), 1)[0]!
+        if (rnd.chance(0.5)) r.delete(s, j.id)
+        else r.bury(s, j.id, rnd.int(20))
+      } else if (op === 6 && jobs.length > 0) r.reprioritize(rnd.pick(jobs).id, rnd.int(20))
+      else if (op === 7 && jobs.length > 0) r.redelay(rnd.pick(jobs).id, rnd.int(3))
+      else if (op === 8) r.kick(producer, 1 + rnd.int(5))
+      else if (op === 9) q.advance(500)
+      else if (op === 10 && jobs.length > 0) {
+        const j = rnd.pick(jobs)
+        const s = rnd.pick(workers)
+        if (r.reserveById(s, j.id) !== null) held.push([s, j])
+      }
+      if (step % 50 === 0 || step < 20) {
+        const readyWant = [...t.ready.slots].sort(byPriorityCmp)
+        const delayedWant = [...t.delayed.slots].sort(byDeadlineCmp)
+        expect(ids(pageAll(q, browser, t, ListState.READY, 1 + rnd.int(200)))).toEqual(ids(readyWant))
+        expect(ids(pageAll(q, browser, t, ListState.DELAYED, 1 + rnd.int(200)))).toEqual(ids(delayedWant))
+        // Parked jobs (behind a concurrency key) are not in the heap and not listed.
+        expect(readyWant.every((j) => j.state === JobState.READY)).toBe(true)
+      }
+    }
+    expect(t.parked).toBeGreaterThan(0)
+    pageAll(q, browser, t, ListState.READY, 100)
+    pageAll(q, browser, t, ListState.DELAYED, 100)
+    expect(t.ready.size > 0 && t.delayed.size > 0).toBe(true)
+    expect(t.ready.browsed && t.delayed.browsed).toBe(true)
+    // A flush empties both heaps: the indexes go with the last job.
+    const flush = new TubeFlush(r, t, ListState.ALL)
+    while (flush.step());
+    expect(t.ready.size + t.delayed.size).toBe(0)
+    expect(t.ready.browsed || t.delayed.browsed).toBe(false)
+    // Browsing an empty heap builds nothing; the next put is not mirrored into anything.
+    expect(listJobs(r, browser, t, ListState.READY, 0, 10)).toEqual([])
+    expect(t.ready.browsed).toBe(false)
+  })
+
+  it('keeps its place when the cursor job goes away, and never builds an index for a tube not browsed', () => {
+    const q = new TestQueue()
+    const r = q.r
+    r.ext = new QueueExtensions(r, prng(3).next)
+    const [s] = q.session()
+    const [w] = q.session()
+    const t = r.tube('default')
+    for (let i = 0; i < 10; i++) {
+      const { slab, off } = r.bodies.copyIn(Buffer.from('x\r\n'))
+      r.put(s, r.allocateId(), 5, 0, 60, slab, off, 3)
+    }
+    expect(t.ready.browsed).toBe(false)
+    const first = listJobs(r, s, t, ListState.READY, 0, 4)!
+    expect(t.ready.browsed).toBe(true)
+    expect(t.delayed.browsed).toBe(false)
+    const cursor = first[3]!
+    expect(r.reserveById(w, cursor.id)).not.toBeNull()
+    r.delete(w, cursor.id)
+    expect(ids(listJobs(r, s, t, ListState.READY, cursor.id, 100)!)).toEqual([5, 6, 7, 8, 9, 10])
+    for (let j = r.reserveOrWait(w, 0); j !== null && !Buffer.isBuffer(j); j = r.reserveOrWait(w, 0));
+    expect(t.ready.size).toBe(0)
+    expect(t.ready.browsed).toBe(false)
   })
 })

@@ -49,6 +49,11 @@ export class TubeFlush {
     const more = this.walk.step(SLICE, this.visit)
     const batch = this.batch
     this.batch = []
+    // Mirroring a slice's removals into list-jobs' index would double a
+    // flush's cost; a later page rebuilds the index from what is left.
+    const s = this.state
+    if (s === ListState.ALL || s === ListState.READY) this.tube.ready.dropBrowseIndex()
+    if (s === ListState.ALL || s === ListState.DELAYED) this.tube.delayed.dropBrowseIndex()
     this.r.removeAll(batch)
     this.deleted += batch.length
     this.r.compactSome()
