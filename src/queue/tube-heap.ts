@@ -58,8 +58,9 @@ export class TubeHeap extends Heap<Job> {
 
   override remove(j: Job): void {
     if (this.#browse !== null && j.heapIndex !== -1) {
-      this.#browse.remove(j)
-      if (this.size === 1) this.#browse = null
+      // Not found would mean the index drifted from the heap: drop it (the
+      // next page rebuilds it) rather than list a job that is not here.
+      if (!this.#browse.remove(j) || this.size === 1) this.#browse = null
     }
     super.remove(j)
   }
