@@ -202,8 +202,15 @@ export async function runScenario(sc, opts) {
     let lastSendBeganAt = lastSendAt;
     /** @type {number | null} */
     let markAt = null;
+    // A `mark` right after a send or an expect marks what the server did for
+    // that send; the server may have done it as soon as the send began, and
+    // the runner's own event loop (other scenarios run beside this one) can
+    // reach the mark later than that. So its lower bound counts from the
+    // send's beginning, its upper bound from the mark.
+    let markEarly = 0;
+    let prevOp = '';
     /** @returns {{ early: number, late: number }} the reference instants of the window's lower and upper bounds */
-    const refTime = () => (markAt !== null ? { early: markAt, late: markAt } : { early: lastSendBeganAt, late: lastSendAt });
+    const refTime = () => (markAt !== null ? { early: markEarly, late: markAt } : { early: lastSendBeganAt, late: lastSendAt });
     const sent = () => { lastSendAt = Date.now(); lastSendBeganAt = lastSendAt; };
     let lastSend = { conn: '', at: 0 };
 
@@ -339,6 +346,7 @@ export async function runScenario(sc, opts) {
           break;
         case 'mark':
           markAt = Date.now();
+          markEarly = prevOp === 'send' || prevOp === 'expect' ? lastSendBeganAt : markAt;
           break;
         case 'signal':
           srv.signal(step.sig);
@@ -370,6 +378,7 @@ export async function runScenario(sc, opts) {
           break;
         }
       }
+      prevOp = step.op;
     }
     return { ok: true, ms: Date.now() - t0 };
   } catch (err) {
