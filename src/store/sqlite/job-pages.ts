@@ -15,7 +15,7 @@
  */
 import type { Statement } from 'better-sqlite3'
 import { StoreCorruptError } from '../errors.js'
-import type { StateName } from '../store.js'
+import type { StateName, StoredJob } from '../store.js'
 import type { Db } from './schema.js'
 
 /** Rows per statement run: big enough that a run costs nothing per row, small enough to hold. */
@@ -123,22 +123,12 @@ export function packRows(rows: RawRow[], tubeIndex: Map<string, number>, spare: 
   return { rows: n, buf, tubes, last: n > 0 ? rows[n - 1]![0] : 0 }
 }
 
-/** A job row as decodePage hands it over (readyAtWall is due_at, buryKey bury_seq): one object, reused for every row. */
-export interface JobRow {
-  id: number
-  tube: string
-  state: StateName
-  pri: number
-  delayMs: number
-  ttrMs: number
-  createdAtWall: number
-  readyAtWall: number
-  buryKey: number
-  reserves: number
-  timeouts: number
-  releases: number
-  buries: number
-  kicks: number
+/**
+ * A job row as decodePage hands it over: a StoredJob (readyAtWall is due_at,
+ * buryKey bury_seq) whose body is a window of the page. One object, reused
+ * for every row.
+ */
+export interface JobRow extends Omit<StoredJob, 'body'> {
   /** The body (without the CRLF) is body[bodyStart, bodyEnd); valid until the next row. */
   body: Buffer
   bodyStart: number
