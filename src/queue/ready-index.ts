@@ -22,12 +22,6 @@ import { Heap, type HeapItem } from './heap.js'
 import { byPriority, type Job } from './job.js'
 import type { Tube } from './tube.js'
 
-/** Who reserves: the tubes it watches, and a fast membership test (a session; passed whole so a reserve allocates no closure). */
-export interface Watcher {
-  readonly watching: readonly Tube[]
-  watches(t: Tube): boolean
-}
-
 /** A tube's membership in the index (a tube's own heapIndex serves another heap). */
 export class ReadyNode implements HeapItem {
   heapIndex = -1
@@ -76,11 +70,10 @@ export class ReadyIndex {
     this.heap.remove(t.readyNode)
   }
 
-  /** The best ready job in an unpaused tube among those `w` watches, or undefined. */
-  bestFor(w: Watcher): Job | undefined {
-    const watching = w.watching
+  /** The best ready job in an unpaused tube among `watching`, or undefined. */
+  bestFor(watching: readonly Tube[], watches: (t: Tube) => boolean): Job | undefined {
     if (watching.length > SCAN_LIMIT) {
-      const found = this.walk(w, watching.length)
+      const found = this.walk(watches, watching.length)
       if (found !== null) return found ?? undefined
     }
     let best: Job | undefined
@@ -96,14 +89,14 @@ export class ReadyIndex {
    * Visits heap positions best-first. Returns the job, undefined when no
    * watched tube has one, or null when the budget ran out (caller scans).
    */
-  private walk(w: Watcher, budget: number): Job | undefined | null {
+  private walk(watches: (t: Tube) => boolean, budget: number): Job | undefined | null {
     const size = this.heap.size
     if (size === 0) return undefined
     // The root first, without the frontier: a session that watches the tube
     // with the best job (one watching every tube always does) is answered by
     // one check, and the frontier array is not filled and emptied per reserve.
     const root = this.heap.at(0)!.tube
-    if (w.watches(root)) return root.ready.peek()
+    if (watches(root)) return root.ready.peek()
     const f = this.frontier
     f.length = 0
     if (size > 1) this.pushFrontier(1)
@@ -112,7 +105,7 @@ export class ReadyIndex {
       if (visited >= budget) return null
       const i = this.popFrontier()
       const node = this.heap.at(i)!
-      if (w.watches(node.tube)) return node.tube.ready.peek()
+      if (watches(node.tube)) return node.tube.ready.peek()
       const l = 2 * i + 1
       if (l < this.heap.size) this.pushFrontier(l)
       if (l + 1 < this.heap.size) this.pushFrontier(l + 1)

@@ -579,7 +579,7 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     // By the invariant, no other session waits on a watched tube that has a
     // ready job, so the reference's enqueue-then-process_queue would pick
     // exactly this job for this session.
-    const best = s.weighted ? this.ext!.weightedPick(s) : this.readyIndex.bestFor(s)
+    const best = s.weighted ? this.ext!.weightedPick(s) : this.readyIndex.bestFor(s.watching, (t) => s.watches(t))
     if (best !== undefined) {
       // The reference took this session from that tube's waiting list, where
       // it was alone: ms_take left the take index at 1.
@@ -658,7 +658,7 @@ export class Registry implements TubeHandler, WaitTimerHandler {
       // Wide waiters compete with per-tube ones: the best job goes first; on
       // the same job, the tube's own waiter is served first.
       for (const w of this.wideWaiters) {
-        const wj = this.readyIndex.bestFor(w)
+        const wj = this.readyIndex.bestFor(w.watching, (x) => w.watches(x))
         if (wj !== undefined && (j === undefined || byPriority(wj, j))) {
           j = wj
           s = w
@@ -1101,7 +1101,7 @@ export class Registry implements TubeHandler, WaitTimerHandler {
    * DEADLINE_SOON (reserve-batch takes what is there).
    */
   reserveReady(s: Session): Job | undefined {
-    const best = s.weighted ? this.ext!.weightedPick(s) : this.readyIndex.bestFor(s)
+    const best = s.weighted ? this.ext!.weightedPick(s) : this.readyIndex.bestFor(s.watching, (t) => s.watches(t))
     if (best === undefined) return undefined
     this.markWorker(s)
     best.tube.waitTake = 1 // a reserve served at once, as in reserveOrWait
