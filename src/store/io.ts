@@ -11,6 +11,8 @@ export interface BinlogFs {
   /** One positional write of several buffers (pwritev); may write fewer bytes than given. */
   writevSync(fd: number, buffers: readonly Buffer[], position: number): number
   writeSync(fd: number, buffer: Buffer, offset: number, length: number, position: number): number
+  /** Asynchronous positional write on the libuv thread pool (the spare's zeros). */
+  write(fd: number, buffer: Buffer, offset: number, length: number, position: number, cb: (err: NodeJS.ErrnoException | null, written: number) => void): void
   ftruncateSync(fd: number, len: number): void
   fsyncSync(fd: number): void
   /** Asynchronous fsync on the libuv thread pool: the event loop keeps serving. */
@@ -32,6 +34,7 @@ export const nodeFs: BinlogFs = {
   closeSync: (fd) => fs.closeSync(fd),
   writevSync: (fd, buffers, position) => fs.writevSync(fd, buffers, position),
   writeSync: (fd, buffer, offset, length, position) => fs.writeSync(fd, buffer, offset, length, position),
+  write: (fd, buffer, offset, length, position, cb) => fs.write(fd, buffer, offset, length, position, cb),
   ftruncateSync: (fd, len) => fs.ftruncateSync(fd, len),
   fsyncSync: (fd) => fs.fsyncSync(fd),
   fsync: (fd, cb) => fs.fsync(fd, cb),

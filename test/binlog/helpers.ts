@@ -13,6 +13,7 @@ import { pino, type Logger } from 'pino'
 import { afterEach } from 'vitest'
 import type { Binlog, BinlogOptions, JobView } from '../../src/store/binlog/binlog.js'
 import type { DurableStore, ReplaySink, RestoredFields } from '../../src/store/store.js'
+import { HEADER_SIZE, HeaderFlag, decodeHeader, decodeRecord, type BinlogRecord } from '../../src/store/binlog/record.js'
 import { ManualClock } from '../../src/util/clock.js'
 import { prng } from '../helpers/prng.js'
 import { binlogEngine, type EngineFactory } from '../store/engines.js'
@@ -51,6 +52,22 @@ export function captureLog(): { log: Logger; lines: LogLine[] } {
 }
 
 export const WARN = 40
+
+/** The records of a binlog file, in order, up to a preallocated file's zeros; throws at damage. */
+export function fileRecords(file: string): { record: BinlogRecord; offset: number; size: number }[] {
+  const buf = fs.readFileSync(file)
+  const h = decodeHeader(buf)
+  const preallocated = typeof h !== 'string' && (h.flags & HeaderFlag.PREALLOCATED) !== 0
+  const out: { record: BinlogRecord; offset: number; size: number }[] = []
+  for (let off = HEADER_SIZE; off < buf.length; ) {
+    if (preallocated && buf.subarray(off).every((b) => b === 0)) break
+    const d = decodeRecord(buf, off)
+    if (!d.ok) throw new Error(`damage at ${off}: ${d.detail}`)
+    out.push({ record: d.record, offset: off, size: d.size })
+    off += d.size
+  }
+  return out
+}
 
 /** Sizes of the binlog files in `dir` (the reserve and lock not counted). */
 export function binlogBytes(dir: string): number {

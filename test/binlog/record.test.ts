@@ -114,8 +114,8 @@ describe('file header', () => {
   })
 
   it('names a newer format version', () => {
-    const h = encodeHeader({ version: 2, index: 1, nextId: 1, flags: 0 })
-    expect(decodeHeader(h)).toMatch(/version 2.*newer/)
+    const h = encodeHeader({ version: 3, index: 1, nextId: 1, flags: 0 })
+    expect(decodeHeader(h)).toMatch(/version 3.*newer/)
   })
 })
 

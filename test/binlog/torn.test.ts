@@ -8,21 +8,10 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { BinlogCorruptError } from '../../src/store/binlog/errors.js'
-import { HEADER_SIZE, decodeRecord } from '../../src/store/binlog/record.js'
-import { Model, WARN, binlogFiles, tmpDir } from './helpers.js'
+import { Model, WARN, binlogFiles, fileRecords, tmpDir } from './helpers.js'
 
 /** Offsets of the records in a binlog file. */
-function recordOffsets(file: string): number[] {
-  const buf = fs.readFileSync(file)
-  const out: number[] = []
-  for (let off = HEADER_SIZE; off < buf.length; ) {
-    const d = decodeRecord(buf, off)
-    if (!d.ok) throw new Error(`unexpected damage at ${off}`)
-    out.push(off)
-    off += d.size
-  }
-  return out
-}
+const recordOffsets = (file: string): number[] => fileRecords(file).map((r) => r.offset)
 
 async function openError(m: Model): Promise<unknown> {
   try {
@@ -133,8 +122,10 @@ describe('damage in the middle', () => {
   it('a truncated non-last file is corruption, not a torn tail', async () => {
     const m = await twoFiles()
     const file = path.join(m.dir, 'binlog.1')
-    const last = recordOffsets(file)[3]!
-    fs.truncateSync(file, fs.statSync(file).size - 5)
+    const records = fileRecords(file)
+    const last = records[3]!.offset
+    // Into the last record (binlog.1 is preallocated: its zeros come after it).
+    fs.truncateSync(file, last + records[3]!.size - 5)
     expect(await openError(m)).toMatchObject({ code: 'TSB_ERR_BINLOG_CORRUPT', file, offset: last })
   })
 

@@ -11,23 +11,11 @@ import fs from 'node:fs'
 import path from 'node:path'
 import Database from 'better-sqlite3'
 import { describe, expect, it } from 'vitest'
-import { HEADER_SIZE, RecordType, decodeRecord, type BinlogRecord } from '../../src/store/binlog/record.js'
+import { RecordType } from '../../src/store/binlog/record.js'
 import { SQLITE_FILE } from '../../src/store/layout.js'
-import { Model, binlogFiles, expectedAll, plain, tmpDir, type TestJob } from '../binlog/helpers.js'
+import { Model, binlogFiles, expectedAll, fileRecords, plain, tmpDir, type TestJob } from '../binlog/helpers.js'
 import { ENGINES, binlogEngine } from './engines.js'
 
-/** Every record of a binlog file, in order. */
-function records(file: string): { record: BinlogRecord; offset: number; size: number }[] {
-  const buf = fs.readFileSync(file)
-  const out: { record: BinlogRecord; offset: number; size: number }[] = []
-  for (let off = HEADER_SIZE; off < buf.length; ) {
-    const d = decodeRecord(buf, off)
-    if (!d.ok) throw new Error(`damage at ${off}: ${d.detail}`)
-    out.push({ record: d.record, offset: off, size: d.size })
-    off += d.size
-  }
-  return out
-}
 
 describe.each(ENGINES)('$name', (engine) => {
   it('deletes a slice of jobs in every state together; the rest replays unchanged', async () => {
@@ -78,7 +66,7 @@ describe('binlog DELETE_MANY', () => {
     m.deleteMany(js.slice(0, 2047))
     m.deleteMany(js.slice(2047)) // a slice of one is a plain DELETE
     await m.commit()
-    const recs = records(path.join(m.dir, 'binlog.1'))
+    const recs = fileRecords(path.join(m.dir, 'binlog.1'))
     expect(recs).toHaveLength(2048 + 2)
     expect(recs[2048]!.record).toEqual({ type: RecordType.DELETE_MANY, ids: js.slice(0, 2047).map((j) => j.id) })
     expect(recs[2049]!.record).toEqual({ type: RecordType.DELETE, id: 2048 })
@@ -96,7 +84,7 @@ describe('binlog DELETE_MANY', () => {
     base.bl.close()
     const file = path.join(base.dir, 'binlog.1')
     const whole = fs.readFileSync(file)
-    const last = records(file).at(-1)!
+    const last = fileRecords(file).at(-1)!
     expect(last.record.type).toBe(RecordType.DELETE_MANY)
     for (const k of [1, 8, 9, 20, last.size - 9, last.size - 1, last.size]) {
       const m = new Model(tmpDir(), { fsyncNever: true }, binlogEngine)

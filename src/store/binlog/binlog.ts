@@ -73,6 +73,7 @@ import { fullBytesOf, restore, type Restored, type Tomb } from './restore.js'
 import { noPolicy } from '../store.js'
 import { SpaceReserve } from '../reserve.js'
 import type { JobView } from './types.js'
+import { Spare } from './spare.js'
 import { Writer, reservePath } from './writer.js'
 
 export type { JobView } from './types.js'
@@ -169,6 +170,7 @@ export class Binlog implements DurableStore {
     const lock = DirLock.acquire(opts.dir)
     try {
       SpaceReserve.check(reservePath(opts.dir), io) // before anything in DIR changes
+      Spare.check(opts.dir, io)
       const wall = opts.now ?? Date.now
       const r = await restore({ ...opts, wall }, io, jobs)
       const b = new Binlog(opts, io, lock, jobs, r)
@@ -632,6 +634,7 @@ export class Binlog implements DurableStore {
     if (!this.noSpace) return
     if (this.reserve.ensure()) {
       this.noSpace = false
+      this.writer.spaceReturned()
       this.log.info({ dir: this.opts.dir }, 'binlog: space available again; accepting puts')
     } else {
       this.armRetry()

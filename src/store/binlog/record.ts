@@ -36,7 +36,10 @@ import type { RestoredPolicy, RestoredTags } from '../../queue/journal.js'
 
 /** "\x89TSBLOG\n": a high byte and a newline catch 7-bit and newline-mangling copies. */
 export const MAGIC = Buffer.from([0x89, 0x54, 0x53, 0x42, 0x4c, 0x4f, 0x47, 0x0a])
+/** An appended file: it ends where its last record ends. */
 export const FORMAT_VERSION = 1
+/** A preallocated file (flag PREALLOCATED): zeros follow its last record, up to the size it was filled to. */
+export const PREALLOCATED_VERSION = 2
 export const HEADER_SIZE = 40
 /** Length and CRC in front of every payload. */
 export const FRAME_SIZE = 8
@@ -67,6 +70,12 @@ export type RecState = (typeof RecState)[keyof typeof RecState]
 export const HeaderFlag = {
   /** The file was written under -F: a damaged tail in it is a torn write even if it is not the last file. */
   NO_FSYNC: 1,
+  /**
+   * The file was filled with zeros before records went in (spare.ts): a
+   * zero length where a record would start, with only zeros after it, is
+   * its end. Only in files of PREALLOCATED_VERSION.
+   */
+  PREALLOCATED: 2,
 } as const
 
 export interface FileHeader {
@@ -207,11 +216,15 @@ export function decodeHeader(b: Buffer): FileHeader | string {
   if (!b.subarray(0, 8).equals(MAGIC)) return 'not a tsbeanstalkd binlog file (bad magic)'
   const version = b.readUInt32LE(8)
   if (b.readUInt32LE(36) !== crc32(b.subarray(0, 36))) return 'file header CRC mismatch'
-  if (version !== FORMAT_VERSION) {
-    return `binlog format version ${version}; this build reads version ${FORMAT_VERSION} (was it written by a newer tsbeanstalkd?)`
+  if (version !== FORMAT_VERSION && version !== PREALLOCATED_VERSION) {
+    return `binlog format version ${version}; this build reads versions ${FORMAT_VERSION} and ${PREALLOCATED_VERSION} (was it written by a newer tsbeanstalkd?)`
   }
   if (b.readUInt32LE(12) !== HEADER_SIZE) return `header size ${b.readUInt32LE(12)}, expected ${HEADER_SIZE}`
-  return { version, index: readU64(b, 16), nextId: readU64(b, 24), flags: b.readUInt32LE(32) }
+  const flags = b.readUInt32LE(32)
+  if ((version === PREALLOCATED_VERSION) !== ((flags & HeaderFlag.PREALLOCATED) !== 0)) {
+    return `format version ${version} with flags ${flags}: only version ${PREALLOCATED_VERSION} files are preallocated`
+  }
+  return { version, index: readU64(b, 16), nextId: readU64(b, 24), flags }
 }
 
 // --- records -----------------------------------------------------------------

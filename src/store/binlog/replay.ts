@@ -25,6 +25,10 @@
  * - The writer creates `binlog.N.new` and links it to `binlog.N` once the
  *   header is on disk; a leftover `.new` that holds only (part of) a header
  *   is reported in `leftovers` for the caller to remove.
+ * - A preallocated file (HeaderFlag.PREALLOCATED, spare.ts) ends where a
+ *   record would start with a zero length and only zeros follow; nothing
+ *   is cut (the zeros are its own).
+ *   A zero length with anything but zeros after it is damage as below.
  * - Damage is a torn tail only at the end of the last file (or of a file
  *   written under -F, which promised nothing) and only if no intact record
  *   follows it. Every other damage, and any record whose CRC is right but
@@ -84,7 +88,7 @@ export interface RecordVisitor {
 export interface ScannedFile {
   readonly index: number
   readonly path: string
-  /** Bytes of whole, valid records plus header: the length to keep. */
+  /** Bytes of whole, valid records plus header: the length to keep (a preallocated file's zeros after its records included). */
   readonly size: number
   readonly originalSize: number
   /** A torn tail to cut off, if any. */
@@ -170,6 +174,25 @@ function readRest(io: BinlogFs, fd: number, from: number, size: number): Buffer 
     got += n
   }
   return got === b.length ? b : b.subarray(0, got)
+}
+
+/** The length field of a frame at `buf[off]` is zero (as far as `buf[off, have)` holds it). */
+function zeroLength(buf: Buffer, off: number, have: number): boolean {
+  for (let i = off; i < off + 4 && i < have; i++) if (buf[i] !== 0) return false
+  return true
+}
+
+/** The file holds only zeros from `from` to `size` (read in chunks: a preallocated tail is up to -s bytes). */
+export function zerosToEnd(io: BinlogFs, fd: number, from: number, size: number): boolean {
+  const chunk = Buffer.allocUnsafe(Math.min(CHUNK, Math.max(1, size - from)))
+  const zeros = Buffer.alloc(chunk.length)
+  for (let at = from; at < size; ) {
+    const n = io.readSync(fd, chunk, 0, Math.min(chunk.length, size - at), at)
+    if (n <= 0) return true // the file shrank under us: what there was were zeros
+    if (!chunk.subarray(0, n).equals(zeros.subarray(0, n))) return false
+    at += n
+  }
+  return true
 }
 
 /**
@@ -300,6 +323,7 @@ function* scan(dir: string, io: BinlogFs, visit: RecordVisitor, meter: ReplayMet
       if (h.index !== index) throw new BinlogCorruptError(file, 0, `header says this is binlog.${h.index} (renamed file?)`)
       if (h.nextId > headerNextId) headerNextId = h.nextId
       const tornOk = last || (h.flags & HeaderFlag.NO_FSYNC) !== 0
+      const preallocated = (h.flags & HeaderFlag.PREALLOCATED) !== 0
       visit.beginFile(index)
       let off = HEADER_SIZE
       let cut: ScannedFile['cut'] = null
@@ -307,6 +331,7 @@ function* scan(dir: string, io: BinlogFs, visit: RecordVisitor, meter: ReplayMet
         // Have the whole record in the buffer: its frame, then as much as its length says (within the file).
         off = win.ensure(off, FRAME_SIZE)
         if (off >= win.have) break
+        if (preallocated && zeroLength(win.buf, off, win.have) && zerosToEnd(io, fd, win.pos + off, size)) break
         if (win.have - off >= FRAME_SIZE) {
           const len = win.buf.readUInt32LE(off)
           if (len <= MAX_PAYLOAD) off = win.ensure(off, Math.min(FRAME_SIZE + len, size - (win.pos + off)))

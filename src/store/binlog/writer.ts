@@ -25,13 +25,19 @@
  *   `binlog.N` (a hard link, which never replaces an existing file) once its
  *   header is on disk: a `binlog.N` without our header was never ours, so
  *   replay never mistakes another program's file for a torn one of ours.
+ * - Unless -F, files are preallocated where they can be: the next file is
+ *   filled with zeros ahead of time (spare.ts; the first one at start), so
+ *   an fsync after a write finds its blocks allocated. The fill starts once
+ *   the current file is half full; a rotation that finds no spare ready
+ *   appends to a plain file as before. A full disk gives the spare up first.
  */
 import path from 'node:path'
 import type { Logger } from 'pino'
 import { BinlogFsyncError, BinlogFullError, BinlogIoError, isNoSpace } from './errors.js'
 import { writeAll, type BinlogFs } from '../io.js'
 import { LatencyHistogram } from '../latency-histogram.js'
-import { FORMAT_VERSION, HEADER_SIZE, HeaderFlag, encodeHeader } from './record.js'
+import { FORMAT_VERSION, HEADER_SIZE, HeaderFlag, PREALLOCATED_VERSION, encodeHeader } from './record.js'
+import { Spare } from './spare.js'
 import { fileName, newFileName } from './replay.js'
 
 export interface WriterOptions {
@@ -59,6 +65,8 @@ export class Writer {
   private current: number
   private fd: number
   private pos: number
+  /** The current file's length before any record went in: -s for a preallocated file, else 0. */
+  private filledTo = 0
   private readonly dirFd: number
   private readonly opts: WriterOptions
   private syncing = false
@@ -69,14 +77,23 @@ export class Writer {
   private closed = false
   /** The last rotation found no room (warned once until one succeeds). */
   private createFailing = false
+  /** The next file, filled ahead (null under -F). */
+  private readonly spare: Spare | null
+  /** A write or rotation hit a full disk: no spare is filled until spaceReturned(). */
+  private lowSpace = false
 
   /** Creates `binlog.<index>` and opens it for appending; BinlogFullError if there is no room even for that. */
   constructor(opts: WriterOptions, index: number) {
     this.opts = opts
     this.dirFd = opts.io.openSync(opts.dir, 'r')
     this.current = index
+    this.spare = opts.fsyncNever ? null : new Spare(opts.dir, opts.fileSize, opts.io, opts.log)
     try {
-      this.fd = this.createFile(index)
+      this.spare?.removeLeftover()
+      this.spare?.fillSync()
+      const created = this.createFile(index)
+      this.fd = created.fd
+      this.filledTo = created.filledTo
     } catch (err) {
       opts.io.closeSync(this.dirFd)
       if (isNoSpace(err)) throw new BinlogFullError(opts.dir, `cannot create ${fileName(opts.dir, index)}`, { cause: err })
@@ -89,9 +106,9 @@ export class Writer {
     return this.current
   }
 
-  /** Length of the current file. */
+  /** Length of the current file (a preallocated one is at least as long as it was filled). */
   get size(): number {
-    return this.pos
+    return Math.max(this.pos, this.filledTo)
   }
 
   get path(): string {
@@ -118,14 +135,19 @@ export class Writer {
     } catch (err) {
       try {
         this.opts.io.ftruncateSync(this.fd, this.pos)
+        this.filledTo = 0
       } catch {
         // The next write overwrites from `pos`; replay cuts a leftover as a torn tail.
       }
-      if (isNoSpace(err)) return -1
+      if (isNoSpace(err)) {
+        this.giveUpSpare()
+        return -1
+      }
       throw new BinlogIoError(this.path, 'write failed', { cause: err })
     }
     this.pos += bytes
     this.writtenSeq = seq
+    if (this.spare !== null && !this.lowSpace && this.pos * 2 >= this.opts.fileSize) this.spare.fill()
     if (this.opts.fsyncNever) this.syncedSeq = seq
     else if (this.opts.fsyncMs === 0) {
       if (inline && !this.syncing) {
@@ -165,6 +187,7 @@ export class Writer {
     this.fsyncSync(this.fd, this.path)
     this.syncedSeq = this.writtenSeq
     this.closed = true
+    this.spare?.discard()
     if (this.syncing) this.retired.push(this.fd)
     else this.opts.io.closeSync(this.fd)
     this.opts.io.closeSync(this.dirFd)
@@ -175,19 +198,22 @@ export class Writer {
     if (this.timer !== null) clearTimeout(this.timer)
     this.timer = null
     this.closed = true
+    this.spare?.discard()
   }
 
-  private createFile(index: number): number {
+  /** binlog.<index>, from the spare if one is ready (its header is written over the placeholder), else a new appended file. */
+  private createFile(index: number): { fd: number; filledTo: number } {
     const { io, fsyncNever } = this.opts
     const file = fileName(this.opts.dir, index)
-    const tmp = newFileName(this.opts.dir, index)
-    const fd = io.openSync(tmp, 'wx', 0o600)
+    const spare = this.spare?.ready === true ? this.spare : null
+    const tmp = spare?.path ?? newFileName(this.opts.dir, index)
+    const fd = spare?.take() ?? io.openSync(tmp, 'wx', 0o600)
     try {
       const header = encodeHeader({
-        version: FORMAT_VERSION,
+        version: spare !== null ? PREALLOCATED_VERSION : FORMAT_VERSION,
         index,
         nextId: this.opts.nextId(),
-        flags: fsyncNever ? HeaderFlag.NO_FSYNC : 0,
+        flags: fsyncNever ? HeaderFlag.NO_FSYNC : spare !== null ? HeaderFlag.PREALLOCATED : 0,
       })
       writeAll(io, fd, [header], HEADER_SIZE, 0)
       if (!fsyncNever) this.fsyncSync(fd, tmp)
@@ -201,10 +227,10 @@ export class Writer {
       }
       throw err
     }
-    // From here the file is binlog.N (the fd is the same inode); the .new name goes.
+    // From here the file is binlog.N (the fd is the same inode); the temporary name (.new, or the spare's) goes.
     io.unlinkSync(tmp)
     if (!fsyncNever) this.fsyncSync(this.dirFd, this.opts.dir)
-    return fd
+    return { fd, filledTo: spare?.size ?? 0 }
   }
 
   /** Moves to the next file; on a full disk stays in this one (it just grows past fileSize). */
@@ -216,11 +242,12 @@ export class Writer {
       this.fsyncSync(this.fd, this.path)
       this.syncedSeq = this.writtenSeq
     }
-    let fd: number
+    let created: { fd: number; filledTo: number }
     try {
-      fd = this.createFile(next)
+      created = this.createFile(next)
     } catch (err) {
       if (!isNoSpace(err)) throw new BinlogIoError(fileName(this.opts.dir, next), 'cannot create', { cause: err })
+      this.giveUpSpare()
       if (!this.createFailing) {
         this.opts.log.warn({ err, file: fileName(this.opts.dir, next) }, 'binlog: no space for a new file; appending to the current one')
       }
@@ -230,9 +257,23 @@ export class Writer {
     this.createFailing = false
     if (this.syncing) this.retired.push(this.fd)
     else this.opts.io.closeSync(this.fd)
-    this.fd = fd
+    this.fd = created.fd
+    this.filledTo = created.filledTo
     this.current = next
     this.pos = HEADER_SIZE
+    if (!this.lowSpace) this.spare?.rearm()
+  }
+
+  /** The disk has room again (the binlog could write its space reserve): spares may be filled again. */
+  spaceReturned(): void {
+    this.lowSpace = false
+    this.spare?.rearm()
+  }
+
+  /** A full disk: the spare's space goes first, and no new one takes what is left. */
+  private giveUpSpare(): void {
+    this.lowSpace = true
+    this.spare?.discard()
   }
 
   private fsyncSync(fd: number, file: string): void {
