@@ -15,8 +15,12 @@ export interface BinlogFs {
   write(fd: number, buffer: Buffer, offset: number, length: number, position: number, cb: (err: NodeJS.ErrnoException | null, written: number) => void): void
   ftruncateSync(fd: number, len: number): void
   fsyncSync(fd: number): void
+  /** fdatasync: a file's data and what is needed to read it back (its size), not its times. */
+  fdatasyncSync(fd: number): void
   /** Asynchronous fsync on the libuv thread pool: the event loop keeps serving. */
   fsync(fd: number, cb: (err: NodeJS.ErrnoException | null) => void): void
+  /** Asynchronous fdatasync on the libuv thread pool. */
+  fdatasync(fd: number, cb: (err: NodeJS.ErrnoException | null) => void): void
   unlinkSync(path: string): void
   readdirSync(path: string): string[]
   readFileSync(path: string): Buffer
@@ -38,6 +42,8 @@ export const nodeFs: BinlogFs = {
   ftruncateSync: (fd, len) => fs.ftruncateSync(fd, len),
   fsyncSync: (fd) => fs.fsyncSync(fd),
   fsync: (fd, cb) => fs.fsync(fd, cb),
+  fdatasyncSync: (fd) => fs.fdatasyncSync(fd),
+  fdatasync: (fd, cb) => fs.fdatasync(fd, cb),
   unlinkSync: (path) => fs.unlinkSync(path),
   readdirSync: (path) => fs.readdirSync(path),
   readFileSync: (path) => fs.readFileSync(path),

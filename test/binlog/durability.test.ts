@@ -16,11 +16,11 @@ class GatedFs {
   private parked: (() => Promise<void>)[] = []
   readonly io: BinlogFs = {
     ...nodeFs,
-    fsync: (fd, cb) => {
+    fdatasync: (fd, cb) => {
       this.calls++
       const run = (): Promise<void> =>
         new Promise((resolve) =>
-          nodeFs.fsync(fd, (err) => {
+          nodeFs.fdatasync(fd, (err) => {
             cb(err)
             resolve()
           }),
@@ -82,9 +82,9 @@ describe('-f 0: group commit', () => {
     let inline = 0
     const io: BinlogFs = {
       ...g.io,
-      fsyncSync: (fd) => {
+      fdatasyncSync: (fd) => {
         inline++
-        nodeFs.fsyncSync(fd)
+        nodeFs.fdatasyncSync(fd)
       },
     }
     const m = new Model(tmpDir(), { fsyncMs: 0, fs: io })
@@ -122,9 +122,9 @@ describe('-f 0: group commit', () => {
     let broken = false
     const io: BinlogFs = {
       ...nodeFs,
-      fsyncSync: (fd) => {
+      fdatasyncSync: (fd) => {
         if (broken) throw Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' })
-        nodeFs.fsyncSync(fd)
+        nodeFs.fdatasyncSync(fd)
       },
     }
     const m = new Model(tmpDir(), { fsyncMs: 0, fs: io, onFatal: (e) => fatal.push(e) })
@@ -229,7 +229,7 @@ describe('fsync failure', () => {
     const fatal: Error[] = []
     const io: BinlogFs = {
       ...nodeFs,
-      fsync: (_fd, cb) => setImmediate(() => cb(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }))),
+      fdatasync: (_fd, cb) => setImmediate(() => cb(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }))),
     }
     const m = new Model(tmpDir(), { fsyncMs: 0, fs: io, onFatal: (e) => fatal.push(e) })
     await m.open()

@@ -119,7 +119,7 @@ export class Spare {
         if (n <= 0) throw noProgress()
         at += n
       }
-      this.io.fsyncSync(this.fd)
+      this.io.fdatasyncSync(this.fd)
       this.state = 'ready'
     } catch (err) {
       this.failed(err as NodeJS.ErrnoException)
@@ -183,7 +183,7 @@ export class Spare {
       })
       return
     }
-    this.io.fsync(this.fd, (err) => {
+    this.io.fdatasync(this.fd, (err) => {
       if (this.dropped) return this.remove()
       if (err !== null) return this.failed(err)
       this.state = 'ready'

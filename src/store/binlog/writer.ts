@@ -12,6 +12,9 @@
  *   written; `syncedSeq <= writtenSeq` the last one an fsync started after its
  *   write has completed for (under -F it follows `writtenSeq`: nothing more
  *   is promised). Both only grow.
+ * - "fsync" below means fdatasync for a binlog file and fsync for the
+ *   directory: fdatasync writes a file's data and what is needed to read
+ *   it back (its size), only not its times.
  * - At most one asynchronous fsync is in flight. With -f 0 one starts as soon
  *   as a write lands and none is running (group commit: it covers every batch
  *   written before it started), or, for a batch of a lone client, the fsync
@@ -276,11 +279,13 @@ export class Writer {
     this.spare?.discard()
   }
 
+  /** fdatasync for a file (its records; a preallocated file's size never changes, so nothing else has to go), fsync for the directory. */
   private fsyncSync(fd: number, file: string): void {
     this.fsyncs++
     const t0 = performance.now()
     try {
-      this.opts.io.fsyncSync(fd)
+      if (fd === this.dirFd) this.opts.io.fsyncSync(fd)
+      else this.opts.io.fdatasyncSync(fd)
       this.fsyncLatency.observeMs(performance.now() - t0)
     } catch (err) {
       if (fd === this.dirFd && ['EINVAL', 'EISDIR', 'EBADF'].includes((err as NodeJS.ErrnoException).code ?? '')) return
@@ -305,7 +310,7 @@ export class Writer {
     const file = this.path
     const t0 = (this.lastSyncStart = performance.now())
     this.fsyncs++
-    this.opts.io.fsync(this.fd, (err) => {
+    this.opts.io.fdatasync(this.fd, (err) => {
       this.syncing = false
       this.fsyncLatency.observeMs(performance.now() - t0)
       for (const fd of this.retired) this.opts.io.closeSync(fd)
