@@ -167,7 +167,11 @@ export class Spare {
       if (this.io.writeSync(fd, PLACEHOLDER, 0, HEADER_SIZE, 0) !== HEADER_SIZE) throw noProgress()
     } catch (err) {
       this.io.closeSync(fd)
-      this.io.unlinkSync(this.path)
+      try {
+        this.io.unlinkSync(this.path)
+      } catch {
+        // Gone already; the write's error is the one to report.
+      }
       throw err
     }
     return fd
