@@ -14,6 +14,12 @@
  *   its peak since the last collection, and moved little over the last
  *   interval. So its pause is bounded by a quarter of the peak heap, which V8's
  *   own collections marked while the queue grew, and it runs once per drain.
+ * - The same after the number of open connections changed by at least
+ *   MIN_CONN_CHANGE since the last collection and then held steady for an
+ *   interval: the garbage of thousands of accepts (and the young generation
+ *   they grew), or thousands of closed sockets, would otherwise stay for as
+ *   long as the server is idle (measured: 10,000 idle connections held 4.46
+ *   KB each for as long as they stayed, 20 s and more).
  * - A second collection follows SHRINK_AFTER_MS later: V8 shrinks its young
  *   generation (32 MB once grown) only in a collection that sees a low
  *   allocation rate over the last 5 s (measured: the first one does not).
@@ -24,13 +30,16 @@ import v8 from 'node:v8'
 const CHECK_MS = 500
 const SHRINK_AFTER_MS = 5500
 const MIN_DROP_BYTES = 32 * 1024 * 1024
+/** A change in open connections worth collecting for. */
+const MIN_CONN_CHANGE = 2000
 /** A job's memory beyond its body (the Job object, its slot in the job table and heaps), for the estimate. */
 const JOB_BYTES = 250
 
-/** What the queue holds now, in jobs and body bytes. */
+/** What the queue holds now, in jobs and body bytes, and the connections open. */
 export interface Held {
   readonly jobs: number
   readonly bodyBytes: number
+  readonly connections: number
 }
 
 let exposed: (() => void) | null = null
@@ -55,6 +64,9 @@ export class MemoryReclaimer {
   private shrink: NodeJS.Timeout | null = null
   private peak = 0
   private last = 0
+  /** Open connections at the last collection, and at the last sample. */
+  private connMark = 0
+  private lastConns = 0
   /** Collections run (stats, tests). */
   collections = 0
 
@@ -83,8 +95,14 @@ export class MemoryReclaimer {
     const settled = Math.abs(now - this.last) <= this.peak / 64
     this.last = now
     if (now > this.peak) this.peak = now
-    if (this.peak - now < MIN_DROP_BYTES || now > this.peak / 4 || !settled) return
+    const c = h.connections
+    const connsSettled = Math.abs(c - this.lastConns) <= Math.max(16, c / 100)
+    this.lastConns = c
+    const drained = this.peak - now >= MIN_DROP_BYTES && now <= this.peak / 4 && settled
+    const reconnected = Math.abs(c - this.connMark) >= MIN_CONN_CHANGE && connsSettled
+    if (!drained && !reconnected) return
     this.peak = now
+    this.connMark = c
     this.collect()
     if (this.shrink !== null) clearTimeout(this.shrink)
     this.shrink = setTimeout(() => {

@@ -1,6 +1,7 @@
 /**
  * When the reclaimer collects: only after a large drop in what the queue
- * holds, to a quarter of its peak or less, once the drop has settled; then
+ * holds, to a quarter of its peak or less, once the drop has settled, or
+ * after the open connections changed by thousands and settled; then
  * once more SHRINK_AFTER_MS later; never while the queue just holds steady
  * or shrinks a little. Samples are taken by hand (check()); the follow-up
  * collection's timer runs on vitest's fake clock.
@@ -15,7 +16,7 @@ let m: MemoryReclaimer
 
 beforeEach(() => {
   vi.useFakeTimers()
-  held = { jobs: 0, bodyBytes: 0 }
+  held = { jobs: 0, bodyBytes: 0, connections: 0 }
   gcs = 0
   m = new MemoryReclaimer(
     () => held,
@@ -28,7 +29,7 @@ afterEach(() => {
 })
 
 const hold = (jobs: number, bodyMb: number): void => {
-  held = { jobs, bodyBytes: bodyMb * MB }
+  held = { jobs, bodyBytes: bodyMb * MB, connections: 0 }
   m.check()
 }
 
@@ -58,9 +59,28 @@ describe('MemoryReclaimer', () => {
       () => gcs++,
     )
     for (const jobs of [60_000, 60_000, 0, 0, 0]) {
-      held = { jobs, bodyBytes: 0 }
+      held = { jobs, bodyBytes: 0, connections: 0 }
       small.check() // 15 MB of jobs: below the 32 MiB worth collecting for
     }
     expect(gcs).toBe(1)
+  })
+
+  it('collects once after thousands of connections came (or went) and their number settled; not for a few hundred', () => {
+    const conns = (n: number): void => {
+      held = { jobs: 0, bodyBytes: 0, connections: n }
+      m.check()
+    }
+    for (const n of [0, 3000, 7000, 10_000]) conns(n) // arriving
+    expect(gcs).toBe(0)
+    conns(10_000) // settled
+    expect(gcs).toBe(1)
+    for (let i = 0; i < 10; i++) conns(10_000 + (i % 2) * 50)
+    expect(gcs).toBe(1) // holding steady: nothing more
+    vi.advanceTimersByTime(5500)
+    expect(gcs).toBe(2) // the follow-up that lets V8 shrink its young generation
+    for (const n of [10_500, 11_000, 11_000, 11_000]) conns(n)
+    expect(gcs).toBe(2) // 1,000 more: not worth a collection
+    for (const n of [6000, 2000, 2000]) conns(n)
+    expect(gcs).toBe(3) // 9,000 closed
   })
 })
