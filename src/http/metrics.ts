@@ -308,7 +308,7 @@ export class Metrics {
         store(s, (st) => st.recordsMigrated),
       ),
       g('tsbeanstalkd_store_files', 'Files holding jobs: binlog files; the SQLite database and its WAL', (s) => store(s, (st) => st.files)),
-      g('tsbeanstalkd_store_bytes', 'Bytes of those files (the space reserve not included)', (s) => store(s, (st) => st.diskBytes)),
+      g('tsbeanstalkd_store_bytes', 'Bytes of those files, preallocated zeros included (the space reserve and the binlog spare not)', (s) => store(s, (st) => st.diskBytes)),
       g('tsbeanstalkd_store_jobs', 'Jobs the store holds', (s) => store(s, (st) => st.liveJobs)),
       g('tsbeanstalkd_store_no_space', '1 while the disk is full and puts answer OUT_OF_MEMORY', (s) => store(s, (st) => (st.noSpace ? 1 : 0))),
       c('tsbeanstalkd_store_fsyncs_total', 'fsync calls (with SQLite at -f 0: COMMITs, which fsync)', (s) => store(s, (st) => st.fsyncs)),

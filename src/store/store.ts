@@ -139,7 +139,7 @@ export interface StoreStats {
   readonly engine: StoreEngine
   /** Files in DIR holding jobs: binlog files; the SQLite database and its WAL. */
   readonly files: number
-  /** Their bytes (the space reserve not included). */
+  /** Their bytes, a binlog file's preallocated zeros included (the space reserve and the binlog spare not). */
   readonly diskBytes: number
   /** How long each of the `fsyncs` took; with SQLite at -f 0 each is a COMMIT (which fsyncs). */
   readonly fsyncLatency: HistogramView
