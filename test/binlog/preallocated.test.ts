@@ -136,6 +136,25 @@ describe('preallocated files', () => {
     expect((err as Error).message).toMatch(/intact record follows/)
   })
 
+  it('the current file\'s zeros ahead of its records do not set compaction off; disk bytes still count them', async () => {
+    const m = new Model(tmpDir(), { fileSize: FILE_SIZE, fsyncMs: 0 })
+    await m.open()
+    // Two old files, each kept by one long-delayed job among deleted ones: 3 files of -s on disk, little live.
+    for (const index of [1, 2]) {
+      m.put(`keep ${index}`, { delayMs: 3_600_000 })
+      for (let i = 0; i < 1000 && m.bl.stats().currentIndex === index; i++) {
+        m.delete(m.put('churn '.repeat(20))!)
+        await m.commit()
+      }
+    }
+    expect(m.bl.stats().currentIndex).toBe(3)
+    m.put('one more')
+    await m.commit()
+    // Moving the two jobs could free two files, but the files hold less than 2 x live + 2 x -s without the zeros no record reached.
+    expect(m.bl.stats().recordsMigrated).toBe(0)
+    expect(m.bl.stats().diskBytes).toBe(3 * FILE_SIZE)
+  })
+
   it('under -F nothing is preallocated (there are no fsyncs to make cheaper)', async () => {
     const m = new Model(tmpDir(), { fileSize: FILE_SIZE, fsyncNever: true })
     await m.open()

@@ -250,7 +250,7 @@ export class Binlog implements DurableStore {
       },
       lastIndex + 1,
     )
-    this.live.fileWritten(this.writer.currentIndex, this.writer.size)
+    this.live.fileWritten(this.writer.currentIndex, this.writer.size, this.writer.unwritten)
     this.reserve = new SpaceReserve(reservePath(opts.dir), opts.reserveBytes ?? opts.fileSize + (1 << 20), io, !opts.fsyncNever)
     if (!this.reserve.ensure()) this.enterNoSpace(new BinlogFullError(opts.dir, `no room for the ${this.reserve.bytes}-byte space reserve`))
     this.live.markRemovable(0, this.writer.currentIndex)
@@ -564,7 +564,7 @@ export class Binlog implements DurableStore {
       this.enterNoSpace(new BinlogFullError(this.opts.dir, 'a write hit ENOSPC; released the space reserve and retried'))
       to = this.writer.write(this.parts, this.bytes, this.lastSeq, lone)
     }
-    this.live.fileWritten(this.writer.currentIndex, this.writer.size)
+    this.live.fileWritten(this.writer.currentIndex, this.writer.size, this.writer.unwritten)
     this.writeFailed = to < 0
     if (to < 0) {
       this.enterNoSpace(new BinlogFullError(this.opts.dir, `${this.records} records wait for space`))

@@ -24,8 +24,10 @@
  *   Files go strictly from the oldest end, once `live === 0` and everything
  *   written up to `removeAfter` is durable (the records moved out are safe).
  * - liveBytes = Σ FULL record sizes of live jobs (what a fully compacted log
- *   holds); diskBytes = Σ file sizes.
- * - Migration runs only while diskBytes > 2·liveBytes + 2·fileSize and moves
+ *   holds); diskBytes = Σ file sizes (a preallocated file's zeros included).
+ * - Migration runs only while diskBytes, less the zeros of the current file
+ *   that no record has reached yet (migrating cannot free them), is above
+ *   2·liveBytes + 2·fileSize, and moves
  *   at most twice the bytes the server logged since the last flush (at least
  *   one record): O(1) amortised per operation, and disk stays within about
  *   4·liveBytes + 3·fileSize (docs/binlog-format.md gives the argument).
@@ -47,6 +49,8 @@ export class Compactor {
   readonly files: FileInfo[] = []
   liveBytes = 0
   diskBytes = 0
+  /** The current file's preallocated zeros beyond its last record. */
+  private unwritten = 0
   private readonly where = new IdSlots()
   private readonly fileSize: number
 
@@ -67,8 +71,9 @@ export class Compactor {
     return first === undefined ? undefined : this.files[index - first.index]
   }
 
-  /** Records the size of a file after a write (appending it if it is new). */
-  fileWritten(index: number, size: number): void {
+  /** Records the size of a file after a write (appending it if it is new); `unwritten`: for the writer's current file, its zeros beyond its last record. */
+  fileWritten(index: number, size: number, unwritten = 0): void {
+    this.unwritten = unwritten
     let f = this.fileAt(index)
     if (f === undefined) {
       f = { index, size: 0, live: 0, ids: [], next: 0, removeAfter: -1 }
@@ -127,7 +132,7 @@ export class Compactor {
   }
 
   get overThreshold(): boolean {
-    return this.diskBytes > 2 * this.liveBytes + 2 * this.fileSize
+    return this.diskBytes - this.unwritten > 2 * this.liveBytes + 2 * this.fileSize
   }
 
   /**

@@ -114,6 +114,11 @@ export class Writer {
     return Math.max(this.pos, this.filledTo)
   }
 
+  /** The current file's preallocated zeros beyond its last record (0 for an appended file). */
+  get unwritten(): number {
+    return Math.max(0, this.filledTo - this.pos)
+  }
+
   get path(): string {
     return fileName(this.opts.dir, this.current)
   }
