@@ -39,6 +39,36 @@ async function openError(m: Model): Promise<unknown> {
   throw new Error('open succeeded')
 }
 
+/**
+ * `io` with the spare's fill watched: `ready()` is true once the spare
+ * tsbeanstalkd created last has been synced (what makes it ready), so a
+ * test can wait for it instead of guessing how long a fill takes.
+ */
+function watchSpare(io: BinlogFs = nodeFs): { io: BinlogFs; ready: () => boolean } {
+  let spareFd = -1
+  let synced = false
+  return {
+    ready: () => spareFd >= 0 && synced,
+    io: {
+      ...io,
+      openSync: (p, flags, mode) => {
+        const fd = io.openSync(p, flags, mode)
+        if (path.basename(p) === 'binlog.spare') [spareFd, synced] = [fd, false]
+        return fd
+      },
+      fdatasync: (fd, cb) =>
+        io.fdatasync(fd, (err) => {
+          cb(err)
+          if (fd === spareFd && err === null) synced = true
+        }),
+      fdatasyncSync: (fd) => {
+        io.fdatasyncSync(fd)
+        if (fd === spareFd) synced = true // the first file's, at start
+      },
+    },
+  }
+}
+
 /** Puts (committing each) until the spare exists; at most 200. */
 async function putUntilSpare(m: Model, spare: string): Promise<void> {
   for (let i = 0; i < 200 && !fs.existsSync(spare); i++) {
@@ -48,11 +78,12 @@ async function putUntilSpare(m: Model, spare: string): Promise<void> {
   expect(fs.existsSync(spare)).toBe(true)
 }
 
-/** Puts until the binlog has moved past `files` files, committing each. */
-async function fillFiles(m: Model, files: number, body = 'x'.repeat(300)): Promise<string[]> {
+/** Puts until the binlog has moved past `files` files, committing each (and, with `settled`, waiting for it before each put). */
+async function fillFiles(m: Model, files: number, settled?: () => boolean): Promise<string[]> {
   const put: string[] = []
   for (let i = 0; i < 1000 && m.bl.stats().currentIndex <= files; i++) {
-    const b = `${put.length} ${body}`
+    if (settled !== undefined) await until(settled)
+    const b = `${put.length} ${'x'.repeat(300)}`
     m.put(b)
     put.push(b)
     await m.commit()
@@ -62,17 +93,19 @@ async function fillFiles(m: Model, files: number, body = 'x'.repeat(300)): Promi
 
 describe('preallocated files', () => {
   it('every file is filled to -s before its records, the next one ahead of time; replay keeps their zeros and every job', async () => {
-    const m = new Model(tmpDir(), { fileSize: FILE_SIZE, fsyncMs: 0 })
+    // The spare's fill is let finish before each put, so every rotation finds it ready (on a loaded machine it may not be: a later test).
+    const w = watchSpare()
+    const m = new Model(tmpDir(), { fileSize: FILE_SIZE, fsyncMs: 0, fs: w.io })
     await m.open()
     const first = path.join(m.dir, 'binlog.1')
     expect(fs.statSync(first).size).toBe(FILE_SIZE) // before any record
     expect(isPreallocated(first)).toBe(true)
-    const put = await fillFiles(m, 4)
+    const put = await fillFiles(m, 4, () => w.ready() || !fs.existsSync(path.join(m.dir, 'binlog.spare')))
     const files = binlogFiles(m.dir)
     expect(files.length).toBeGreaterThanOrEqual(5)
     for (const f of files) {
       const file = path.join(m.dir, f)
-      expect(isPreallocated(file)).toBe(true) // a small -s: the spare is always ready in time here
+      expect(isPreallocated(file)).toBe(true)
       expect(fs.statSync(file).size).toBe(FILE_SIZE)
     }
     expect(m.bl.stats().diskBytes).toBe(files.length * FILE_SIZE)
@@ -166,14 +199,14 @@ describe('preallocated files', () => {
   it('a rotation that finds the spare still filling appends to a plain file; both kinds replay', async () => {
     let hold = true
     const held: (() => void)[] = []
-    const io: BinlogFs = {
+    const w = watchSpare({
       ...nodeFs,
       write: (fd, buf, off, len, pos, cb) => {
         if (hold) held.push(() => nodeFs.write(fd, buf, off, len, pos, cb))
         else nodeFs.write(fd, buf, off, len, pos, cb)
       },
-    }
-    const m = new Model(tmpDir(), { fileSize: FILE_SIZE, fsyncMs: 0, fs: io })
+    })
+    const m = new Model(tmpDir(), { fileSize: FILE_SIZE, fsyncMs: 0, fs: w.io })
     await m.open()
     const put = await fillFiles(m, 1) // into binlog.2, while the spare's zeros are held
     expect(held.length).toBeGreaterThan(0)
@@ -182,8 +215,7 @@ describe('preallocated files', () => {
     expect(isPreallocated(second)).toBe(false)
     hold = false
     for (const run of held.splice(0)) run()
-    await until(() => fs.existsSync(path.join(m.dir, 'binlog.spare')) && fs.statSync(path.join(m.dir, 'binlog.spare')).size === FILE_SIZE)
-    await new Promise((r) => setTimeout(r, 50)) // its fsync
+    await until(w.ready)
     put.push(...(await fillFiles(m, 2))) // binlog.3 comes from the spare
     expect(isPreallocated(path.join(m.dir, 'binlog.3'))).toBe(true)
     await m.restart()
@@ -194,7 +226,7 @@ describe('preallocated files', () => {
     let failNext = 0
     let reserveFull = false
     const enospc = (): Error => Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' })
-    const io: BinlogFs = {
+    const w = watchSpare({
       ...nodeFs,
       writevSync: (fd, bufs, pos) => {
         if (failNext > 0) {
@@ -207,13 +239,12 @@ describe('preallocated files', () => {
         if (reserveFull && path.basename(p) === 'reserve') throw enospc()
         return nodeFs.openSync(p, flags, mode)
       },
-    }
-    const m = new Model(tmpDir(), { fileSize: FILE_SIZE, fsyncMs: 0, fs: io })
+    })
+    const m = new Model(tmpDir(), { fileSize: FILE_SIZE, fsyncMs: 0, fs: w.io })
     await m.open()
     const spare = path.join(m.dir, 'binlog.spare')
     await putUntilSpare(m, spare)
-    await until(() => fs.statSync(spare).size === FILE_SIZE)
-    await new Promise((r) => setTimeout(r, 50)) // its fsync: ready
+    await until(w.ready)
     failNext = 1 // the next record write hits the full disk...
     reserveFull = true // ...and the reserve, once released, cannot be written again
     m.put('hits the full disk')
