@@ -69,6 +69,16 @@ export function fileRecords(file: string): { record: BinlogRecord; offset: numbe
   return out
 }
 
+/** The error an open of `m` fails with (it must fail). */
+export async function openError(m: Model): Promise<unknown> {
+  try {
+    await m.open()
+  } catch (err) {
+    return err
+  }
+  throw new Error('open succeeded')
+}
+
 /** Sizes of the binlog files in `dir` (the reserve and lock not counted). */
 export function binlogBytes(dir: string): number {
   let n = 0

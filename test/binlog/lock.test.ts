@@ -8,7 +8,7 @@ import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { BinlogLockedError } from '../../src/store/binlog/errors.js'
 import { ChildBuild } from './child.js'
-import { Model, tmpDir } from './helpers.js'
+import { Model, openError, tmpDir } from './helpers.js'
 
 let build: ChildBuild
 beforeAll(() => {
@@ -18,21 +18,12 @@ afterAll(async () => {
   await build.dispose()
 })
 
-async function lockError(m: Model): Promise<unknown> {
-  try {
-    await m.open()
-  } catch (err) {
-    return err
-  }
-  throw new Error('second open succeeded')
-}
-
 describe('directory lock', () => {
   it('a second open in the same process fails until the first closes', async () => {
     const dir = tmpDir()
     const a = new Model(dir)
     await a.open()
-    const err = await lockError(new Model(dir))
+    const err = await openError(new Model(dir))
     expect(err).toBeInstanceOf(BinlogLockedError)
     expect(err).toMatchObject({ code: 'TSB_ERR_BINLOG_LOCKED', dir, holderPid: process.pid })
     a.bl.close()
@@ -44,14 +35,14 @@ describe('directory lock', () => {
     const link = path.join(tmpDir(), 'link')
     fs.symlinkSync(dir, link)
     await new Model(dir).open()
-    expect(await lockError(new Model(link))).toMatchObject({ code: 'TSB_ERR_BINLOG_LOCKED' })
+    expect(await openError(new Model(link))).toMatchObject({ code: 'TSB_ERR_BINLOG_LOCKED' })
   })
 
   it('another process holds it; killed with SIGKILL it leaves nothing stale', async () => {
     const dir = tmpDir()
     const child = build.start('hold-lock', [dir])
     await child.waitFor('locked\n')
-    const err = await lockError(new Model(dir))
+    const err = await openError(new Model(dir))
     expect(err).toMatchObject({ code: 'TSB_ERR_BINLOG_LOCKED', holderPid: child.proc.pid })
     expect((err as Error).message).toContain(`process ${child.proc.pid}`)
     await child.kill()

@@ -11,7 +11,7 @@ import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { HEADER_SIZE, HeaderFlag, PREALLOCATED_VERSION, decodeHeader, encodeHeader } from '../../src/store/binlog/record.js'
 import { nodeFs, type BinlogFs } from '../../src/store/io.js'
-import { Model, WARN, binlogFiles, fileRecords, tmpDir } from './helpers.js'
+import { Model, WARN, binlogFiles, fileRecords, openError, tmpDir } from './helpers.js'
 
 const FILE_SIZE = 4096
 
@@ -28,15 +28,6 @@ const until = async (cond: () => boolean, ms = 2000): Promise<void> => {
     if (Date.now() - start > ms) throw new Error('condition not met in time')
     await new Promise((r) => setTimeout(r, 5))
   }
-}
-
-async function openError(m: Model): Promise<unknown> {
-  try {
-    await m.open()
-  } catch (err) {
-    return err
-  }
-  throw new Error('open succeeded')
 }
 
 /**

@@ -8,19 +8,10 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { BinlogCorruptError } from '../../src/store/binlog/errors.js'
-import { Model, WARN, binlogFiles, fileRecords, tmpDir } from './helpers.js'
+import { Model, WARN, binlogFiles, fileRecords, openError, tmpDir } from './helpers.js'
 
 /** Offsets of the records in a binlog file. */
 const recordOffsets = (file: string): number[] => fileRecords(file).map((r) => r.offset)
-
-async function openError(m: Model): Promise<unknown> {
-  try {
-    await m.open()
-  } catch (err) {
-    return err
-  }
-  throw new Error('open succeeded')
-}
 
 describe('torn tail in the last file', () => {
   it('is cut at every byte offset of the last record, with a warning; earlier records stay', async () => {
