@@ -66,6 +66,8 @@ export class Writer {
   /** How long each of those took (/metrics). */
   readonly fsyncLatency = new LatencyHistogram()
   private current: number
+  /** The current file's path, kept with `current` (fsync and write errors name it; joining it per write showed in profiles). */
+  private currentPath: string
   private fd: number
   private pos: number
   /** The current file's length before any record went in: -s for a preallocated file, else 0. */
@@ -90,6 +92,7 @@ export class Writer {
     this.opts = opts
     this.dirFd = opts.io.openSync(opts.dir, 'r')
     this.current = index
+    this.currentPath = fileName(opts.dir, index)
     this.spare = opts.fsyncNever ? null : new Spare(opts.dir, opts.fileSize, opts.io, opts.log)
     try {
       this.spare?.removeLeftover()
@@ -120,7 +123,7 @@ export class Writer {
   }
 
   get path(): string {
-    return fileName(this.opts.dir, this.current)
+    return this.currentPath
   }
 
   /**
@@ -268,6 +271,7 @@ export class Writer {
     this.fd = created.fd
     this.filledTo = created.filledTo
     this.current = next
+    this.currentPath = fileName(this.opts.dir, next)
     this.pos = HEADER_SIZE
     if (!this.lowSpace) this.spare?.rearm()
   }
