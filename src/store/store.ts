@@ -157,13 +157,7 @@ export interface DurableStore {
   policy?(p: RestoredPolicy): void
   /** stats-job `file`: the binlog file holding the job; 0 where there is none. */
   fileOf(jobId: number): number
-  /**
-   * `lone`: the unit answers at most one client, so the engine may make it
-   * durable before returning rather than in the background (a lone client
-   * then waits for one fsync, not for a thread-pool round trip as well).
-   * Only a hint: an engine may ignore it.
-   */
-  flush(lone?: boolean): number
+  flush(): number
   whenDurable(seq: number, cb: () => void): void
   close(): void
   stats(): StoreStats

@@ -47,7 +47,8 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 describe('-f 0: group commit', () => {
   it('releases callbacks only after an fsync that started after their write; one fsync covers many flushes', async () => {
     const g = new GatedFs()
-    const m = new Model(tmpDir(), { fsyncMs: 0, fs: g.io })
+    // Every fsync on the pool, as with a slow disk (fast ones run inline: the next test).
+    const m = new Model(tmpDir(), { fsyncMs: 0, fs: g.io, inlineSyncMaxMs: 0 })
     await m.open()
     const done: number[] = []
     const j = m.put('first')!
@@ -77,44 +78,65 @@ describe('-f 0: group commit', () => {
     expect((await m.restart())[0]).toMatchObject({ pri: 49, reserves: 50, releases: 50 })
   })
 
-  it('a lone client\'s batch (flush(true)) is fsynced inline when no fsync runs, and waits for the group commit when one does', async () => {
+  it('fast fsyncs run inline in flush; after a slow one they go to the thread pool (group commit) until one is fast again', async () => {
     const g = new GatedFs()
+    g.hold = false
+    // An fsync is slow above 50 ms here, so that a loaded machine's real fsyncs still count as fast.
+    const SLOW_MS = 60
     let inline = 0
+    let slow = false
     const io: BinlogFs = {
       ...g.io,
       fdatasyncSync: (fd) => {
         inline++
         nodeFs.fdatasyncSync(fd)
+        for (const t0 = performance.now(); slow && performance.now() - t0 < SLOW_MS; );
       },
     }
-    const m = new Model(tmpDir(), { fsyncMs: 0, fs: io })
+    const m = new Model(tmpDir(), { fsyncMs: 0, fs: io, inlineSyncMaxMs: 50 })
     await m.open()
+    const flushed = (): { acked: () => boolean } => {
+      let acked = false
+      m.bl.whenDurable(m.bl.flush(), () => (acked = true))
+      return { acked: () => acked }
+    }
     const before = inline
-    const j = m.put('lone')!
-    let acked = false
-    m.bl.whenDurable(m.bl.flush(true), () => (acked = true))
-    // Durable before flush returned: no background fsync, one inline.
-    expect(acked).toBe(true)
-    expect(inline - before).toBe(1)
-    expect(g.calls).toBe(0)
-    // A batch of many goes to the background as before...
+    const j = m.put('job')!
+    // Durable before flush returned: one inline fsync, none on the pool.
+    expect(flushed().acked()).toBe(true)
+    expect([inline - before, g.calls]).toEqual([1, 0])
+    // A slow inline fsync still covers its own batch...
+    slow = true
     m.reserve(j)
-    const many = m.bl.flush(false)
-    let manyAcked = false
-    m.bl.whenDurable(many, () => (manyAcked = true))
-    expect(g.calls).toBe(1)
-    // ...and a lone batch while it runs does not fsync inline: it waits for the next group fsync.
+    expect(flushed().acked()).toBe(true)
+    expect([inline - before, g.calls]).toEqual([2, 0])
+    slow = false
+    // ...and sends the next batches to the pool: one in flight, the next waits for it.
+    g.hold = true
     m.release(j, 7)
-    let loneAcked = false
-    m.bl.whenDurable(m.bl.flush(true), () => (loneAcked = true))
-    expect(inline - before).toBe(1)
-    expect([manyAcked, loneAcked]).toEqual([false, false])
+    const a = flushed()
+    m.reserve(j)
+    const b = flushed()
+    expect([inline - before, g.calls, a.acked(), b.acked()]).toEqual([2, 1, false, false])
     await g.release()
-    expect([manyAcked, loneAcked]).toEqual([true, false])
-    expect(g.calls).toBe(2)
+    expect([a.acked(), b.acked(), g.calls]).toEqual([true, false, 2])
     await g.release()
-    expect(loneAcked).toBe(true)
-    expect((await m.restart())[0]).toMatchObject({ pri: 7, reserves: 1, releases: 1 })
+    expect(b.acked()).toBe(true)
+    // Fast pool fsyncs bring the inline path back (bounded: each try is one real fsync).
+    g.hold = false
+    let back = false
+    for (let i = 0; i < 20 && !back; i++) {
+      const was = inline
+      m.release(j, 8)
+      const c = flushed()
+      back = inline > was
+      if (back) expect(c.acked()).toBe(true)
+      else await new Promise<void>((r) => m.bl.whenDurable(m.bl.flush(), r))
+      m.reserve(j)
+      m.bl.flush()
+    }
+    expect(back).toBe(true)
+    expect((await m.restart())[0]).toMatchObject({ pri: 8 })
   })
 
   it('an inline fsync that fails is fatal: flush throws BinlogFsyncError, onFatal hears it, nothing is acknowledged', async () => {
@@ -127,11 +149,11 @@ describe('-f 0: group commit', () => {
         nodeFs.fdatasyncSync(fd)
       },
     }
-    const m = new Model(tmpDir(), { fsyncMs: 0, fs: io, onFatal: (e) => fatal.push(e) })
+    const m = new Model(tmpDir(), { fsyncMs: 0, fs: io, inlineSyncMaxMs: Infinity, onFatal: (e) => fatal.push(e) })
     await m.open()
     broken = true
     m.put('a')
-    expect(() => m.bl.flush(true)).toThrow(expect.objectContaining({ name: 'BinlogFsyncError' }))
+    expect(() => m.bl.flush()).toThrow(expect.objectContaining({ name: 'BinlogFsyncError' }))
     expect(fatal).toHaveLength(1)
     expect(fatal[0]).toMatchObject({ code: 'TSB_ERR_BINLOG_FSYNC' })
     expect((fatal[0]!.cause as NodeJS.ErrnoException).code).toBe('EIO')
@@ -141,7 +163,7 @@ describe('-f 0: group commit', () => {
   it('concurrent committers share fsyncs (real fsync)', async () => {
     const g = new GatedFs()
     g.hold = false
-    const m = new Model(tmpDir(), { fsyncMs: 0, fs: g.io })
+    const m = new Model(tmpDir(), { fsyncMs: 0, fs: g.io, inlineSyncMaxMs: 0 })
     await m.open()
     const commits: Promise<number>[] = []
     for (let i = 0; i < 200; i++) {
@@ -200,7 +222,7 @@ describe('-f N and -F', () => {
 describe('removal waits for durability', () => {
   it('an old file is removed only after the fsync covering the records moved out of it', async () => {
     const g = new GatedFs()
-    const m = new Model(tmpDir(), { fsyncMs: 0, fs: g.io, fileSize: 1024 })
+    const m = new Model(tmpDir(), { fsyncMs: 0, fs: g.io, fileSize: 1024, inlineSyncMaxMs: 0 })
     await m.open()
     const keep = m.put('long-lived', { delayMs: 3_600_000 })!
     m.bl.flush()
@@ -231,7 +253,7 @@ describe('fsync failure', () => {
       ...nodeFs,
       fdatasync: (_fd, cb) => setImmediate(() => cb(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }))),
     }
-    const m = new Model(tmpDir(), { fsyncMs: 0, fs: io, onFatal: (e) => fatal.push(e) })
+    const m = new Model(tmpDir(), { fsyncMs: 0, fs: io, inlineSyncMaxMs: 0, onFatal: (e) => fatal.push(e) })
     await m.open()
     m.put('a')
     let acked = false

@@ -161,12 +161,16 @@ describe('preallocated files', () => {
   })
 
   it('the current file\'s zeros ahead of its records do not set compaction off; disk bytes still count them', async () => {
-    const m = new Model(tmpDir(), { fileSize: FILE_SIZE, fsyncMs: 0 })
+    // The spare's fill is let finish before each put, so both rotations find it ready.
+    const w = watchSpare()
+    const settled = (): boolean => w.ready() || !fs.existsSync(path.join(m.dir, 'binlog.spare'))
+    const m = new Model(tmpDir(), { fileSize: FILE_SIZE, fsyncMs: 0, fs: w.io })
     await m.open()
     // Two old files, each kept by one long-delayed job among deleted ones: 3 files of -s on disk, little live.
     for (const index of [1, 2]) {
       m.put(`keep ${index}`, { delayMs: 3_600_000 })
       for (let i = 0; i < 1000 && m.bl.stats().currentIndex === index; i++) {
+        await until(settled)
         m.delete(m.put('churn '.repeat(20))!)
         await m.commit()
       }

@@ -38,7 +38,8 @@
  *    `whenDurable(seq, cb)`: under -F and -f N it calls back as soon as the
  *    batch is written (synchronously, inside flush's caller, when it
  *    already is); under -f 0 once an fsync that started after the write has
- *    completed (group commit). When the disk is full the batch stays queued
+ *    completed (inside flush while fsyncs are fast, else a group commit on
+ *    the thread pool: writer.ts). When the disk is full the batch stays queued
  *    and the callbacks wait; the binlog retries on its own timer.
  * 4. `opts.onFatal(err)` receives a BinlogFsyncError or BinlogIoError, once,
  *    whether it arose in the background fsync or in flush()/close() (which
@@ -74,7 +75,7 @@ import { noPolicy } from '../store.js'
 import { SpaceReserve } from '../reserve.js'
 import type { JobView } from './types.js'
 import { Spare } from './spare.js'
-import { Writer, reservePath } from './writer.js'
+import { INLINE_SYNC_MAX_MS, Writer, reservePath } from './writer.js'
 
 export type { JobView } from './types.js'
 
@@ -103,6 +104,8 @@ export interface BinlogOptions extends StoreOptions {
   readonly fs?: BinlogFs
   /** Size of DIR/reserve; default fileSize + 1 MiB. */
   readonly reserveBytes?: number
+  /** -f 0: fsyncs run inline while the last took under this; default INLINE_SYNC_MAX_MS (writer.ts). Tests pin one path. */
+  readonly inlineSyncMaxMs?: number
 }
 
 export interface BinlogStats extends StoreStats {
@@ -155,8 +158,6 @@ export class Binlog implements DurableStore {
   private noSpace = false
   /** The last write found no space; the queue waits for a retry. */
   private writeFailed = false
-  /** The batch being flushed answers at most one client (flush's `lone`): its fsync may run inline. */
-  private lone = false
   private readonly retryTimer: RetryTimer
   private fatal: Error | null = null
   private closed = false
@@ -242,6 +243,7 @@ export class Binlog implements DurableStore {
         fileSize: opts.fileSize,
         fsyncMs: opts.fsyncMs,
         fsyncNever: opts.fsyncNever,
+        inlineSyncMaxMs: opts.inlineSyncMaxMs ?? INLINE_SYNC_MAX_MS,
         io,
         log: opts.log,
         nextId: () => this.hwm,
@@ -377,10 +379,9 @@ export class Binlog implements DurableStore {
    * Writes everything queued (plus compaction's migrations) in one write and
    * returns the sequence number that covers it. Nothing queued: the last one.
    */
-  flush(lone = false): number {
+  flush(): number {
     this.check()
     if (this.bytes === 0) return this.lastSeq
-    this.lone = lone
     const budget = 2 * this.appBytes
     this.appBytes = 0
     // After a failed write, adding migrations to the waiting batch only makes it bigger.
@@ -557,12 +558,10 @@ export class Binlog implements DurableStore {
 
   /** One write of the whole queue. false: disk full, the queue is kept for a retry. */
   private writeQueued(): boolean {
-    const lone = this.lone
-    this.lone = false
-    let to = this.writer.write(this.parts, this.bytes, this.lastSeq, lone)
+    let to = this.writer.write(this.parts, this.bytes, this.lastSeq)
     if (to < 0 && this.reserve.release()) {
       this.enterNoSpace(new BinlogFullError(this.opts.dir, 'a write hit ENOSPC; released the space reserve and retried'))
-      to = this.writer.write(this.parts, this.bytes, this.lastSeq, lone)
+      to = this.writer.write(this.parts, this.bytes, this.lastSeq)
     }
     this.live.fileWritten(this.writer.currentIndex, this.writer.size, this.writer.unwritten)
     this.writeFailed = to < 0
