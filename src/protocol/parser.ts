@@ -33,6 +33,7 @@ import { Op } from './commands.js'
 import { Args, VERBS, verbsByFirstByte, type Verb } from './verbs.js'
 import { ADMIN_VERBS } from './admin-verbs.js'
 import { EXTENSION_VERBS, EXT_LINE_MAX, ExtensionArgs, mayBeLong, readTags } from './extensions.js'
+import { copyBytes } from '../util/bytes.js'
 
 const EMPTY = Buffer.alloc(0)
 
@@ -270,7 +271,7 @@ export class Parser {
     const body = this.bodyBuf
     const end = this.bodyEnd
     const n = Math.min(end - this.bodyFill, chunk.length - this.pos)
-    chunk.copy(body, this.bodyFill, this.pos, this.pos + n)
+    copyBytes(chunk, body, this.bodyFill, this.pos, this.pos + n)
     this.bodyFill += n
     this.consume(n)
     if (this.bodyFill < end) return Op.NEED_MORE

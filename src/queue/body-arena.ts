@@ -17,6 +17,7 @@
  * It can run in steps (begin, relocate each holder, end), so a queue of
  * millions of jobs never stops for the whole walk.
  */
+import { copyBytes } from '../util/bytes.js'
 
 /** Slab size: large enough that per-slab overhead is nothing, small enough to free memory in steps. Bodies over 1/8 of it get a slab of their own (never compacted). */
 const SLAB_SIZE = 1024 * 1024
@@ -161,7 +162,7 @@ export class BodyArena {
     const to = this.slabFor(h.bodyLen)
     // A new current slab is never in `sparse`, so nothing moves twice.
     const off = to.take(h.bodyLen)
-    from.buf.copy(to.buf, off, h.bodyOff, h.bodyOff + h.bodyLen)
+    copyBytes(from.buf, to.buf, off, h.bodyOff, h.bodyOff + h.bodyLen)
     h.slab = to
     h.bodyOff = off
     this.release(from, h.bodyLen)

@@ -17,6 +17,7 @@
  * slab view written as is, both inside a cork so they leave in one writev.
  */
 import type { Job } from '../queue/job.js'
+import { copyBytes, PrefixViews } from '../util/bytes.js'
 
 /** Bodies at least this large are written directly instead of copied. */
 const COPY_LIMIT = 2048
@@ -50,6 +51,8 @@ export const Word = {
 
 export class Output {
   private buf: Buffer
+  /** Views of `buf` from its start, by length, for the writes. */
+  private views: PrefixViews
   /** Start of the bytes not yet handed to the sink. */
   private start = 0
   private len = 0
@@ -64,6 +67,7 @@ export class Output {
   constructor(size = CHUNK) {
     this.chunkSize = size
     this.buf = Buffer.allocUnsafeSlow(size)
+    this.views = new PrefixViews(this.buf)
   }
 
   begin(sink: Sink): void {
@@ -139,7 +143,7 @@ export class Output {
   /** Appends src[from, to). The caller ensured room. */
   private put(src: Buffer, from: number, to: number): void {
     if (to - from > SHORT_COPY) {
-      this.len += src.copy(this.buf, this.len, from, to)
+      this.len += copyBytes(src, this.buf, this.len, from, to)
       return
     }
     // Fixed replies and words: a loop costs less than Buffer#copy's native call.
@@ -171,7 +175,9 @@ export class Output {
   private flush(): void {
     if (this.len === this.start) return
     const sink = this.sink!
-    if (!sink.write(this.buf.subarray(this.start, this.len))) this.writable = false
+    // From the chunk's start (the usual case) the view is a cached one: nothing allocated per write.
+    const view = this.start === 0 ? this.views.get(this.len) : this.buf.subarray(this.start, this.len)
+    if (!sink.write(view)) this.writable = false
     // The usual case: the kernel took it all and the bytes can be reused.
     if (!this.corked && sink.consumed()) this.len = this.floor
     else this.floor = this.len
@@ -184,6 +190,7 @@ export class Output {
     if (this.len + n <= this.buf.length) return
     // Full (or held bytes fill it): start a new chunk; held views keep the old one alive.
     this.buf = Buffer.allocUnsafeSlow(Math.max(n, this.chunkSize))
+    this.views = new PrefixViews(this.buf)
     this.start = this.len = this.floor = 0
   }
 }

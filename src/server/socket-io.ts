@@ -22,10 +22,13 @@
  * through the stream API as before.
  */
 import type { Duplex } from 'node:stream'
+import { PrefixViews } from '../util/bytes.js'
 
 /** The read buffer all connections share (Node's own read size). */
 const READ_SIZE = 64 * 1024
 export const sharedReadBuffer: Buffer = Buffer.allocUnsafeSlow(READ_SIZE)
+/** Views of it by read length: a read hands one on without allocating (util/bytes.ts). */
+const readViews = new PrefixViews(sharedReadBuffer)
 
 interface StreamHandle {
   writeBuffer(req: object, data: Buffer): number
@@ -90,7 +93,7 @@ type Receiving = Duplex & { [kReceiver]: ByteReceiver }
 
 /** net.Socket's onread callback, called as a method of the socket: `buf` is sharedReadBuffer. */
 function sharedBufferCb(this: Receiving, nread: number, buf: Buffer): void {
-  this[kReceiver].onBytes(buf.subarray(0, nread))
+  this[kReceiver].onBytes(buf === sharedReadBuffer ? readViews.get(nread) : buf.subarray(0, nread))
 }
 
 /** The 'data' listener of the stream path (EventEmitter calls it with the stream as `this`). */
