@@ -61,7 +61,12 @@ describe('a 200,000-job tube', () => {
     // The flush and, meanwhile, another client's commands one after another.
     const other = await fx.connect(port)
     expect(await other.call('use other\r\n')).toBe('USING other\r\n')
-    const recordsBefore = Number((await admin.stats('stats\r\n'))['binlog-records-written'])
+    // Records of this command only: not the compaction's moves of live jobs, which a slow machine's rotations bring in.
+    const ownRecords = async (): Promise<number> => {
+      const st = await admin.stats('stats\r\n')
+      return Number(st['binlog-records-written']) - Number(st['binlog-records-migrated'])
+    }
+    const recordsBefore = await ownRecords()
     admin.send('flush-tube default\r\n')
     let flushed = ''
     const flushDone = admin.line(120_000).then((l) => (flushed = l))
@@ -82,7 +87,7 @@ describe('a 200,000-job tube', () => {
     expect(worst).toBeLessThan(2000)
     expect((await admin.stats('stats-tube default\r\n'))['current-jobs-ready']).toBe('0')
     // One record per slice of 2048 job slots (the other client's puts take slots too, and a record each).
-    const flushRecords = Number((await admin.stats('stats\r\n'))['binlog-records-written']) - recordsBefore - sent
+    const flushRecords = (await ownRecords()) - recordsBefore - sent
     expect(flushRecords).toBeGreaterThanOrEqual(Math.ceil(N / 2048))
     expect(flushRecords).toBeLessThanOrEqual(Math.ceil((N + sent) / 2048) + 1)
 
