@@ -360,9 +360,10 @@ function queued(conn, models, ref) {
  * has taken its id when the line was read, so behind a reserve it races
  * another connection's puts like a complete command (fuzz seed 1913967976,
  * case 153: `reserve-with-timeout …\r\nput … 10\r\n` + 9 bytes of body
- * while another connection was loaded, and the reference gave the other
- * connection's put the next id but one). Counting a partial line too is
- * more than needed, and cheaper to reason about.
+ * while another connection was loaded: the reference read that put line
+ * first and gave the other connection's put id 4, tsbeanstalkd ran the
+ * other connection's queue first and gave it 3). Counting a partial line
+ * too is more than needed, and cheaper to reason about.
  * @param {Framing} m @param {import('./generate.mjs').Step & {op: 'send'}} step
  */
 export function tryStep(m, step) {
