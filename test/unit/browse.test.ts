@@ -5,9 +5,11 @@
  * seeks; then through a registry with the extensions on, under random puts,
  * reserves, releases, deletes, buries, kicks, reprioritize, redelay and
  * concurrency keys, every page read with list-jobs is the heap's jobs in the
- * heap's order, and the index is dropped when its heap empties (a flush).
+ * heap's order, and the index is dropped when its heap empties (a flush);
+ * the same with the index built in the background, the churn run between
+ * its steps and pages read meanwhile without it.
  */
-import { describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it } from 'vitest'
 import { ListState } from '../../src/protocol/admin-verbs.js'
 import { PutTags } from '../../src/protocol/extensions.js'
 import { listJobs } from '../../src/queue/extensions/browse.js'
@@ -17,7 +19,7 @@ import { byDeadline, byPriority, JobState, type Job } from '../../src/queue/job.
 import { OrderedIndex } from '../../src/queue/ordered-index.js'
 import type { Session } from '../../src/queue/session.js'
 import type { Tube } from '../../src/queue/tube.js'
-import type { JobKey } from '../../src/queue/tube-heap.js'
+import { indexBuild, type JobKey } from '../../src/queue/tube-heap.js'
 import { prng } from '../helpers/prng.js'
 import { TestQueue } from '../helpers/queue.js'
 
@@ -81,7 +83,20 @@ describe('list-jobs through the registry', () => {
     }
   }
 
-  it('pages are the heap in its order under random churn of every kind', () => {
+  const defaults = { ...indexBuild }
+  afterEach(() => Object.assign(indexBuild, defaults))
+  /** Background builds' steps, run when the test says (the 'in the background' case). */
+  let steps: (() => void)[] = []
+  const runSteps = (n: number): void => {
+    for (let k = 0; k < n && steps.length > 0; k++) steps.shift()!()
+  }
+
+  it.each([
+    ['built at once', false],
+    ['built in the background, pages meanwhile read by a pass over the heap', true],
+  ] as const)('pages are the heap in its order under random churn of every kind (index %s)', (_name, background) => {
+    steps = []
+    if (background) Object.assign(indexBuild, { syncMax: 0, step: 37, defer: (fn: () => void) => steps.push(fn) })
     const q = new TestQueue()
     const r = q.r
     const x = new QueueExtensions(r, prng(7).next)
@@ -107,6 +122,8 @@ describe('list-jobs through the registry', () => {
     for (let i = 0; i < 1500; i++) put()
     let keptR = false
     let keptD = false
+    let scanned = 0
+    let indexed = 0
     for (let step = 0; step < 4000; step++) {
       const op = rnd.int(11)
       const jobs = [...t.ready.slots, ...t.delayed.slots]
@@ -131,12 +148,18 @@ describe('list-jobs through the registry', () => {
         const s = rnd.pick(workers)
         if (r.reserveById(s, j.id) !== null) held.push([s, j])
       }
-      // An index is dropped only when its heap empties (a removal it could not find would drop it too: drift).
+      // The churn runs between a background build's steps, so they see every kind of change.
+      if (background && rnd.chance(0.4)) runSteps(1 + rnd.int(3))
+      // An index (or a build) is dropped only when its heap empties (a removal it could not find would drop it too: drift).
       if (t.ready.size === 0) keptR = false
       if (t.delayed.size === 0) keptD = false
-      if (keptR) expect(t.ready.browsed).toBe(true)
-      if (keptD) expect(t.delayed.browsed).toBe(true)
+      if (keptR) expect(t.ready.browsed || t.ready.indexing).toBe(true)
+      if (keptD) expect(t.delayed.browsed || t.delayed.indexing).toBe(true)
       if (step % 50 === 0 || step < 20) {
+        for (const h of [t.ready, t.delayed]) {
+          if (h.indexing) scanned++
+          else if (h.browsed) indexed++
+        }
         const readyWant = [...t.ready.slots].sort(byPriorityCmp)
         const delayedWant = [...t.delayed.slots].sort(byDeadlineCmp)
         expect(ids(pageAll(q, browser, t, ListState.READY, 1 + rnd.int(200)))).toEqual(ids(readyWant))
@@ -151,7 +174,17 @@ describe('list-jobs through the registry', () => {
     pageAll(q, browser, t, ListState.READY, 100)
     pageAll(q, browser, t, ListState.DELAYED, 100)
     expect(t.ready.size > 0 && t.delayed.size > 0).toBe(true)
+    if (background) {
+      // Pages were read by the pass over the heap while builds ran, and builds finished and served pages too.
+      expect(scanned).toBeGreaterThan(5)
+      expect(indexed).toBeGreaterThan(5)
+      runSteps(Infinity)
+      expect(t.ready.indexing || t.delayed.indexing).toBe(false)
+    }
     expect(t.ready.browsed && t.delayed.browsed).toBe(true)
+    // A finished build is the heap in its order, kept in step from then on.
+    expect(ids(pageAll(q, browser, t, ListState.READY, 1000))).toEqual(ids([...t.ready.slots].sort(byPriorityCmp)))
+    expect(ids(pageAll(q, browser, t, ListState.DELAYED, 1000))).toEqual(ids([...t.delayed.slots].sort(byDeadlineCmp)))
     // A flush empties both heaps: the indexes go with the last job.
     const flush = new TubeFlush(r, t, ListState.ALL)
     while (flush.step());

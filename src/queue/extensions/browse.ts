@@ -6,8 +6,9 @@
  *   then id (the delay heap's order). A page is read from the heap's ordered
  *   index (tube-heap.ts, ordered-index.ts): a seek to the cursor's key and
  *   `limit` steps, O(log n + limit) however deep the cursor. The index is
- *   built on the state's first page in that tube, O(n log n) once, then kept
- *   in step by the heap's pushes and removes until the heap empties.
+ *   built on the state's first page in that tube (a large heap's in the
+ *   background, its pages meanwhile read by one pass over the heap, O(n)),
+ *   then kept in step by the heap's pushes and removes until the heap empties.
  * - buried: bury order, from the cursor's successor in the tube's list: O(limit).
  * - reserved: by id, over the reserved jobs of every session: O(reserved).
  *
@@ -48,7 +49,7 @@ export function listJobs(r: Registry, s: Session, t: Tube, state: ListState, aft
       else key = r.jobs.get(after) ?? null
       if (key === null) return null
     }
-    page = heap.size === 0 ? [] : heap.browseIndex().after(key, limit)
+    page = heap.page(key, limit)
   }
   if (page === null) return null
   const last = page[page.length - 1]
