@@ -39,7 +39,7 @@ import { Heap } from './heap.js'
 import { Job, JobState, byPriority } from './job.js'
 import { JobTable, type JobWalk } from './job-table.js'
 import { noPolicy, type Journal, type RestoredFields, type RestoredPolicy, type RestoredTags, type RestoredTombstone } from './journal.js'
-import { Session, type WaitTimerHandler, type Waiter } from './session.js'
+import { NO_WAIT_LIMIT, Session, type WaitTimerHandler, type Waiter } from './session.js'
 import { ReadyIndex, SCAN_LIMIT } from './ready-index.js'
 import { Tube, byTopJob, type TubeHandler } from './tube.js'
 import type { TimingWheel } from './timing-wheel.js'
@@ -593,7 +593,7 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     // waiting list as it found it, being the last in each).
     if (soon) return Reply.DEADLINE_SOON
     if (timeoutSecs === 0) return Reply.TIMED_OUT
-    this.startWaiting(s, timeoutSecs < 0 ? Infinity : now + timeoutSecs * 1000, now)
+    this.startWaiting(s, timeoutSecs < 0 ? NO_WAIT_LIMIT : now + timeoutSecs * 1000, now)
     return null
   }
 
@@ -628,7 +628,7 @@ export class Registry implements TubeHandler, WaitTimerHandler {
   /** The wait timer: the requested timeout or the safety margin of the soonest held job. */
   private scheduleWait(s: Session, now: number): void {
     const j = s.deadlines.peek()
-    const at = Math.min(s.waitUntil, j === undefined ? Infinity : j.deadline - SAFETY_MARGIN_MS)
+    const at = Math.min(s.waitUntil === NO_WAIT_LIMIT ? Infinity : s.waitUntil, j === undefined ? Infinity : j.deadline - SAFETY_MARGIN_MS)
     if (at === Infinity) this.wheel.cancel(s)
     else this.wheel.schedule(s, Math.max(at, now))
   }
@@ -690,7 +690,7 @@ export class Registry implements TubeHandler, WaitTimerHandler {
     if (this.deadlineSoon(s, now)) {
       this.stopWaiting(s)
       s.waiter.waitEnded(Reply.DEADLINE_SOON)
-    } else if (now >= s.waitUntil) {
+    } else if (s.waitUntil !== NO_WAIT_LIMIT && now >= s.waitUntil) {
       this.stopWaiting(s)
       s.waiter.waitEnded(Reply.TIMED_OUT)
     } else {

@@ -27,6 +27,9 @@ export interface WaitTimerHandler {
   waitTimerFired(session: Session, nowMs: number): void
 }
 
+/** Session.waitUntil of a wait without a timeout. */
+export const NO_WAIT_LIMIT = -1
+
 export class Session implements TimerEntry {
   readonly id: number
   readonly waiter: Waiter
@@ -45,8 +48,12 @@ export class Session implements TimerEntry {
   private heldByDeadline: Heap<Job> | null = null
   private heldInOrder: JobList | null = null
   waiting = false
-  /** Monotonic ms when a reserve-with-timeout gives up; Infinity for none. */
-  waitUntil = Infinity
+  /**
+   * Monotonic ms when a reserve-with-timeout gives up; NO_WAIT_LIMIT for a
+   * reserve without one. Not Infinity: a field that ever holds a non-integer
+   * costs every session a boxed number (16 bytes per connection).
+   */
+  waitUntil = NO_WAIT_LIMIT
   producer = false
   worker = false
   /** Extensions: `reserve-mode weighted` (queue/extensions/weighted.ts). */
