@@ -217,8 +217,9 @@ export class Connection implements DispatchTarget, Waiter, Sink, ByteReceiver, D
   private endDelivery(): void {
     const writable = this.host.ctx.deliveryOut.end()
     if (!writable) this.blockOutput()
-    // Commands that arrived while waiting run on the next turn.
-    this.host.scheduleRun(this)
+    // Commands that arrived while waiting run on the next turn (with none, a run would do nothing).
+    const p = this.parserInUse
+    if ((p !== null && p.buffered > 0) || this.inputEnded || this.readPaused || this.quitting) this.host.scheduleRun(this)
   }
 
   /** Sink: a chunk of replies. With a binlog it waits for the records behind it. */
