@@ -17,7 +17,8 @@
  * second a sort of them takes: the build inserts the jobs of a copy of the
  * heap's slots taken when it began, skipping those no longer in the heap or
  * already added, while pushes and removes are mirrored into the part built
- * so far. Until it is done, pages are read by a pass over the heap.
+ * so far. Until it is done, a page from the start is read best-first from
+ * the heap's root and one after a cursor by a pass over the heap.
  */
 import { Heap } from './heap.js'
 import type { Job } from './job.js'
@@ -170,13 +171,15 @@ export class TubeHeap extends Heap<Job> {
       out.push(slots[top]!)
       const last = cand.pop()!
       if (cand.length > 0) siftDown(cand, last, before)
-      for (const c of [2 * top + 1, 2 * top + 2]) if (c < slots.length) siftUp(cand, c, before)
+      const left = 2 * top + 1
+      if (left < slots.length) siftUp(cand, left, before)
+      if (left + 1 < slots.length) siftUp(cand, left + 1, before)
     }
     return out
   }
 
   /** The page after `key` by one pass over the heap: the least `limit` jobs after it, kept in a buffer cut back to `limit` when it fills. */
-  #scan(key: JobKey | null, limit: number): Job[] {
+  #scan(key: JobKey, limit: number): Job[] {
     const less = this.#less
     const cap = Math.max(4 * limit, 1024)
     let best: Job[] = []
@@ -186,7 +189,7 @@ export class TubeHeap extends Heap<Job> {
     const slots = this.slots
     for (let i = 0; i < slots.length; i++) {
       const j = slots[i]!
-      if (key !== null && !less(key, j)) continue
+      if (!less(key, j)) continue
       if (bound !== null && !less(j, bound)) continue
       best.push(j)
       if (best.length >= cap) {
