@@ -6,8 +6,8 @@
  * job's key changes only while it is out of them: release, reprioritize and
  * redelay remove, re-key, push), so mirroring those two keeps the index
  * exactly the heap's jobs in the heap's order. A heap no one browsed has no
- * index and pays one null check per change; without --extensions list-jobs
- * cannot run and no index is ever built. The index goes when the heap
+ * index and pays two null checks per change (no index, no build); without
+ * --extensions list-jobs cannot run and no index is ever built. The index goes when the heap
  * empties (the last job reserved, deleted, flushed or the tube deleted), and
  * with the tube when the tube is dropped; a flush drops it before each slice.
  *
