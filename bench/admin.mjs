@@ -14,12 +14,12 @@
  * another tube for 2 s (idle baseline); time the tube's first list-jobs
  * (which starts the ready index's build in the background), then the other
  * client's puts again while the index is built, with a page from a cursor
- * half-way every 100 ms until one answers in under 2 ms (done); then pages of 1000 ids from the
- * start, from a cursor in the middle of the ready order and from one near
- * its end (each the median of 5); then the other client's puts while a
- * second client's `flush-tube default` runs, which is timed from its send
- * to its FLUSHED. Prints a Markdown table. --binlog: with `-b DIR` (default
- * fsync).
+ * half-way every 100 ms until one answers in under 2 ms (done); then pages
+ * of 1000 ids from the start, from a cursor in the middle of the ready
+ * order and from one near its end (each the median of 5); then the other
+ * client's puts while a second client's `flush-tube default` runs, which is
+ * timed from its send to its FLUSHED. Prints a Markdown table. --binlog:
+ * with `-b DIR` (default fsync).
  */
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
@@ -152,9 +152,9 @@ async function main() {
     const until = performance.now() + 2000
     const idle = await loop(other, () => performance.now() > until)
     // The tube's first list-jobs of the state starts its ordered index's build
-    // in the background; its pages are read by a pass over the heap until the
-    // index is done. The other client's puts meanwhile; a page from a cursor
-    // half-way every 100 ms until one answers in under 2 ms (the index is done).
+    // in the background; until it is done, pages after a cursor are read by a
+    // pass over the heap. The other client's puts meanwhile; a page from a
+    // cursor half-way every 100 ms until one answers in under 2 ms (done).
     const t1 = performance.now()
     const built = await admin.call(`list-jobs default ready 0 1000\r\n`)
     const firstEver = performance.now() - t1
