@@ -5,10 +5,17 @@
  * length (PERFORMANCE.md: "bodies packed into shared slabs", 1.55x -> 1.13x
  * the reference's memory per job).
  *
- * Slab bytes are written once and never overwritten: space is only ever
- * appended, and a slab whose jobs are gone is dropped, not reused. So a view
- * of a body handed to a socket write or a store stays valid for as long as it
- * is referenced, whatever happens to the job meanwhile.
+ * Slab bytes are never overwritten while something may still read them: a
+ * view of a body handed to a socket write or a store stays valid for as long
+ * as it is referenced, whatever happens to the job meanwhile. Space is only
+ * ever appended; a slab whose bodies are all gone is dropped, or reused (from
+ * its start) only if no view of it ever left the arena (`Slab.shared`) and
+ * none is on its way out (`Slab.viewsPending`). Reuse matters in a steady
+ * state with large bodies: a fresh slab costs a page fault per 4 KiB and
+ * counts toward V8's next full collection (README, the 4 KiB rows), where the
+ * reference's malloc reuses what free gave back. In practice it happens
+ * without a store (every store reads `Job.body`) and for bodies copied into
+ * replies (under 2 KiB) or replies the kernel took whole.
  *
  * Deleting jobs leaves holes. A slab with no live bytes is dropped at once;
  * when the holes add up to more than the live bytes (and at least
@@ -25,6 +32,8 @@ const SLAB_SIZE = 1024 * 1024
 const COMPACT_MIN = 32 * 1024 * 1024
 /** A slab with fewer live bytes than this share of its size gets its survivors moved. */
 const SPARSE = 0.5
+/** Emptied slabs kept for the next ones: enough for a steady state, little memory when idle. */
+const MAX_SPARES = 2
 
 export class Slab {
   readonly buf: Buffer
@@ -32,6 +41,10 @@ export class Slab {
   used = 0
   /** Bytes handed out and not yet released. */
   live = 0
+  /** A view of these bytes may outlive their bodies (a store's record, a reply the socket kept): never reused. */
+  shared = false
+  /** Views in a reply batch not yet known to be with the kernel (server/output.ts). */
+  viewsPending = 0
 
   constructor(size: number) {
     this.buf = Buffer.allocUnsafeSlow(size)
@@ -79,6 +92,8 @@ export class BodyArena {
   private compactions = 0
   /** During a compaction: the slabs being emptied. */
   private sparse: Set<Slab> | null = null
+  /** Emptied full-size slabs nothing outside reads, for the next current slab. */
+  private readonly spares: Slab[] = []
 
   constructor(sizes: ArenaSizes = { slabSize: SLAB_SIZE, compactMin: COMPACT_MIN }) {
     this.slabSize = sizes.slabSize
@@ -100,7 +115,7 @@ export class BodyArena {
       return own
     }
     if (this.current.room() < n) {
-      this.current = new Slab(this.slabSize)
+      this.current = this.spares.pop() ?? new Slab(this.slabSize)
       this.slabs.add(this.current)
       this.allocated += this.slabSize
     }
@@ -119,9 +134,18 @@ export class BodyArena {
   release(slab: Slab, n: number): void {
     slab.live -= n
     this.liveBytes -= n
-    if (slab.live === 0 && slab !== this.current) {
-      this.slabs.delete(slab)
-      this.allocated -= slab.buf.length
+    if (slab.live !== 0) return
+    const reusable = !slab.shared && slab.viewsPending === 0 && this.sparse === null
+    if (slab === this.current) {
+      // Nothing in it is read any more: fill it again from the start.
+      if (reusable) slab.used = 0
+      return
+    }
+    this.slabs.delete(slab)
+    this.allocated -= slab.buf.length
+    if (reusable && slab.buf.length === this.slabSize && this.spares.length < MAX_SPARES) {
+      slab.used = 0
+      this.spares.push(slab)
     }
   }
 
@@ -181,12 +205,18 @@ export class BodyArena {
     this.endCompaction()
   }
 
+  /** Lets go of the spare slabs (after a drain, when they would only hold memory). */
+  dropSpares(): void {
+    this.spares.length = 0
+  }
+
   /** Bytes of bodies held now. */
   get live(): number {
     return this.liveBytes
   }
 
-  stats(): { slabs: number; allocated: number; live: number; compactions: number } {
-    return { slabs: this.slabs.size, allocated: this.allocated, live: this.liveBytes, compactions: this.compactions }
+  /** `slabs` and `allocated` count the slabs holding bodies; `spares` the emptied ones kept for reuse. */
+  stats(): { slabs: number; allocated: number; live: number; compactions: number; spares: number } {
+    return { slabs: this.slabs.size, allocated: this.allocated, live: this.liveBytes, compactions: this.compactions, spares: this.spares.length }
   }
 }

@@ -133,8 +133,13 @@ export class Job implements HeapItem, TimerEntry, BodyHolder {
     return (this.history ??= new JobHistory())
   }
 
-  /** The body with its CRLF, as a view (for stores and cold paths; replies copy from the slab). */
+  /**
+   * The body with its CRLF, as a view (for stores and cold paths; replies
+   * copy from the slab or settle their views, server/output.ts). The view may
+   * outlive the job, so its slab is never reused (body-arena.ts).
+   */
   get body(): Buffer {
+    this.slab.shared = true
     return this.slab.buf.subarray(this.bodyOff, this.bodyOff + this.bodyLen)
   }
 

@@ -15,7 +15,11 @@
  *
  * Large job bodies are not copied either: the chunk is flushed and the body's
  * slab view written as is, both inside a cork so they leave in one writev.
+ * The arena may reuse an emptied slab (queue/body-arena.ts), so such a view
+ * is counted on its slab until the batch ends; if the socket kept it then,
+ * the slab is marked shared and never reused.
  */
+import type { Slab } from '../queue/body-arena.js'
 import type { Job } from '../queue/job.js'
 import { copyBytes, PrefixViews } from '../util/bytes.js'
 
@@ -63,6 +67,8 @@ export class Output {
   private corked = false
   /** False once a write reported backpressure during this batch. */
   writable = true
+  /** Slabs whose views this batch wrote (one entry per view). */
+  private readonly viewed: Slab[] = []
 
   constructor(size = CHUNK) {
     this.chunkSize = size
@@ -82,8 +88,19 @@ export class Output {
       this.corked = false
       this.sink!.uncork()
     }
+    if (this.viewed.length > 0) this.settleViews()
     this.sink = null
     return this.writable
+  }
+
+  /** The batch's slab views are with the kernel now, or held (socket queue, binlog gate): then their slabs stay as they are. */
+  private settleViews(): void {
+    const held = !this.sink!.consumed()
+    for (const slab of this.viewed) {
+      slab.viewsPending--
+      if (held) slab.shared = true
+    }
+    this.viewed.length = 0
   }
 
   fixed(reply: Buffer): void {
@@ -136,6 +153,8 @@ export class Output {
         this.sink!.cork()
       }
       this.flush()
+      slab.viewsPending++
+      this.viewed.push(slab)
       if (!this.sink!.write(slab.buf.subarray(bodyOff, bodyOff + n))) this.writable = false
     }
   }

@@ -127,7 +127,11 @@ export class BeanstalkServer implements ConnectionHost {
     this.applyFilePolicies()
     this.restoreInto = this.registry
     this.waiting = opts.awaitStore === true ? [] : null
-    this.reclaimer = new MemoryReclaimer(() => ({ jobs: this.registry.jobs.size, bodyBytes: this.registry.bodies.live, connections: this.connections.size }))
+    this.reclaimer = new MemoryReclaimer(
+      () => ({ jobs: this.registry.jobs.size, bodyBytes: this.registry.bodies.live, connections: this.connections.size }),
+      undefined,
+      () => this.registry.bodies.dropSpares(),
+    )
     this.ctx = {
       registry: this.registry,
       // Indexed by Op: the reference's commands below 40, the extensions' 40-79.

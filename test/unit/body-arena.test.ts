@@ -13,6 +13,14 @@ import { putBody } from '../helpers/put-body.js'
 
 const SIZES = { slabSize: 4096, compactMin: 8192 }
 
+/** Fills a shared slab with eight 500-byte bodies (over 512, slabSize / 8, a body gets a slab of its own) and returns it. */
+function fillSlab(a: BodyArena): Slab {
+  const s = a.slabFor(500)
+  s.take(500)
+  for (let i = 1; i < 8; i++) expect(a.slabFor(500).take(500)).toBe(i * 500)
+  return s
+}
+
 class Holder implements BodyHolder {
   slab: Slab
   bodyOff: number
@@ -24,7 +32,9 @@ class Holder implements BodyHolder {
     this.bodyLen = bodyLen
     this.expected = expected
   }
+  /** A view that may outlive the body, marked as Job.body marks it. */
   bytes(): Buffer {
+    this.slab.shared = true
     return this.slab.buf.subarray(this.bodyOff, this.bodyOff + this.bodyLen)
   }
 }
@@ -63,6 +73,74 @@ describe('BodyArena', () => {
     expect(a.stats().slabs).toBe(2) // s2 is current: kept for the next body
     a.release(s1, 4000)
     expect(a.stats()).toMatchObject({ slabs: 1, allocated: 4096, live: 0 })
+  })
+
+  it('reuses an emptied slab that nothing outside reads, from its start, keeping at most two', () => {
+    const a = new BodyArena(SIZES)
+    const full = (): Slab => fillSlab(a)
+    const slabs = [full(), full(), full(), full()]
+    expect(new Set(slabs).size).toBe(4)
+    for (const s of slabs.slice(0, 3)) a.release(s, 4000)
+    expect(a.stats()).toMatchObject({ slabs: 1, allocated: 4096, live: 4000, spares: 2 })
+    // The next slabs are the spares (last kept first), then new ones; the third emptied was dropped.
+    const next = [full(), full(), full()]
+    expect(next[0]).toBe(slabs[1])
+    expect(next[1]).toBe(slabs[0])
+    expect(slabs).not.toContain(next[2])
+    expect(next[0]!.used).toBe(4000)
+    expect(a.stats()).toMatchObject({ slabs: 4, spares: 0 })
+    // Spares are let go when the reclaimer collects after a drain.
+    a.release(next[0]!, 4000)
+    expect(a.stats().spares).toBe(1)
+    a.dropSpares()
+    expect(a.stats().spares).toBe(0)
+    // The current slab, once empty, is filled again from its start.
+    a.release(next[2]!, 4000)
+    expect(a.slabFor(100)).toBe(next[2])
+    expect(next[2]!.take(100)).toBe(0)
+  })
+
+  it('never reuses a slab a view of which may still be read, nor one with a view on its way out', () => {
+    const a = new BodyArena(SIZES)
+    const first = a.slabFor(500)
+    const h = new Holder(first, first.take(500), 500, bodyOf(1, 500))
+    h.expected.copy(first.buf, h.bodyOff)
+    const view = h.bytes() // as a store's record holds it
+    for (let i = 1; i < 8; i++) a.slabFor(500).take(500)
+    const pending = fillSlab(a)
+    pending.viewsPending++ // as a reply batch not yet settled holds it
+    fillSlab(a)
+    a.release(first, 4000)
+    a.release(pending, 4000)
+    expect(a.stats().spares).toBe(0)
+    for (let i = 0; i < 8; i++) {
+      const s = fillSlab(a)
+      expect(s).not.toBe(first)
+      expect(s).not.toBe(pending)
+      s.buf.fill(0xee)
+    }
+    expect(view.equals(h.expected)).toBe(true)
+    // Nor the current one: a shared current slab emptied is not rewound.
+    const cur = fillSlab(a)
+    cur.shared = true
+    a.release(cur, 4000)
+    expect(cur.used).toBe(4000)
+  })
+
+  it('keeps nothing for reuse while a compaction is under way', () => {
+    const a = new BodyArena(SIZES)
+    const hs: Holder[] = []
+    for (let i = 0; i < 120; i++) {
+      const slab = a.slabFor(100)
+      const off = slab.take(100)
+      hs.push(new Holder(slab, off, 100, bodyOf(i, 100)))
+    }
+    for (const [i, h] of hs.entries()) if (i % 10 !== 0) a.release(h.slab, 100)
+    const spares = a.stats().spares
+    expect(a.beginCompaction()).toBe(true)
+    for (const [i, h] of hs.entries()) if (i % 10 === 0) a.relocate(h)
+    a.endCompaction()
+    expect(a.stats().spares).toBe(spares)
   })
 
   it('keeps every body intact through random deletes and compactions', () => {
@@ -146,5 +224,17 @@ describe('Registry bodies', () => {
     expect(compactions).toBeGreaterThan(1)
     expect(allocated - live).toBeLessThanOrEqual(Math.max(live, SIZES.compactMin) + 4 * SIZES.slabSize)
     for (const [id, body] of bodies) expect(r.peek(id)!.body.equals(body)).toBe(true)
+  })
+
+  it('leaves the bytes of a job read as a view (as a store reads it) after the job is gone', () => {
+    const r = new Registry(new ManualClock(0), new TimingWheel(0), new BodyArena(SIZES))
+    const s = r.openSession({ jobReserved() {}, waitEnded() {} })
+    const body = Buffer.concat([bodyOf(7, 200), Buffer.from('\r\n')])
+    const j = putBody(r, s, 0, 0, 60, body)!
+    const view = j.body
+    expect(r.delete(s, j.id)).toBe(true)
+    // Without the mark the emptied current slab would be filled again from its start.
+    for (let i = 0; i < 40; i++) putBody(r, s, 0, 0, 60, Buffer.alloc(202, 0x5a))
+    expect(view.equals(body)).toBe(true)
   })
 })

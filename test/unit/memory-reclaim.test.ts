@@ -49,6 +49,26 @@ describe('MemoryReclaimer', () => {
     expect(gcs).toBe(2)
   })
 
+  it('lets go of what is kept for reuse (spare body slabs) before each of its collections', () => {
+    const calls: string[] = []
+    const r = new MemoryReclaimer(
+      () => held,
+      () => calls.push('gc'),
+      () => calls.push('drop'),
+    )
+    try {
+      held = { jobs: 1_000_000, bodyBytes: 100 * MB, connections: 0 }
+      r.check()
+      held = { jobs: 0, bodyBytes: 0, connections: 0 }
+      r.check()
+      r.check()
+      vi.advanceTimersByTime(5500)
+      expect(calls).toEqual(['drop', 'gc', 'drop', 'gc'])
+    } finally {
+      r.stop()
+    }
+  })
+
   it('leaves a steady queue, a small one and a partial drain alone', () => {
     for (let i = 0; i < 20; i++) hold(1_000_000, 100)
     for (let i = 0; i < 5; i++) hold(600_000, 60) // down 40 %: not drained

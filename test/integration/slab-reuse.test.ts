@@ -1,0 +1,123 @@
+/**
+ * The body arena reuses a slab whose jobs are all gone (queue/body-arena.ts),
+ * but never while a reply still covers its bytes. Here a reader asks for the
+ * same large bodies again and again and reads nothing, so the server's
+ * writes of them stop in the socket (bodies of 2 KiB and more leave as views
+ * of their slab). Meanwhile another client deletes every job and puts new
+ * ones over the same amount of memory. Every body the reader gets at last
+ * must still be the one it asked for; reusing that slab would send the new
+ * jobs' bytes instead.
+ */
+import net from 'node:net'
+import { afterEach, describe, expect, it } from 'vitest'
+import { RawClient } from '../helpers/client.js'
+import { withTimeout } from '../helpers/process.js'
+import { startServer, type TestServer } from '../helpers/server.js'
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+/** 17 bodies of 60,000 bytes fill most of one 1 MiB slab (each under its 1/8, so they share it). */
+const JOBS = 17
+const BODY = 60_000
+/** Peeks of each job: about 32 MB of replies, far over what the socket buffers take. */
+const ROUNDS = 32
+
+const bodyOf = (i: number): string => String.fromCharCode(0x41 + (i % 26)).repeat(BODY)
+
+let srv: TestServer | null = null
+afterEach(async () => {
+  await srv?.close()
+  srv = null
+})
+
+/** Polls `stats` until cmd-peek stops moving: the server has stopped serving the stalled reader. */
+async function peeksSettled(c: RawClient): Promise<number> {
+  let last = -1
+  let still = 0
+  for (let i = 0; i < 200 && still < 3; i++) {
+    const n = Number((await c.stats('stats\r\n'))['cmd-peek'])
+    still = n === last ? still + 1 : 0
+    last = n
+    await sleep(50)
+  }
+  return last
+}
+
+describe('slab reuse', () => {
+  it('never hands out a slab a stalled reply still covers', async () => {
+    srv = await startServer()
+    const producer = await RawClient.connect(srv.port)
+    const worker = await RawClient.connect(srv.port)
+    const ids: number[] = []
+    for (let i = 0; i < JOBS; i++) {
+      const r = await producer.call(`put 0 0 60 ${BODY}\r\n${bodyOf(i)}\r\n`)
+      ids.push(Number(/^INSERTED (\d+)\r\n$/.exec(r)![1]))
+    }
+
+    const reader = new net.Socket()
+    await new Promise<void>((resolve, reject) => reader.connect(srv!.port, '127.0.0.1', resolve).once('error', reject))
+    try {
+      reader.pause()
+      const peeks: string[] = []
+      for (let k = 0; k < ROUNDS; k++) for (const id of ids) peeks.push(`peek ${id}\r\n`)
+      reader.write(peeks.join(''))
+      const served = await peeksSettled(producer)
+      // The reader's replies are held: not every peek could be served.
+      expect(served).toBeGreaterThan(0)
+      expect(served).toBeLessThan(JOBS * ROUNDS)
+
+      // Every job goes; new ones take the same amount of memory.
+      for (const id of ids) {
+        expect(await worker.call('reserve-with-timeout 0\r\n')).toMatch(/^RESERVED \d+ 60000\r\n$/)
+        await worker.read(BODY + 2)
+        expect(await worker.call(`delete ${id}\r\n`)).toBe('DELETED\r\n')
+      }
+      for (let i = 0; i < JOBS; i++) expect(await producer.call(`put 0 0 60 ${BODY}\r\n${'z'.repeat(BODY)}\r\n`)).toMatch(/^INSERTED/)
+
+      // Now read everything: each FOUND carries the body it was asked for, the rest are NOT_FOUND.
+      let replies = 0
+      let found = 0
+      const wrong: string[] = []
+      await withTimeout(
+        new Promise<void>((resolve, reject) => {
+          let pending = Buffer.alloc(0)
+          reader.on('data', (d: Buffer) => {
+            pending = Buffer.concat([pending, d])
+            for (;;) {
+              const eol = pending.indexOf('\r\n')
+              if (eol === -1) break
+              const line = pending.subarray(0, eol).toString('latin1')
+              const m = /^FOUND (\d+) (\d+)$/.exec(line)
+              if (m === null) {
+                if (line !== 'NOT_FOUND') wrong.push(line)
+                pending = pending.subarray(eol + 2)
+                replies++
+                continue
+              }
+              const n = Number(m[2])
+              if (pending.length < eol + 2 + n + 2) break
+              const body = pending.subarray(eol + 2, eol + 2 + n).toString('latin1')
+              if (body !== bodyOf(ids.indexOf(Number(m[1])))) wrong.push(`job ${m[1]}: ${body.slice(0, 8)}...`)
+              pending = pending.subarray(eol + 2 + n + 2)
+              replies++
+              found++
+            }
+            if (replies === JOBS * ROUNDS) resolve()
+          })
+          reader.on('error', reject)
+          reader.on('close', () => reject(new Error(`closed after ${replies} replies`)))
+          reader.resume()
+        }),
+        30_000,
+        `${JOBS * ROUNDS} replies`,
+      )
+      expect(wrong.slice(0, 3)).toEqual([])
+      // The peeks served before the deletes, and only those, found their job.
+      expect(found).toBe(served)
+    } finally {
+      reader.destroy()
+      producer.close()
+      worker.close()
+    }
+  }, 60_000)
+})
