@@ -238,8 +238,8 @@ export class Connection implements DispatchTarget, Waiter, Sink, ByteReceiver, D
     if (this.host.gate === null) this.writer.cork()
   }
 
-  uncork(): void {
-    if (this.host.gate === null) this.writer.uncork()
+  uncork(): boolean {
+    return this.host.gate === null ? this.writer.uncork() : true
   }
 
   /** Sink: nothing written is held (by the socket's queue or for the binlog). */
@@ -262,7 +262,7 @@ export class Connection implements DispatchTarget, Waiter, Sink, ByteReceiver, D
       if (many) this.writer.cork()
       let ok = true
       for (const c of chunks) ok = this.writer.write(c) && ok
-      if (many) this.writer.uncork()
+      if (many) ok = this.writer.uncork() && ok
       if (!ok) this.blockOutput()
       else if (this.quitting) this.closeWhenFlushed()
       else if (this.inputEnded) this.run()

@@ -39,7 +39,8 @@ export interface Sink {
   /** True when everything written so far is with the kernel: no written Buffer is held anywhere. */
   consumed(): boolean
   cork(): void
-  uncork(): void
+  /** Sends what the cork held; false on backpressure, as write(). */
+  uncork(): boolean
 }
 
 /** Pre-encoded reply words, with their trailing space. */
@@ -86,7 +87,7 @@ export class Output {
     this.flush()
     if (this.corked) {
       this.corked = false
-      this.sink!.uncork()
+      if (!this.sink!.uncork()) this.writable = false
     }
     if (this.viewed.length > 0) this.settleViews()
     this.sink = null

@@ -15,8 +15,11 @@
  *   it. The kernel nearly always takes it whole: no WriteWrap, callback or
  *   tick. When it takes only part, libuv keeps the rest, and the write
  *   reports backpressure until the kernel took it all.
- * Everything else (half-close, errors, close, cork, writes behind queued
- * bytes) stays with net.Socket, which libuv keeps in order with ours. Where
+ * - A cork on a direct socket is ours too: what is written meanwhile leaves
+ *   in one direct writev at the uncork (a large body's reply, replies the
+ *   binlog held), not through the stream's cork, buffer and callbacks.
+ * Everything else (half-close, errors, close, writes behind queued bytes)
+ * stays with net.Socket, which libuv keeps in order with ours. Where
  * these internals are missing (another Node version, a non-socket stream)
  * or the socket is not a plain TCP or Unix one (TLS), reads and writes go
  * through the stream API as before.
@@ -32,13 +35,16 @@ const readViews = new PrefixViews(sharedReadBuffer)
 
 interface StreamHandle {
   writeBuffer(req: object, data: Buffer): number
+  /** `allBuffers` true: `chunks` are Buffers, written as they are (no copy). */
+  writev(req: object, chunks: Buffer[], allBuffers: boolean): number
   useUserBuffer(buf: Uint8Array): void
 }
 
 interface WriteReq {
   oncomplete: ((status: number) => void) | null
   handle: StreamHandle | null
-  buffer: Buffer | null
+  /** What libuv still writes from: kept referenced until oncomplete. */
+  buffer: Buffer | Buffer[] | null
 }
 
 interface StreamWrapBinding {
@@ -72,7 +78,7 @@ function handleOf(socket: Duplex): StreamHandle | null {
   if (h === null || typeof h !== 'object') return null
   if (!DIRECT_HANDLES.has((h as { constructor?: { name?: string } }).constructor?.name ?? '')) return null
   const sh = h as Partial<StreamHandle>
-  return typeof sh.writeBuffer === 'function' && typeof sh.useUserBuffer === 'function' ? (h as StreamHandle) : null
+  return typeof sh.writeBuffer === 'function' && typeof sh.writev === 'function' && typeof sh.useUserBuffer === 'function' ? (h as StreamHandle) : null
 }
 
 /** net.Socket's private symbol for a property set to null in its constructor, found by name. */
@@ -141,6 +147,9 @@ export function redirectReading(socket: Duplex, to: ByteReceiver): void {
  */
 let spareReq: WriteReq | null = binding === null ? null : new binding.WriteWrap()
 
+/** Bytes a direct cork holds before it writes them (net.Socket's default high-water mark): backpressure stays as prompt as the stream's. */
+const CORK_LIMIT = 16 * 1024
+
 /**
  * Writes to one socket: straight to its handle when nothing is queued, else
  * through the stream.
@@ -166,6 +175,10 @@ export class SocketWriter {
   /** A write returned false and drained() has not been called since. */
   private owed = false
   private readonly direct: boolean
+  /** Direct mode: cork() calls not yet uncorked, what was written meanwhile (made on first cork), its bytes. */
+  private corks = 0
+  private corked: Buffer[] | null = null
+  private corkedBytes = 0
   /** Callbacks made on first need: most connections never have a write go async or through the stream. */
   private complete: ((status: number) => void) | null = null
   private streamWritten: ((err?: Error | null) => void) | null = null
@@ -176,44 +189,98 @@ export class SocketWriter {
     this.direct = direct && spareReq !== null
   }
 
-  /** Returns false on backpressure: `drained()` is called once everything is taken. */
+  /**
+   * Returns false on backpressure: `drained()` is called once everything is
+   * taken. While corked (direct mode) the chunk waits for the uncork, unless
+   * the cork holds CORK_LIMIT bytes by now: then all of it goes at once.
+   */
   write(chunk: Buffer): boolean {
-    const s = this.socket
-    const req = spareReq
-    if (!this.direct || req === null || this.inFlight > 0 || s.writableLength > 0 || s.writableCorked > 0 || !s.writable) {
-      return this.streamWrite(chunk)
+    if (this.corks === 0) return this.writeNow(chunk)
+    this.corked!.push(chunk)
+    this.corkedBytes += chunk.length
+    return this.corkedBytes < CORK_LIMIT || this.writeCorked()
+  }
+
+  /** Nothing written is held by libuv, the stream or a cork. */
+  get idle(): boolean {
+    return this.inFlight === 0 && this.socket.writableLength === 0 && this.corkedBytes === 0
+  }
+
+  cork(): void {
+    if (!this.direct) return this.socket.cork()
+    this.corks++
+    this.corked ??= []
+  }
+
+  /** Sends what the cork kept, in one writev; returns false on backpressure, as write() does. */
+  uncork(): boolean {
+    if (!this.direct) {
+      this.socket.uncork()
+      return true
     }
-    const handle = handleOf(s)
+    if (this.corks === 0 || --this.corks > 0) return true
+    return this.writeCorked()
+  }
+
+  private writeNow(chunk: Buffer): boolean {
+    const handle = this.directHandle()
     if (handle === null) return this.streamWrite(chunk)
-    const err = handle.writeBuffer(req, chunk)
+    const req = spareReq!
+    return this.dispatched(req, handle, chunk, handle.writeBuffer(req, chunk))
+  }
+
+  /** What the cork holds, in one write (the cork itself stays as it is). */
+  private writeCorked(): boolean {
+    const chunks = this.corked!
+    this.corkedBytes = 0
+    if (chunks.length === 0) return true
+    if (chunks.length === 1) {
+      const c = chunks[0]!
+      chunks.length = 0
+      return this.writeNow(c)
+    }
+    const handle = this.directHandle()
+    if (handle === null) {
+      // Behind what libuv or the stream holds: the stream's own cork makes it one writev.
+      this.socket.cork()
+      let ok = true
+      for (const c of chunks) ok = this.streamWrite(c) && ok
+      this.socket.uncork()
+      chunks.length = 0
+      return ok
+    }
+    const req = spareReq!
+    const ok = this.dispatched(req, handle, chunks, handle.writev(req, chunks, true))
+    // libuv keeps an async writev's array until it is done: the next cork takes a new one.
+    if (this.current === req) this.corked = []
+    else chunks.length = 0
+    return ok
+  }
+
+  /** The handle to write to directly now, or null when the write must go behind what the stream holds. */
+  private directHandle(): StreamHandle | null {
+    const s = this.socket
+    if (!this.direct || spareReq === null || this.inFlight > 0 || s.writableLength > 0 || s.writableCorked > 0 || !s.writable) return null
+    return handleOf(s)
+  }
+
+  /** After a direct write or writev was handed to libuv (err: its result). */
+  private dispatched(req: WriteReq, handle: StreamHandle, data: Buffer | Buffer[], err: number): boolean {
     if (err !== 0) {
       // EPIPE, ECONNRESET: the peer is gone. 'close' follows and ends the session.
-      s.destroy()
+      this.socket.destroy()
       return true
     }
     if (binding!.streamBaseState[binding!.kLastWriteWasAsync] === 0) return true
     // The kernel took part; libuv writes the rest and then calls oncomplete.
     req.handle = handle
-    req.buffer = chunk
+    req.buffer = data
     req.oncomplete = this.complete ??= (status) => this.onComplete(status)
     this.current = req
     spareReq = new binding!.WriteWrap()
     this.inFlight++
     this.owed = true
     return false
-  }
-
-  /** Nothing written is held by libuv or the stream. */
-  get idle(): boolean {
-    return this.inFlight === 0 && this.socket.writableLength === 0
-  }
-
-  cork(): void {
-    this.socket.cork()
-  }
-
-  uncork(): void {
-    this.socket.uncork()
   }
 
   private streamWrite(chunk: Buffer): boolean {
