@@ -175,6 +175,8 @@ export class SocketWriter {
   /** A write returned false and drained() has not been called since. */
   private owed = false
   private readonly direct: boolean
+  /** Direct mode: the socket's handle, its kind checked once here; a write only checks it is still attached. */
+  private readonly handle: StreamHandle | null
   /** Direct mode: cork() calls not yet uncorked, what was written meanwhile (made on first cork), its bytes. */
   private corks = 0
   private corked: Buffer[] | null = null
@@ -186,7 +188,8 @@ export class SocketWriter {
   constructor(socket: Duplex, listener: DrainListener, direct: boolean) {
     this.socket = socket
     this.listener = listener
-    this.direct = direct && spareReq !== null
+    this.handle = direct && spareReq !== null ? handleOf(socket) : null
+    this.direct = this.handle !== null
   }
 
   /**
@@ -261,7 +264,7 @@ export class SocketWriter {
   private directHandle(): StreamHandle | null {
     const s = this.socket
     if (!this.direct || spareReq === null || this.inFlight > 0 || s.writableLength > 0 || s.writableCorked > 0 || !s.writable) return null
-    return handleOf(s)
+    return (s as unknown as { _handle?: unknown })._handle === this.handle ? this.handle : null
   }
 
   /** After a direct write or writev was handed to libuv (err: its result). */
