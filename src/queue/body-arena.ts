@@ -13,9 +13,11 @@
  * none is on its way out (`Slab.viewsPending`). Reuse matters in a steady
  * state with large bodies: a fresh slab costs a page fault per 4 KiB and
  * counts toward V8's next full collection (README, the 4 KiB rows), where the
- * reference's malloc reuses what free gave back. In practice it happens
- * without a store (every store reads `Job.body`) and for bodies copied into
- * replies (under 2 KiB) or replies the kernel took whole.
+ * reference's malloc reuses what free gave back. The binlog and SQLite
+ * borrow their views (`Job.lendBody`, counted until their write returns);
+ * PostgreSQL's asynchronous writes read `Job.body`, so under it slabs are not
+ * reused. Replies copy bodies under 2 KiB and count their views of larger
+ * ones until the kernel took them (server/output.ts).
  *
  * Deleting jobs leaves holes. A slab with no live bytes is dropped at once;
  * when the holes add up to more than the live bytes (and at least
@@ -43,7 +45,7 @@ export class Slab {
   live = 0
   /** A view of these bytes may outlive their bodies (a store's record, a reply the socket kept): never reused. */
   shared = false
-  /** Views in a reply batch not yet known to be with the kernel (server/output.ts). */
+  /** Views not yet known to be done with: in a reply batch (server/output.ts), or lent to a store's write (`Job.lendBody`). */
   viewsPending = 0
 
   constructor(size: number) {
@@ -60,6 +62,18 @@ export class Slab {
 
   room(): number {
     return this.buf.length - this.used
+  }
+}
+
+/**
+ * Views counted in `viewsPending` (one entry per view) are done with: written,
+ * or (`kept`) in a socket's queue for as long as it likes, when their slabs
+ * are never reused.
+ */
+export function settleViews(slabs: readonly Slab[], kept: boolean): void {
+  for (const slab of slabs) {
+    slab.viewsPending--
+    if (kept) slab.shared = true
   }
 }
 

@@ -143,6 +143,18 @@ export class Job implements HeapItem, TimerEntry, BodyHolder {
     return this.slab.buf.subarray(this.bodyOff, this.bodyOff + this.bodyLen)
   }
 
+  /**
+   * The body as a view for a store's write that is done with it when it
+   * returns (store.ts `JobView.lendBody`): counted as pending on its slab
+   * until the store settles it, instead of marking the slab shared for good.
+   */
+  lendBody(loans: Pick<Slab, 'viewsPending'>[]): Buffer {
+    const s = this.slab
+    s.viewsPending++
+    loans.push(s)
+    return s.buf.subarray(this.bodyOff, this.bodyOff + this.bodyLen)
+  }
+
   onTimer(nowMs: number): void {
     this.tube.handler.jobTimerFired(this, nowMs)
   }

@@ -16,7 +16,7 @@ import type { Logger } from 'pino'
 import { Op } from '../protocol/commands.js'
 import { Reply } from '../protocol/constants.js'
 import { Parser } from '../protocol/parser.js'
-import type { Slab } from '../queue/body-arena.js'
+import { settleViews, type Slab } from '../queue/body-arena.js'
 import type { Job } from '../queue/job.js'
 import type { Session, Waiter } from '../queue/session.js'
 import { dispatch, type DispatchTarget, type ServerContext } from './dispatch.js'
@@ -96,6 +96,8 @@ export class Connection implements DispatchTarget, Waiter, Sink, ByteReceiver, D
   private readonly host: ConnectionHost
   /** Replies waiting for the binlog (only with a gate); made on first use. */
   private held: Buffer[] | null = null
+  /** The slabs of the body views in `held` (one entry per view), settled once they are written. */
+  private heldViews: Slab[] | null = null
   /** Batches handed to the gate and not yet written. */
   private gated = 0
 
@@ -242,6 +244,14 @@ export class Connection implements DispatchTarget, Waiter, Sink, ByteReceiver, D
     return this.host.gate === null ? this.writer.uncork() : true
   }
 
+  /** Sink: the gate holds the batch's replies, and with them its body views, until they are written. */
+  holdViews(slabs: readonly Slab[]): boolean {
+    if (this.held === null) return false
+    const views = (this.heldViews ??= [])
+    for (const s of slabs) views.push(s)
+    return true
+  }
+
   /** Sink: nothing written is held (by the socket's queue or for the binlog). */
   consumed(): boolean {
     return this.host.gate === null && this.writer.idle
@@ -253,16 +263,23 @@ export class Connection implements DispatchTarget, Waiter, Sink, ByteReceiver, D
    */
   release(seq: number, whenDurable: (seq: number, cb: () => void) => void): void {
     const chunks = this.held ?? NO_CHUNKS
+    const views = this.heldViews
     this.held = null
+    this.heldViews = null
     this.gated++
     whenDurable(seq, () => {
       this.gated--
-      if (this.closed) return
+      if (this.closed) {
+        // Never written: nothing reads these views.
+        if (views !== null) settleViews(views, false)
+        return
+      }
       const many = chunks.length > 1
       if (many) this.writer.cork()
       let ok = true
       for (const c of chunks) ok = this.writer.write(c) && ok
       if (many) ok = this.writer.uncork() && ok
+      if (views !== null) settleViews(views, !this.writer.idle)
       if (!ok) this.blockOutput()
       else if (this.quitting) this.closeWhenFlushed()
       else if (this.inputEnded) this.run()

@@ -16,10 +16,11 @@
  * Large job bodies are not copied either: the chunk is flushed and the body's
  * slab view written as is, both inside a cork so they leave in one writev.
  * The arena may reuse an emptied slab (queue/body-arena.ts), so such a view
- * is counted on its slab until the batch ends; if the socket kept it then,
- * the slab is marked shared and never reused.
+ * is counted on its slab until the batch ends, or until the binlog gate let
+ * it go to the socket; if the socket kept it then, the slab is marked shared
+ * and never reused.
  */
-import type { Slab } from '../queue/body-arena.js'
+import { settleViews, type Slab } from '../queue/body-arena.js'
 import type { Job } from '../queue/job.js'
 import { copyBytes, PrefixViews } from '../util/bytes.js'
 
@@ -41,6 +42,12 @@ export interface Sink {
   cork(): void
   /** Sends what the cork held; false on backpressure, as write(). */
   uncork(): boolean
+  /**
+   * The batch wrote views of these slabs' bodies. True if the sink holds them
+   * (the binlog gate) and settles them once they are written; false leaves
+   * them to the caller.
+   */
+  holdViews(slabs: readonly Slab[]): boolean
 }
 
 /** Pre-encoded reply words, with their trailing space. */
@@ -94,13 +101,10 @@ export class Output {
     return this.writable
   }
 
-  /** The batch's slab views are with the kernel now, or held (socket queue, binlog gate): then their slabs stay as they are. */
+  /** The batch's slab views wait in the binlog gate, or are with the kernel now, or in the socket's queue. */
   private settleViews(): void {
-    const held = !this.sink!.consumed()
-    for (const slab of this.viewed) {
-      slab.viewsPending--
-      if (held) slab.shared = true
-    }
+    const sink = this.sink!
+    if (!sink.holdViews(this.viewed)) settleViews(this.viewed, !sink.consumed())
     this.viewed.length = 0
   }
 

@@ -39,8 +39,16 @@ export interface JobView {
   pri: number
   delayMs: number
   ttrMs: number
-  /** Including the trailing CRLF. */
+  /** Including the trailing CRLF. A view that may be kept: the body's slab is never reused after it. */
   body: Buffer
+  /**
+   * The body (with its CRLF) as a view for a write that is done with it when
+   * it returns: the view's slab is pushed onto `loans` and counts it until
+   * `settleLoans(loans)`, so a slab emptied meanwhile is not filled again
+   * while the view may still be read (queue/body-arena.ts). Absent on plain
+   * objects (tests), which are read through `body`.
+   */
+  lendBody?(loans: BodyLoan[]): Buffer
   /** `body.length`, without making the view. */
   readonly bodyLen: number
   /** The queue's JobState number: 1 ready, 2 reserved, 3 buried, 4 delayed. */
@@ -56,6 +64,17 @@ export interface JobView {
   kicks: number
   /** --extensions: the job's tags; null or absent for an untagged job. */
   readonly ext?: TagsView | null
+}
+
+/** A body's slab, as a lender sees it: the views of it not yet settled. */
+export interface BodyLoan {
+  viewsPending: number
+}
+
+/** The write that read the lent views returned: their slabs may be reused again. */
+export function settleLoans(loans: BodyLoan[]): void {
+  for (const s of loans) s.viewsPending--
+  loans.length = 0
 }
 
 /**
@@ -216,8 +235,16 @@ export interface StoredJob {
   releases: number
   buries: number
   kicks: number
-  /** Including the trailing CRLF. */
+  /** Including the trailing CRLF. A view that may be kept: the body's slab is never reused after it. */
   body: Buffer
+  /**
+   * The body (with its CRLF) as a view for a write that is done with it when
+   * it returns: the view's slab is pushed onto `loans` and counts it until
+   * `settleLoans(loans)`, so a slab emptied meanwhile is not filled again
+   * while the view may still be read (queue/body-arena.ts). Absent on plain
+   * objects (tests), which are read through `body`.
+   */
+  lendBody?(loans: BodyLoan[]): Buffer
 }
 
 /** The engines that keep a -b directory (convert, import and export work between them). */

@@ -8,10 +8,13 @@
  * must still be the one it asked for; reusing that slab would send the new
  * jobs' bytes instead.
  */
+import fs from 'node:fs'
 import net from 'node:net'
+import path from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
+import { cliFixture } from '../helpers/cli-fixture.js'
 import { RawClient } from '../helpers/client.js'
-import { withTimeout } from '../helpers/process.js'
+import { spawnCli, withTimeout } from '../helpers/process.js'
 import { startServer, type TestServer } from '../helpers/server.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
@@ -24,11 +27,26 @@ const ROUNDS = 32
 
 const bodyOf = (i: number): string => String.fromCharCode(0x41 + (i % 26)).repeat(BODY)
 
+const cli = cliFixture('tsb-slab-reuse-')
 let srv: TestServer | null = null
 afterEach(async () => {
   await srv?.close()
   srv = null
 })
+
+/**
+ * In process without a store; or the CLI with a binlog, whose gate holds each
+ * turn's replies (and their views) until the turn's records are written, or
+ * fsynced (-f 0), and then hands them to the socket.
+ */
+async function serve(store: readonly string[] | null): Promise<number> {
+  if (store === null) {
+    srv = await startServer()
+    return srv.port
+  }
+  const dir = fs.mkdtempSync(path.join(cli.tmp(), 'b-'))
+  return (await spawnCli(['-l', '127.0.0.1', '-p', '0', '-b', dir, ...store]).listening(10_000)).port!
+}
 
 /** Polls `stats` until cmd-peek stops moving: the server has stopped serving the stalled reader. */
 async function peeksSettled(c: RawClient): Promise<number> {
@@ -43,11 +61,15 @@ async function peeksSettled(c: RawClient): Promise<number> {
   return last
 }
 
-describe('slab reuse', () => {
+describe.each([
+  ['in memory', null],
+  ['with a binlog', []],
+  ['with a binlog, -f 0', ['-f', '0']],
+] as const)('slab reuse %s', (_name, store) => {
   it('never hands out a slab a stalled reply still covers', async () => {
-    srv = await startServer()
-    const producer = await RawClient.connect(srv.port)
-    const worker = await RawClient.connect(srv.port)
+    const port = await serve(store)
+    const producer = await RawClient.connect(port)
+    const worker = await RawClient.connect(port)
     const ids: number[] = []
     for (let i = 0; i < JOBS; i++) {
       const r = await producer.call(`put 0 0 60 ${BODY}\r\n${bodyOf(i)}\r\n`)
@@ -55,16 +77,17 @@ describe('slab reuse', () => {
     }
 
     const reader = new net.Socket()
-    await new Promise<void>((resolve, reject) => reader.connect(srv!.port, '127.0.0.1', resolve).once('error', reject))
+    await new Promise<void>((resolve, reject) => reader.connect(port, '127.0.0.1', resolve).once('error', reject))
     try {
       reader.pause()
       const peeks: string[] = []
       for (let k = 0; k < ROUNDS; k++) for (const id of ids) peeks.push(`peek ${id}\r\n`)
       reader.write(peeks.join(''))
       const served = await peeksSettled(producer)
-      // The reader's replies are held: not every peek could be served.
       expect(served).toBeGreaterThan(0)
-      expect(served).toBeLessThan(JOBS * ROUNDS)
+      // The reader's replies hold up its commands: not every peek could be served. Behind
+      // a binlog's gate a turn's replies go to the socket together, which keeps most of them.
+      if (store === null) expect(served).toBeLessThan(JOBS * ROUNDS)
 
       // Every job goes; new ones take the same amount of memory.
       for (const id of ids) {
@@ -115,7 +138,7 @@ describe('slab reuse', () => {
       // The peeks served before the deletes found their job (a few more may have been served
       // after the count settled); the ones after them did not.
       expect(found).toBeGreaterThanOrEqual(served)
-      expect(found).toBeLessThan(JOBS * ROUNDS)
+      if (store === null) expect(found).toBeLessThan(JOBS * ROUNDS)
     } finally {
       reader.destroy()
       producer.close()

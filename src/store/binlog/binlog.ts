@@ -63,7 +63,7 @@ import path from 'node:path'
 import type { Logger } from 'pino'
 import { DurableWaiters } from '../durable-waiters.js'
 import { RetryTimer } from '../retry-timer.js'
-import type { DurableStore, ReplaySink, StoreOptions, StoreStats, TagsView } from '../store.js'
+import type { BodyLoan, DurableStore, ReplaySink, StoreOptions, StoreStats, TagsView } from '../store.js'
 import type { Clock } from '../../util/clock.js'
 import type { Compactor } from './compactor.js'
 import { BinlogFsyncError, BinlogFullError, BinlogIoError } from './errors.js'
@@ -71,7 +71,7 @@ import { nodeFs, type BinlogFs } from '../io.js'
 import { DirLock } from '../lock.js'
 import { DELETE_MANY_MAX, RecState, encodeDelete, encodeDeleteMany, encodeFanout, encodeFull, encodePolicy, encodeTags, encodeTomb, encodeUpdate, tombRecordSize, type JobFields, type RecordPolicy, type RecordTags } from './record.js'
 import { fullBytesOf, restore, type Restored, type Tomb } from './restore.js'
-import { noPolicy } from '../store.js'
+import { noPolicy, settleLoans } from '../store.js'
 import { SpaceReserve } from '../reserve.js'
 import type { JobView } from './types.js'
 import { Spare } from './spare.js'
@@ -130,6 +130,8 @@ export class Binlog implements DurableStore {
 
   // The batch being built: encoded records, and the ids whose FULL record is in it.
   private parts: Buffer[] = []
+  /** The slabs of the bodies in `parts`, settled once they are written (a batch waiting for space keeps them). */
+  private readonly loans: BodyLoan[] = []
   private bytes = 0
   private records = 0
   private migrations = 0
@@ -536,7 +538,8 @@ export class Binlog implements DurableStore {
   }
 
   private queueFull(job: JobView, migration: boolean): void {
-    const [head, body] = encodeFull(this.fields(job, this.buryKeys.get(job.id) ?? 0), job.tube.name, job.body)
+    const body = job.lendBody === undefined ? job.body : job.lendBody(this.loans)
+    const [head] = encodeFull(this.fields(job, this.buryKeys.get(job.id) ?? 0), job.tube.name, body)
     this.parts.push(head)
     if (body.length > 0) this.parts.push(body)
     const n = head.length + body.length
@@ -576,6 +579,7 @@ export class Binlog implements DurableStore {
     this.recordsWritten += this.records
     this.recordsMigrated += this.migrations
     this.parts = []
+    settleLoans(this.loans)
     this.placing = []
     this.bytes = 0
     this.records = 0

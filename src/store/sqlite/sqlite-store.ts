@@ -89,8 +89,8 @@ import {
   type Db,
 } from './schema.js'
 import { restoreRows } from './restore.js'
-import type { DurableStore, JobView, ReplaySink, RestoredPolicy, StoreOptions, StoreStats } from '../store.js'
-import { noPolicy } from '../store.js'
+import type { BodyLoan, DurableStore, JobView, ReplaySink, RestoredPolicy, StoreOptions, StoreStats } from '../store.js'
+import { noPolicy, settleLoans } from '../store.js'
 import { fsyncDir } from '../sync.js'
 import { RetryTimer } from '../retry-timer.js'
 import { LatencyHistogram } from '../latency-histogram.js'
@@ -184,6 +184,8 @@ export class SqliteStore implements DurableStore {
   /** Calls since the last commit (stats: records written). */
   private queued = 0
   private readonly buryKeys = new Map<number, number>()
+  /** The slab of the body being inserted, settled as soon as SQLite has its copy. */
+  private readonly loans: BodyLoan[] = []
   private nextBuryKey = 1
   private hwm = 1
   private storedNextId = 1
@@ -542,6 +544,7 @@ export class SqliteStore implements DurableStore {
           this.buryKeys.set(id, buryKey)
         }
         if (p.op === Op.INSERT) {
+          const body = j.lendBody === undefined ? j.body : j.lendBody(this.loans)
           s.insert.run(
             id,
             j.tube.name,
@@ -557,8 +560,10 @@ export class SqliteStore implements DurableStore {
             j.releases,
             j.buries,
             j.kicks,
-            j.body.subarray(0, j.body.length - 2),
+            body.subarray(0, body.length - 2),
           )
+          // SQLite took its copy of the bytes in run().
+          settleLoans(this.loans)
           const x = j.ext
           if (x != null) {
             const a = x.afterName
