@@ -6,12 +6,18 @@
  * of their slab). Meanwhile another client deletes every job and puts new
  * ones over the same amount of memory. Every body the reader gets at last
  * must still be the one it asked for; reusing that slab would send the new
- * jobs' bytes instead.
+ * jobs' bytes instead. The same with a binlog, whose gate holds the replies
+ * (and their views) until the turn's records are written. And behind that
+ * gate, a slab whose last reply the kernel took is refilled.
  */
 import fs from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
+import { pino } from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
+import { BeanstalkServer } from '../../src/server/server.js'
+import { openStore } from '../../src/store/open.js'
+import { systemClock } from '../../src/util/clock.js'
 import { cliFixture } from '../helpers/cli-fixture.js'
 import { RawClient } from '../helpers/client.js'
 import { spawnCli, withTimeout } from '../helpers/process.js'
@@ -145,4 +151,39 @@ describe.each([
       worker.close()
     }
   }, 60_000)
+})
+
+describe('slab reuse behind a reply gate', () => {
+  it('refills the slab of a large-body reply once the gate wrote it and the kernel took it', async () => {
+    const log = pino({ level: 'silent' })
+    const server = new BeanstalkServer({ maxJobSize: 65535, binlogMaxSize: 1 << 20, log, awaitStore: true })
+    const addr = await server.listen({ host: '127.0.0.1', port: 0 })
+    if (typeof addr === 'string') throw new Error('expected TCP')
+    const dir = fs.mkdtempSync(path.join(cli.tmp(), 'gate-'))
+    const store = await openStore(
+      { dir, engine: 'binlog', fileSize: 8 << 20, fsyncMs: 0, fsyncNever: true, maxJobSize: 65535, log, clock: systemClock },
+      server.restoreInto,
+    )
+    server.serve(store)
+    const c = await RawClient.connect(addr.port)
+    try {
+      const body = 'q'.repeat(4000)
+      const place = async (): Promise<{ id: number; where: [unknown, number] }> => {
+        const id = Number(/^INSERTED (\d+)\r\n$/.exec(await c.call(`put 0 0 60 ${body.length}\r\n${body}\r\n`))![1])
+        const j = server.registry.peek(id)!
+        return { id, where: [j.slab, j.bodyOff] }
+      }
+      const first = await place()
+      // The reserve's reply carries the body as a view of its slab, held by the gate for the binlog's write.
+      expect(await c.call('reserve-with-timeout 0\r\n')).toBe(`RESERVED ${first.id} 4000\r\n`)
+      expect(await c.read(body.length + 2)).toBe(`${body}\r\n`)
+      expect(await c.call(`delete ${first.id}\r\n`)).toBe('DELETED\r\n')
+      // The slab was emptied with no view of it left: the next body goes where the first one was.
+      expect((await place()).where).toEqual(first.where)
+    } finally {
+      c.close()
+      await server.close()
+      store.close()
+    }
+  })
 })
