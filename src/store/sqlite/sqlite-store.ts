@@ -545,25 +545,28 @@ export class SqliteStore implements DurableStore {
         }
         if (p.op === Op.INSERT) {
           const body = j.lendBody === undefined ? j.body : j.lendBody(this.loans)
-          s.insert.run(
-            id,
-            j.tube.name,
-            state,
-            j.pri,
-            j.delayMs,
-            j.ttrMs,
-            Math.max(0, Math.round(j.createdAt + offset)),
-            dueAt,
-            buryKey,
-            j.reserves,
-            j.timeouts,
-            j.releases,
-            j.buries,
-            j.kicks,
-            body.subarray(0, body.length - 2),
-          )
-          // SQLite took its copy of the bytes in run().
-          settleLoans(this.loans)
+          try {
+            s.insert.run(
+              id,
+              j.tube.name,
+              state,
+              j.pri,
+              j.delayMs,
+              j.ttrMs,
+              Math.max(0, Math.round(j.createdAt + offset)),
+              dueAt,
+              buryKey,
+              j.reserves,
+              j.timeouts,
+              j.releases,
+              j.buries,
+              j.kicks,
+              body.subarray(0, body.length - 2),
+            )
+          } finally {
+            // SQLite took its copy of the bytes in run(), or failed (the retry reads the job again).
+            settleLoans(this.loans)
+          }
           const x = j.ext
           if (x != null) {
             const a = x.afterName
