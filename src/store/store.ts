@@ -235,16 +235,8 @@ export interface StoredJob {
   releases: number
   buries: number
   kicks: number
-  /** Including the trailing CRLF. A view that may be kept: the body's slab is never reused after it. */
+  /** Including the trailing CRLF. */
   body: Buffer
-  /**
-   * The body (with its CRLF) as a view for a write that is done with it when
-   * it returns: the view's slab is pushed onto `loans` and counts it until
-   * `settleLoans(loans)`, so a slab emptied meanwhile is not filled again
-   * while the view may still be read (queue/body-arena.ts). Absent on plain
-   * objects (tests), which are read through `body`.
-   */
-  lendBody?(loans: BodyLoan[]): Buffer
 }
 
 /** The engines that keep a -b directory (convert, import and export work between them). */
