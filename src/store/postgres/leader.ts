@@ -46,6 +46,27 @@ export interface LeaderOptions {
   readonly onLost: (reason: string) => void
 }
 
+/**
+ * The lock session's statements, with the lock's two int4 halves as literals.
+ * They go as simple queries (one message each, no parameters) because
+ * postgres.js sends a parameterized statement's first use as Parse, Describe
+ * and Flush, and its Bind and Execute only once the answer is back: a leader
+ * paused in between (SIGSTOP, a VM freeze) leaves its backend waiting for the
+ * rest without having sent ReadyForQuery, and PostgreSQL starts no
+ * idle_session_timeout there, so the lock (and the namespace) would be held
+ * until the leader resumed. A simple query always ends in ReadyForQuery.
+ */
+function lockSessionSql(key: number): { tryLock: string; heartbeat: string; unlock: string } {
+  // Both halves are non-negative 31-bit integers (names.ts): safe as literals.
+  const lock = `${LOCK_CLASS}::int4, ${key}::int4`
+  const held = `locktype = 'advisory' AND classid = ${LOCK_CLASS}::int4::oid AND objid = ${key}::int4::oid AND objsubid = 2`
+  return {
+    tryLock: `SELECT pg_try_advisory_lock(${lock}) AS got, pg_backend_pid() AS pid`,
+    heartbeat: `SELECT pg_backend_pid() AS pid, EXISTS (SELECT 1 FROM pg_locks WHERE ${held} AND granted AND pid = pg_backend_pid()) AS held`,
+    unlock: `SELECT pg_advisory_unlock(${lock})`,
+  }
+}
+
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
 export class Leader {
@@ -56,6 +77,8 @@ export class Leader {
   private readonly sql: Sql
   private readonly opts: LeaderOptions
   private readonly key: number
+  /** The lock session's statements (see `lockSessionSql`). */
+  private readonly text: ReturnType<typeof lockSessionSql>
   private readonly heartbeatMs: number
   private readonly fenceMs: number
   private leading = false
@@ -70,6 +93,7 @@ export class Leader {
     this.opts = o
     this.schema = o.schema
     this.key = lockKey(o.schema)
+    this.text = lockSessionSql(this.key)
     this.sessionTimeoutMs = o.sessionTimeoutMs ?? DEFAULT_SESSION_TIMEOUT_MS
     this.fenceMs = Math.floor(this.sessionTimeoutMs / 2)
     this.heartbeatMs = Math.max(20, Math.min(200, Math.floor(this.sessionTimeoutMs / 10)))
@@ -107,7 +131,7 @@ export class Leader {
     this.leading = false
     this.stopTimers()
     try {
-      await this.sql`SELECT pg_advisory_unlock(${LOCK_CLASS}::int4, ${this.key}::int4)`
+      await this.sql.unsafe(this.text.unlock)
     } catch {
       // The session may be gone already; then so is the lock.
     }
@@ -131,7 +155,7 @@ export class Leader {
       if (this.stopped) throw new Error('postgres leader: stopped while waiting for the lock')
       const sent = performance.now()
       try {
-        const [r] = await this.sql`SELECT pg_try_advisory_lock(${LOCK_CLASS}::int4, ${this.key}::int4) AS got, pg_backend_pid() AS pid`
+        const [r] = await this.sql.unsafe(this.text.tryLock)
         if (r!['got'] === true) {
           this.pid = Number(r!['pid'])
           this.lastOk = sent
@@ -193,10 +217,8 @@ export class Leader {
     if (!this.leading || this.beating) return
     this.beating = true
     const sent = performance.now()
-    this.sql`
-      SELECT pg_backend_pid() AS pid, EXISTS (
-        SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = ${LOCK_CLASS}::int4::oid AND objid = ${this.key}::int4::oid
-        AND objsubid = 2 AND granted AND pid = pg_backend_pid()) AS held`
+    this.sql
+      .unsafe(this.text.heartbeat)
       .then(([r]) => {
         this.beating = false
         if (!this.leading) return
