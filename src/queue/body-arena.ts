@@ -13,10 +13,9 @@
  * none is on its way out (`Slab.viewsPending`). Reuse matters in a steady
  * state with large bodies: a fresh slab costs a page fault per 4 KiB and
  * counts toward V8's next full collection (README, the 4 KiB rows), where the
- * reference's malloc reuses what free gave back. The binlog and SQLite
- * borrow their views (`Job.lendBody`, counted until their write returns);
- * PostgreSQL's asynchronous writes read `Job.body`, so under it slabs are not
- * reused. Replies copy bodies under 2 KiB and count their views of larger
+ * reference's malloc reuses what free gave back. The stores borrow their
+ * views (`Job.lendBody`, counted until their write returns: PostgreSQL's when
+ * its commit does). Replies copy bodies under 2 KiB and count their views of larger
  * ones until the kernel took them (server/output.ts).
  *
  * Deleting jobs leaves holes. A slab with no live bytes is dropped at once;

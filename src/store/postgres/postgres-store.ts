@@ -60,7 +60,8 @@ import type { Clock } from '../../util/clock.js'
 import { DurableWaiters } from '../durable-waiters.js'
 import { LatencyHistogram } from '../latency-histogram.js'
 import { RetryTimer } from '../retry-timer.js'
-import type { DurableStore, JobView, ReplaySink, StoreOptions, StoreStats } from '../store.js'
+import type { BodyLoan, DurableStore, JobView, ReplaySink, StoreOptions, StoreStats } from '../store.js'
+import { settleLoans } from '../store.js'
 import { connect, type Sql } from './connect.js'
 import { PgFencedError } from './errors.js'
 import type { Leader } from './leader.js'
@@ -152,6 +153,8 @@ export class PostgresStore implements DurableStore {
   /** Changes noted since the last flush (queued also counts a failed batch's, put back). */
   private turnChanges = 0
   private readonly buryKeys = new Map<number, number>()
+  /** The slabs of the bodies the transaction in flight reads (store.ts `JobView.lendBody`). */
+  private readonly loans: BodyLoan[] = []
   private nextBuryKey = 1
   private hwm = 1
   private storedNextId = 1
@@ -386,6 +389,15 @@ export class PostgresStore implements DurableStore {
 
   /** One transaction: the epoch check and every change of `batch`, sent together. */
   private async transaction(batch: Map<number, Pending>, hwm: number, sync: boolean): Promise<void> {
+    try {
+      await this.send(batch, hwm, sync)
+    } finally {
+      // postgres.js has serialized the bodies, or the commit failed (a retry lends them again).
+      settleLoans(this.loans)
+    }
+  }
+
+  private async send(batch: Map<number, Pending>, hwm: number, sync: boolean): Promise<void> {
     const offset = this.wall() - this.clock.now()
     const ins = columns()
     const upd = columns()
@@ -420,7 +432,8 @@ export class PostgresStore implements DurableStore {
         c.tube.push(j.tube.name)
         c.ttrMs.push(j.ttrMs)
         c.createdAt.push(Math.max(0, Math.round(j.createdAt + offset)))
-        const body = j.body.subarray(0, j.body.length - 2)
+        const lent = j.lendBody === undefined ? j.body : j.lendBody(this.loans)
+        const body = lent.subarray(0, lent.length - 2)
         c.off.push(bodyBytes + 1) // substring() counts from 1
         c.len.push(body.length)
         c.bodies.push(body)
