@@ -22,6 +22,8 @@ export interface BinlogFs {
   /** Asynchronous fdatasync on the libuv thread pool. */
   fdatasync(fd: number, cb: (err: NodeJS.ErrnoException | null) => void): void
   unlinkSync(path: string): void
+  /** Asynchronous unlink on the libuv thread pool. */
+  unlink(path: string, cb: (err: NodeJS.ErrnoException | null) => void): void
   readdirSync(path: string): string[]
   readFileSync(path: string): Buffer
   readSync(fd: number, buffer: Buffer, offset: number, length: number, position: number): number
@@ -45,6 +47,7 @@ export const nodeFs: BinlogFs = {
   fdatasyncSync: (fd) => fs.fdatasyncSync(fd),
   fdatasync: (fd, cb) => fs.fdatasync(fd, cb),
   unlinkSync: (path) => fs.unlinkSync(path),
+  unlink: (path, cb) => fs.unlink(path, cb),
   readdirSync: (path) => fs.readdirSync(path),
   readFileSync: (path) => fs.readFileSync(path),
   readSync: (fd, buffer, offset, length, position) => fs.readSync(fd, buffer, offset, length, position),

@@ -1,13 +1,14 @@
 /**
  * The fsync policies, counted through an injected fs layer around the real
  * one: -f 0 group commit, -f N timer, -F never; compaction's removals wait
- * for the fsync that covers what was moved; a failed fsync is fatal.
+ * for the fsync that covers what was moved, and run on the thread pool in
+ * order, each durable before the next; a failed fsync or unlink is fatal.
  */
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { nodeFs, type BinlogFs } from '../../src/store/io.js'
-import { Model, tmpDir } from './helpers.js'
+import { Model, expectedAll, plain, tmpDir } from './helpers.js'
 
 /** Async fsyncs are counted and, while `hold` is on, parked until released. */
 class GatedFs {
@@ -43,6 +44,10 @@ class GatedFs {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+async function until(cond: () => boolean, ms = 5000): Promise<void> {
+  for (const end = Date.now() + ms; !cond(); await sleep(2)) if (Date.now() > end) throw new Error('timed out')
+}
 
 describe('-f 0: group commit', () => {
   it('releases callbacks only after an fsync that started after their write; one fsync covers many flushes', async () => {
@@ -241,8 +246,124 @@ describe('removal waits for durability', () => {
     expect(g.waiting).toBeGreaterThanOrEqual(1)
     expect(fs.existsSync(homeFile)).toBe(true)
     await g.release()
+    await m.removed()
     expect(fs.existsSync(homeFile)).toBe(false)
     expect((await m.restart()).map((r) => r.id)).toEqual([keep.id])
+  })
+})
+
+/** Records the unlinks and directory fsyncs the binlog asks for; unlinks wait until released, one by one. */
+class HeldUnlinks {
+  readonly events: string[] = []
+  private held: (() => void)[] = []
+  readonly io: BinlogFs = {
+    ...nodeFs,
+    unlink: (file, cb) => {
+      this.events.push(`unlink ${path.basename(file)}`)
+      this.held.push(() =>
+        nodeFs.unlink(file, (err) => {
+          this.events.push(`unlinked ${path.basename(file)}`)
+          cb(err)
+        }),
+      )
+    },
+    fsync: (fd, cb) => {
+      const dir = fs.fstatSync(fd).isDirectory()
+      if (dir) this.events.push('fsync dir')
+      nodeFs.fsync(fd, (err) => {
+        if (dir) this.events.push('fsynced dir')
+        cb(err)
+      })
+    },
+  }
+
+  get waiting(): number {
+    return this.held.length
+  }
+
+  /** Lets the oldest held unlink run. */
+  releaseOne(): void {
+    this.held.shift()?.()
+  }
+}
+
+/** Puts `n` jobs, a batch each, into files of 1 KiB: a file or more per job. */
+async function spread(m: Model, n: number): Promise<ReturnType<Model['put']>[]> {
+  const js = []
+  for (let i = 0; i < n; i++) {
+    js.push(m.put(`job ${i} `.repeat(100)))
+    await m.commit()
+  }
+  return js
+}
+
+describe('removal runs on the thread pool', () => {
+  it('one file at a time, oldest first, each durably gone (directory fsynced) before the next unlink', async () => {
+    const h = new HeldUnlinks()
+    const m = new Model(tmpDir(), { fs: h.io, fileSize: 1024, fsyncMs: 0 })
+    await m.open()
+    const js = await spread(m, 4)
+    for (const j of js) m.delete(j!)
+    m.put('rotates the writer on')
+    await m.commit()
+    const first = h.events.filter((e) => e.startsWith('unlink ')).map((e) => e.slice(7))
+    // Asked for at once (all but the file the deletes went to), the commit has returned, and only the oldest is on its way.
+    const asked = m.bl.removalsPending
+    expect(asked).toBeGreaterThanOrEqual(2)
+    expect([first.length, h.waiting]).toEqual([1, 1])
+    for (let i = 0; i < 8 && h.waiting > 0; i++) {
+      h.releaseOne()
+      await until(() => h.waiting > 0 || m.bl.removalsPending === 0)
+    }
+    await m.removed()
+    const seen = h.events.filter((e) => e.includes('unlink') || e.includes('dir'))
+    const files = seen.filter((e) => e.startsWith('unlink ')).map((e) => e.slice(7))
+    expect(files).toEqual([...files].sort((a, b) => Number(a.split('.')[1]) - Number(b.split('.')[1])))
+    expect(files).toHaveLength(asked)
+    expect(seen).toEqual(files.flatMap((f) => [`unlink ${f}`, `unlinked ${f}`, 'fsync dir', 'fsynced dir']))
+    for (const f of files) expect(fs.existsSync(path.join(m.dir, f))).toBe(false)
+    expect(plain(await m.restart())).toEqual(expectedAll(m))
+  })
+
+  it('a file still being removed at close stays for the next start, which replays it and removes it', async () => {
+    const h = new HeldUnlinks()
+    const m = new Model(tmpDir(), { fs: h.io, fileSize: 1024, fsyncMs: 0 })
+    await m.open()
+    const js = await spread(m, 3)
+    m.delete(js[0]!)
+    m.put('rotates the writer on')
+    await m.commit()
+    expect(h.waiting).toBe(1)
+    const held = h.events.find((e) => e.startsWith('unlink '))!.slice(7)
+    const want = expectedAll(m)
+    m.bl.close()
+    expect(fs.existsSync(path.join(m.dir, held))).toBe(true)
+    const again = new Model(m.dir)
+    await again.open()
+    expect(plain(again.recovered)).toEqual(want)
+    await again.removed()
+    expect(fs.existsSync(path.join(m.dir, held))).toBe(false)
+    h.releaseOne() // the first writer's unlink, after close: ENOENT, and its directory fd closes
+    again.bl.close()
+  })
+
+  it('an unlink that fails is fatal: onFatal gets a BinlogIoError naming the file', async () => {
+    const fatal: Error[] = []
+    const io: BinlogFs = {
+      ...nodeFs,
+      unlink: (_file, cb) => setImmediate(() => cb(Object.assign(new Error('EIO: i/o error, unlink'), { code: 'EIO' }))),
+    }
+    const m = new Model(tmpDir(), { fs: io, fileSize: 1024, fsyncMs: 0, onFatal: (e) => fatal.push(e) })
+    await m.open()
+    const js = await spread(m, 2)
+    m.delete(js[0]!)
+    m.put('rotates the writer on')
+    await m.commit()
+    await until(() => fatal.length > 0)
+    expect(fatal[0]).toMatchObject({ code: 'TSB_ERR_BINLOG_IO', name: 'BinlogIoError' })
+    expect(fatal[0]!.message).toMatch(/binlog\.\d+/)
+    expect(() => m.put('after')).toThrow(fatal[0])
+    m.bl.close()
   })
 })
 

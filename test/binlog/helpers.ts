@@ -342,6 +342,22 @@ export class Model<S extends DurableStore = Binlog> implements ReplaySink {
     return seq
   }
 
+  /** Until the binlog's file removals (on the thread pool) are done: the directory matches its books. */
+  async removed(): Promise<void> {
+    const pending = (): number => (this.bl as unknown as { removalsPending?: number }).removalsPending ?? 0
+    for (const end = Date.now() + 5000; pending() > 0; ) {
+      if (Date.now() > end) throw new Error(`${pending()} binlog file removals still pending after 5 s`)
+      await new Promise((r) => setTimeout(r, 5))
+    }
+  }
+
+  /** commit(), then removed(). */
+  async settle(): Promise<number> {
+    const seq = await this.commit()
+    await this.removed()
+    return seq
+  }
+
   /** What replay should bring back for a job as the model has it now. */
   expected(j: TestJob): Omit<RecoveredJob, 'createdAt' | 'deadline'> {
     const wallOffset = this.now() - this.clock.now()
@@ -408,7 +424,7 @@ export async function churn<S extends DurableStore>(
     m.release(b, rnd.int(1000))
     if (i % opts.commitEvery === opts.commitEvery - 1) await m.commit()
     if (i % opts.sampleEvery === 0) {
-      await m.commit()
+      await m.settle()
       opts.sample(i)
     }
   }

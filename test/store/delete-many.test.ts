@@ -114,6 +114,7 @@ describe('binlog DELETE_MANY', () => {
       m.delete(m.put('y'.repeat(400))!)
       await m.commit()
     }
+    await m.settle()
     expect(binlogFiles(m.dir).length).toBeLessThanOrEqual(2)
     expect(plain(await m.restart())).toEqual([])
     expect(m.bl.stats().liveJobs).toBe(0)

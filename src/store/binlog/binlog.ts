@@ -430,6 +430,11 @@ export class Binlog implements DurableStore {
     }
   }
 
+  /** Files given up but not yet gone from the directory (the writer removes them on the thread pool). */
+  get removalsPending(): number {
+    return this.writer.removalsPending
+  }
+
   stats(): BinlogStats {
     return {
       oldestIndex: this.live.files[0]?.index ?? this.writer.currentIndex,

@@ -73,6 +73,9 @@ export interface WriterOptions {
  */
 export const INLINE_SYNC_MAX_MS = 2
 
+/** What an fsync of a directory may answer where directories cannot be fsynced: not an error. */
+const IGNORED_DIR_FSYNC = ['EINVAL', 'EISDIR', 'EBADF']
+
 export class Writer {
   writtenSeq = 0
   syncedSeq = 0
@@ -103,6 +106,11 @@ export class Writer {
   private readonly spare: Spare | null
   /** A write or rotation hit a full disk: no spare is filled until spaceReturned(). */
   private lowSpace = false
+  /** Files to remove, oldest first (remove()); `removing` while one is on the thread pool. */
+  private readonly removals: number[] = []
+  private removing = false
+  /** `dirFd` is open (closed by close() or, after it, when the removal in flight ends). */
+  private dirOpen = true
 
   /** Creates `binlog.<index>` and opens it for appending; BinlogFullError if there is no room even for that. */
   constructor(opts: WriterOptions, index: number) {
@@ -187,18 +195,66 @@ export class Writer {
     this.syncedSeq = this.writtenSeq
   }
 
-  /** Removes a file that is no longer needed, durably unless -F. */
+  /**
+   * Removes a file that is no longer needed, durably unless -F, off the event
+   * loop: unlinking a filled 10 MB file took 4 ms on average here (up to
+   * 12 ms, ext4 freeing its blocks), which every client waited for. Files go
+   * in the order given (oldest first), one at a time, and unless -F the
+   * directory is fsynced after each before the next goes: a resurrected old
+   * file could bring back jobs whose DELETE lived in a later one. A removal
+   * not done when the writer closes leaves its file, which the next start
+   * replays (its jobs are all deleted or moved later on) and removes.
+   */
   remove(index: number): void {
-    try {
-      this.opts.io.unlinkSync(fileName(this.opts.dir, index))
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-        throw new BinlogIoError(fileName(this.opts.dir, index), 'cannot remove', { cause: err })
-      }
+    this.removals.push(index)
+    this.nextRemoval()
+  }
+
+  /** Removals not finished: queued, or the one in flight (tests). */
+  get removalsPending(): number {
+    return this.removals.length + (this.removing ? 1 : 0)
+  }
+
+  private nextRemoval(): void {
+    if (this.removing || this.closed || this.removals.length === 0) return
+    const file = fileName(this.opts.dir, this.removals.shift()!)
+    this.removing = true
+    this.opts.io.unlink(file, (err) => {
+      if (err !== null && err.code !== 'ENOENT') return this.removalFailed(new BinlogIoError(file, 'cannot remove', { cause: err }))
+      if (this.opts.fsyncNever) return this.removed()
+      this.fsyncs++
+      const t0 = performance.now()
+      this.opts.io.fsync(this.dirFd, (err) => {
+        this.fsyncLatency.observeMs(performance.now() - t0)
+        if (err !== null && !IGNORED_DIR_FSYNC.includes(err.code ?? '')) return this.removalFailed(new BinlogFsyncError(this.opts.dir, { cause: err }))
+        this.removed()
+      })
+    })
+  }
+
+  private removed(): void {
+    this.removing = false
+    if (this.closed) this.closeDir()
+    else this.nextRemoval()
+  }
+
+  private removalFailed(err: Error): void {
+    this.removing = false
+    if (this.closed) {
+      this.closeDir()
+      return
     }
-    // Before any later file goes, this one must stay gone: a resurrected old
-    // file could bring back jobs whose DELETE lived in the later one.
-    if (!this.opts.fsyncNever) this.fsyncSync(this.dirFd, this.opts.dir)
+    this.abandon()
+    this.closeDir()
+    this.opts.onFatal(err)
+  }
+
+  /** The directory's fd, once neither the writer nor a removal needs it. */
+  private closeDir(): void {
+    if (this.dirOpen && !this.removing) {
+      this.dirOpen = false
+      this.opts.io.closeSync(this.dirFd)
+    }
   }
 
   /** Final fsync (even under -F: a clean stop leaves a clean log), then closes everything. */
@@ -212,7 +268,7 @@ export class Writer {
     this.spare?.discard()
     if (this.syncing) this.retired.push(this.fd)
     else this.opts.io.closeSync(this.fd)
-    this.opts.io.closeSync(this.dirFd)
+    this.closeDir()
   }
 
   /** Stops timers without syncing (after a fatal error). */
@@ -310,7 +366,7 @@ export class Writer {
       if (fd !== this.dirFd) this.lastSyncMs = ms
       this.fsyncLatency.observeMs(ms)
     } catch (err) {
-      if (fd === this.dirFd && ['EINVAL', 'EISDIR', 'EBADF'].includes((err as NodeJS.ErrnoException).code ?? '')) return
+      if (fd === this.dirFd && IGNORED_DIR_FSYNC.includes((err as NodeJS.ErrnoException).code ?? '')) return
       throw new BinlogFsyncError(file, { cause: err })
     }
   }
