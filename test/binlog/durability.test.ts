@@ -8,7 +8,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { nodeFs, type BinlogFs } from '../../src/store/io.js'
-import { Model, expectedAll, plain, tmpDir } from './helpers.js'
+import { Model, expectedAll, plain, tmpDir, until } from './helpers.js'
 
 /** Async fsyncs are counted and, while `hold` is on, parked until released. */
 class GatedFs {
@@ -44,10 +44,6 @@ class GatedFs {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
-
-async function until(cond: () => boolean, ms = 5000): Promise<void> {
-  for (const end = Date.now() + ms; !cond(); await sleep(2)) if (Date.now() > end) throw new Error('timed out')
-}
 
 describe('-f 0: group commit', () => {
   it('releases callbacks only after an fsync that started after their write; one fsync covers many flushes', async () => {

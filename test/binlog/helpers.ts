@@ -124,6 +124,13 @@ const CRLF = Buffer.from('\r\n')
 
 const WALL_BASE = 1_700_000_000_000
 
+/** Resolves once `cond` holds; polls every 2 ms, throws after `ms`. */
+export async function until(cond: () => boolean, what = 'the condition', ms = 5000): Promise<void> {
+  for (const end = Date.now() + ms; !cond(); await new Promise((r) => setTimeout(r, 2))) {
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
+  }
+}
+
 /**
  * Jobs and a store (the binlog by default), with the registry's transitions.
  * Wall and monotonic clocks move together (wall = base + mono) unless a test
@@ -345,10 +352,7 @@ export class Model<S extends DurableStore = Binlog> implements ReplaySink {
   /** Until the binlog's file removals (on the thread pool) are done: the directory matches its books. */
   async removed(): Promise<void> {
     const pending = (): number => (this.bl as unknown as { removalsPending?: number }).removalsPending ?? 0
-    for (const end = Date.now() + 5000; pending() > 0; ) {
-      if (Date.now() > end) throw new Error(`${pending()} binlog file removals still pending after 5 s`)
-      await new Promise((r) => setTimeout(r, 5))
-    }
+    await until(() => pending() === 0, 'the binlog file removals')
   }
 
   /** commit(), then removed(). */

@@ -240,13 +240,10 @@ export class Writer {
 
   private removalFailed(err: Error): void {
     this.removing = false
-    if (this.closed) {
-      this.closeDir()
-      return
-    }
-    this.abandon()
+    const fatal = !this.closed
+    if (fatal) this.abandon()
     this.closeDir()
-    this.opts.onFatal(err)
+    if (fatal) this.opts.onFatal(err)
   }
 
   /** The directory's fd, once neither the writer nor a removal needs it. */
